@@ -1,0 +1,5 @@
+"""Allow ``python -m bleeper``."""
+
+from bleeper.cli import main
+
+raise SystemExit(main())

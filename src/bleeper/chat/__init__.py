@@ -1,0 +1,10 @@
+"""The chat domain: sessions, names, groups, routing. Pure logic: no sockets, no asyncio, no database.
+
+The hub talks to the outside world only through :class:`~bleeper.chat.session.Peer`, so the same rules run
+under the TCP server, the WebSocket adapter and the unit tests.
+"""
+
+from bleeper.chat.hub import Hub, HubLimits
+from bleeper.chat.session import Peer, Session
+
+__all__ = ["Hub", "HubLimits", "Peer", "Session"]

@@ -1,0 +1,54 @@
+"""One connected client, as the chat domain sees it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from bleeper.chat.ratelimit import TokenBucket
+
+
+class Peer(Protocol):
+    """What the hub needs from a transport: queue bytes without blocking, and hang up."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self, reason: str) -> None: ...
+
+
+class Session:
+    """Per-connection chat state. ``send`` is the peer's ``write``, bound once for the fan-out loop."""
+
+    __slots__ = (
+        "address",
+        "bucket",
+        "closing",
+        "groups",
+        "host",
+        "key",
+        "last_active",
+        "name",
+        "peer",
+        "ping_sent",
+        "send",
+    )
+
+    def __init__(self, peer: Peer, address: str, bucket: TokenBucket, now: float) -> None:
+        self.peer = peer
+        self.send = peer.write
+        self.address = address
+        self.host = address  # the peer host, for per-address limits
+        self.bucket = bucket
+        self.name: str | None = None
+        self.key: str | None = None
+        self.groups: set[str] | None = None
+        self.closing = False
+        self.last_active = now
+        self.ping_sent: float | None = None
+
+    @property
+    def label(self) -> str:
+        """How the event console names this client."""
+        return self.name or f"({self.address})"
+
+    def __repr__(self) -> str:
+        return f"<Session {self.label}>"

@@ -1,0 +1,106 @@
+"""Server settings from, in rising priority: defaults, a TOML file, ``BLEEPER_*`` variables, flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the message says which and how to fix it."""
+
+
+@dataclass(slots=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8090
+    server_name: str = "bleeper"
+    max_line: int = 4096
+    send_buffer: int = 512 * 1024
+    rate: float = 20.0
+    burst: int = 60
+    max_per_ip: int = 100
+    max_clients: int = 0
+    ping_interval: float = 90.0
+    ping_timeout: float = 60.0
+    log_messages: bool = False
+    log_format: str = "text"
+    log_level: str = "info"
+    uvloop: bool = True
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is out of range: use 1-65535 (or 0 for any free port)")
+        if self.max_line < 64:
+            raise ConfigError(f"max_line {self.max_line} is too small: use at least 64 bytes")
+        if self.send_buffer < self.max_line * 4:
+            raise ConfigError("send_buffer must be at least four times max_line")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f'log_format "{self.log_format}" is unknown: use "text" or "json"')
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f'log_level "{self.log_level}" is unknown: use debug, info, warning or error')
+        for name in ("rate", "burst", "max_per_ip", "max_clients", "ping_interval", "ping_timeout"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} cannot be negative (0 turns the limit off)")
+
+
+def _convert(name: str, kind: type, raw: Any, origin: str) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{origin}: {name} = {raw!r} is not a valid {kind.__name__}") from None
+
+
+def load_serve_config(
+    flags: dict[str, Any], config_file: str | None = None, environ: dict[str, str] | None = None
+) -> ServeConfig:
+    """Merge the layers. *flags* holds only options given on the command line (others are None)."""
+    env = os.environ if environ is None else environ
+    config = ServeConfig()
+    types = {f.name: type(getattr(config, f.name)) for f in fields(config)}
+    path = config_file or env.get("BLEEPER_CONFIG")
+    if path is None and Path("bleeper.toml").is_file():
+        path = "bleeper.toml"
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(
+                f"config file {path} not found: check the path given by --config or BLEEPER_CONFIG"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        section = data.get("serve", data)
+        for key, value in section.items():
+            name = key.replace("-", "_")
+            if name not in types:
+                if isinstance(value, dict):
+                    continue  # another command's section
+                raise ConfigError(f"{path}: unknown setting {key!r}; see 'bleeper serve --help'")
+            setattr(config, name, _convert(name, types[name], value, path))
+    for name, kind in types.items():
+        raw = env.get("BLEEPER_" + name.upper())
+        if raw is not None:
+            setattr(config, name, _convert(name, kind, raw, f"BLEEPER_{name.upper()}"))
+    for name, value in flags.items():
+        if value is not None and name in types:
+            setattr(config, name, _convert(name, types[name], value, f"--{name.replace('_', '-')}"))
+    config.validate()
+    return config
+
+
+def as_dict(config: ServeConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)

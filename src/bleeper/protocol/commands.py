@@ -1,0 +1,204 @@
+"""Parsing one line of text into a typed command.
+
+Commands are ``WORD params``, case-insensitive, with aliases so that people coming from IRC or chat apps guess
+right. Each command is described once, in :data:`COMMANDS`; HELP, the parser and docs/protocol.md all read
+from that table so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bleeper.protocol import codes
+
+
+@dataclass(frozen=True, slots=True)
+class UserTarget:
+    """One or more people by screen name: a private message or an ad-hoc sub-group."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupTarget:
+    """A named group, written ``#name``."""
+
+    name: str
+
+
+Target = UserTarget | GroupTarget
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    topic: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tell:
+    target: Target
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Groups:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    reason: str = ""
+
+
+Command = Help | Name | Say | Tell | Join | Leave | Who | Groups | Ping | Pong | Quit
+
+
+@dataclass(frozen=True, slots=True)
+class ParseError:
+    """The line could not be understood; ``code`` and ``message`` form the reply."""
+
+    code: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """Everything a person or a program needs to know about one command."""
+
+    name: str
+    aliases: tuple[str, ...]
+    usage: str
+    summary: str
+    needs_name: bool
+    replies: str
+
+
+COMMANDS: dict[str, CommandSpec] = {
+    spec.name: spec
+    for spec in (
+        CommandSpec("HELP", (), "HELP [command]", "list commands, or explain one", False, "214"),
+        CommandSpec("NAME", ("REGISTER", "NICK"), "NAME <name>", "choose your screen name", False, "201 409 422 403"),
+        CommandSpec("SAY", ("ALL", "BROADCAST"), "SAY <text>", "send to everyone online", True, "250 400"),
+        CommandSpec(
+            "TELL",
+            ("MSG", "PM"),
+            "TELL <to> <text>",
+            "send to a person, several (alice,bob) or a #group",
+            True,
+            "250 400 404",
+        ),
+        CommandSpec("JOIN", (), "JOIN #group", "join a group, creating it if needed", True, "203 422"),
+        CommandSpec("LEAVE", ("PART",), "LEAVE #group", "leave a group", True, "204 404"),
+        CommandSpec("WHO", ("USERS", "LIST"), "WHO [#group]", "list people online, or in a group", True, "212 404"),
+        CommandSpec("GROUPS", (), "GROUPS", "list groups and their sizes", True, "213"),
+        CommandSpec("PING", (), "PING [token]", "check the server is there", False, "200"),
+        CommandSpec("PONG", (), "PONG [token]", "answer the server's PING (no reply)", False, "none"),
+        CommandSpec(
+            "QUIT",
+            ("BYE", "EXIT"),
+            "QUIT [reason]",
+            "leave; the server confirms, then hangs up",
+            False,
+            "221",
+        ),
+    )
+}
+
+_LOOKUP: dict[str, str] = {}
+for _spec in COMMANDS.values():
+    _LOOKUP[_spec.name] = _spec.name
+    for _alias in _spec.aliases:
+        _LOOKUP[_alias] = _spec.name
+
+
+def resolve(word: str) -> CommandSpec | None:
+    """The command a word (any case, alias or not) stands for."""
+    canonical = _LOOKUP.get(word.upper())
+    return COMMANDS[canonical] if canonical else None
+
+
+def _usage(spec: CommandSpec) -> ParseError:
+    return ParseError(codes.BAD_SYNTAX, f"usage: {spec.usage}")
+
+
+def parse_target(word: str) -> Target:
+    if word.startswith("#"):
+        return GroupTarget(word)
+    names = tuple(n for n in word.split(",") if n)
+    return UserTarget(names)
+
+
+def parse_command(line: str) -> Command | ParseError:
+    """Parse one cleaned, non-empty line. Never raises."""
+    word, _, rest = line.strip().partition(" ")
+    canonical = _LOOKUP.get(word.upper())
+    if canonical is None:
+        shown = word if len(word) <= 20 else word[:20] + "..."
+        return ParseError(codes.BAD_SYNTAX, f'unknown command "{shown}"; type HELP for the list')
+    rest = rest.strip()
+    if canonical == "SAY":
+        return Say(rest) if rest else _usage(COMMANDS["SAY"])
+    if canonical == "TELL":
+        to, _, text = rest.partition(" ")
+        text = text.strip()
+        if not to or not text:
+            return _usage(COMMANDS["TELL"])
+        target = parse_target(to)
+        if isinstance(target, UserTarget) and not target.names:
+            return _usage(COMMANDS["TELL"])
+        return Tell(target, text)
+    args = rest.split()
+    if canonical == "NAME":
+        return Name(args[0]) if len(args) == 1 else _usage(COMMANDS["NAME"])
+    if canonical in ("JOIN", "LEAVE"):
+        if len(args) != 1 or not args[0].startswith("#"):
+            return _usage(COMMANDS[canonical])
+        return Join(args[0]) if canonical == "JOIN" else Leave(args[0])
+    if canonical == "WHO":
+        if len(args) > 1 or (args and not args[0].startswith("#")):
+            return _usage(COMMANDS["WHO"])
+        return Who(args[0] if args else None)
+    if canonical == "GROUPS":
+        return Groups() if not args else _usage(COMMANDS["GROUPS"])
+    if canonical == "HELP":
+        return Help(args[0] if args else None) if len(args) <= 1 else _usage(COMMANDS["HELP"])
+    if canonical == "PING":
+        return Ping(rest)
+    if canonical == "PONG":
+        return Pong(rest)
+    return Quit(rest)

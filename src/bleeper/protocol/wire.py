@@ -1,0 +1,38 @@
+"""Formatting replies and events as bytes on the wire.
+
+Replies answer a command: ``NNN text``; a multi-line reply sends ``NNN-item`` lines and ends with
+``NNN summary`` (SMTP style), so a client always knows where a reply ends. Events are unsolicited and start
+with a word, never digits, so one look at the first character tells the two apart. Lines end in CRLF so raw
+telnet sessions return the carriage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+EOL = "\r\n"
+
+
+def reply(code: int, text: str) -> bytes:
+    return f"{code} {text}{EOL}".encode()
+
+
+def multiline(code: int, items: Iterable[str], final: str) -> bytes:
+    head = "".join(f"{code}-{item}{EOL}" for item in items)
+    return f"{head}{code} {final}{EOL}".encode()
+
+
+def event(*fields: str) -> bytes:
+    return (" ".join(fields) + EOL).encode()
+
+
+def format_time(timestamp: float) -> str:
+    """UTC time with milliseconds, ISO 8601: ``2026-11-21T15:12:05.123Z``."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def message_event(msg_id: int, time: str, sender: str, to: str, text: str) -> bytes:
+    """``MSG <id> <utc-time> <from> <to> <text>``; *time* comes from :func:`format_time`."""
+    return f"MSG {msg_id} {time} {sender} {to} {text}{EOL}".encode()
