@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import uvloop
+
+from bleeper.config import ServeConfig
+from bleeper.server import ChatServer
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
+    """Run the async tests on uvloop, the loop the server uses in production."""
+    return {"uvloop": uvloop.new_event_loop}
+
+
+def make_config(**overrides: object) -> ServeConfig:
+    config = ServeConfig(host="127.0.0.1", port=0, max_per_ip=0, log_level="warning")
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    config.validate()
+    return config
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[object]:
+    """Start in-process chat servers on free ports: ``server = await start_server(rate=5)``."""
+    started: list[ChatServer] = []
+
+    async def start(**overrides: object) -> ChatServer:
+        server = ChatServer(make_config(**overrides))
+        await server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.stop(grace=1.0)
+
+
+@pytest.fixture
+async def server(start_server) -> ChatServer:  # type: ignore[no-untyped-def]
+    return await start_server()
+
+
+def port_of(server: ChatServer) -> int:
+    return server.addresses[0][1]

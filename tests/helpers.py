@@ -1,0 +1,154 @@
+"""Test-side helpers: a raw line client over a real socket, and ways to start real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bleeper.protocol.incoming import Event, Message, Reply, ReplyAssembler
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 5.0
+
+
+class LineClient:
+    """Speaks to the server the way telnet would: raw lines in, raw lines out."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.assembler = ReplyAssembler()
+        self.events: list[Event | Message] = []
+
+    @classmethod
+    async def connect(cls, port: int, host: str = "127.0.0.1", *, greet: bool = True) -> LineClient:
+        reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
+        client = cls(reader, writer)
+        if greet:
+            greeting = await client.reply()
+            assert greeting.code == 220, greeting
+        return client
+
+    async def send(self, *lines: str) -> None:
+        self.writer.write("".join(line + "\r\n" for line in lines).encode())
+        await self.writer.drain()
+
+    async def send_raw(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def line(self, timeout: float = TIMEOUT) -> str:
+        raw = await asyncio.wait_for(self.reader.readline(), timeout)
+        if not raw:
+            raise ConnectionError("server closed the connection")
+        assert raw.endswith(b"\r\n"), raw
+        return raw[:-2].decode()
+
+    async def reply(self, timeout: float = TIMEOUT) -> Reply:
+        """The next whole reply; events that arrive first are kept in ``self.events``."""
+        while True:
+            item = self.assembler.feed(await self.line(timeout))
+            if isinstance(item, Reply):
+                return item
+            if item is not None:
+                self.events.append(item)
+
+    async def event(self, kind: str | None = None, timeout: float = TIMEOUT) -> Event | Message:
+        """The next event (of *kind*, skipping others); fails if a reply comes first."""
+        for index, item in enumerate(self.events):
+            if kind is None or _kind(item) == kind:
+                return self.events.pop(index)
+        while True:
+            item = self.assembler.feed(await self.line(timeout))
+            if isinstance(item, Reply):
+                raise AssertionError(f"expected an event, got reply {item}")
+            if item is not None and (kind is None or _kind(item) == kind):
+                return item
+            if item is not None:
+                self.events.append(item)
+
+    async def drain(self) -> None:
+        """Forget everything received so far (a PING round trip proves it all arrived)."""
+        await self.send("PING drain")
+        while (await self.reply()).text != "PONG drain":
+            pass
+        self.events.clear()
+
+    async def message(self, timeout: float = TIMEOUT) -> Message:
+        item = await self.event("MSG", timeout)
+        assert isinstance(item, Message)
+        return item
+
+    async def command(self, line: str) -> Reply:
+        await self.send(line)
+        return await self.reply()
+
+    async def register(self, name: str) -> Reply:
+        reply = await self.command(f"NAME {name}")
+        assert reply.code == 201, reply
+        return reply
+
+    async def closed(self, timeout: float = TIMEOUT) -> bytes:
+        """Read until the server hangs up; returns what came before."""
+        return await asyncio.wait_for(self.reader.read(), timeout)
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+
+def _kind(item: Event | Message) -> str:
+    return "MSG" if isinstance(item, Message) else item.kind
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port}")
+
+
+@contextmanager
+def server_process(*args: str, port: int | None = None, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """``bleeper serve`` as a real subprocess; stopped with SIGTERM afterwards."""
+    port = port or free_port()
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bleeper", "serve", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+    )
+    try:
+        wait_for_port(port)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -1,0 +1,140 @@
+"""Command parsing, and the client-side formatting and reply parsing that mirror it."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bleeper.protocol import codes
+from bleeper.protocol.commands import (
+    COMMANDS,
+    GroupTarget,
+    Groups,
+    Help,
+    Join,
+    Leave,
+    Name,
+    ParseError,
+    Ping,
+    Pong,
+    Quit,
+    Say,
+    Tell,
+    UserTarget,
+    Who,
+    parse_command,
+    resolve,
+)
+from bleeper.protocol.incoming import Event, Message, Reply, ReplyAssembler, format_command
+from bleeper.protocol.wire import event, format_time, message_event, multiline, reply
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("HELP", Help()),
+        ("help tell", Help("tell")),
+        ("NAME alice", Name("alice")),
+        ("register alice", Name("alice")),
+        ("NICK alice", Name("alice")),
+        ("SAY hello   world ", Say("hello   world")),
+        ("all hi", Say("hi")),
+        ("BROADCAST hi", Say("hi")),
+        ("TELL bob hi there", Tell(UserTarget(("bob",)), "hi there")),
+        ("msg bob,carol hi", Tell(UserTarget(("bob", "carol")), "hi")),
+        ("PM #icu bed 4", Tell(GroupTarget("#icu"), "bed 4")),
+        ("JOIN #icu", Join("#icu")),
+        ("LEAVE #icu", Leave("#icu")),
+        ("part #icu", Leave("#icu")),
+        ("WHO", Who()),
+        ("USERS #icu", Who("#icu")),
+        ("LIST", Who()),
+        ("GROUPS", Groups()),
+        ("PING", Ping()),
+        ("PING abc", Ping("abc")),
+        ("PONG 7", Pong("7")),
+        ("QUIT", Quit()),
+        ("bye see you", Quit("see you")),
+        ("EXIT", Quit()),
+        ("  SAY leading spaces", Say("leading spaces")),
+    ],
+)
+def test_parse(line: str, expected: object) -> None:
+    assert parse_command(line) == expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["SAY", "SAY   ", "TELL bob", "TELL", "TELL , hi", "NAME", "NAME a b", "JOIN icu", "JOIN", "LEAVE", "WHO bob", "GROUPS x", "HELP a b"],
+)
+def test_bad_syntax_gives_usage(line: str) -> None:
+    result = parse_command(line)
+    assert isinstance(result, ParseError)
+    assert result.code == codes.BAD_SYNTAX
+    assert result.message.startswith("usage: ")
+
+
+def test_unknown_command_hints_help() -> None:
+    result = parse_command("FROB x")
+    assert isinstance(result, ParseError)
+    assert "HELP" in result.message and "FROB" in result.message
+
+
+def test_every_command_and_alias_resolves_in_any_case() -> None:
+    for spec in COMMANDS.values():
+        for word in (spec.name, *spec.aliases):
+            assert resolve(word.lower()) is spec
+            assert resolve(word.title()) is spec
+
+
+@given(st.text(max_size=200))
+def test_parse_never_raises(line: str) -> None:
+    parse_command(line)
+
+
+_word = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-.", min_size=1, max_size=12)
+_text = st.text(alphabet=st.characters(blacklist_categories=["Cc", "Cs", "Zs", "Zl", "Zp"]), min_size=1, max_size=40)
+_commands = st.one_of(
+    st.builds(Help, st.none() | _word),
+    st.builds(Name, _word),
+    st.builds(Say, _text),
+    st.builds(Tell, st.builds(UserTarget, st.lists(_word, min_size=1, max_size=4).map(tuple)), _text),
+    st.builds(Tell, st.builds(GroupTarget, _word.map(lambda w: "#" + w)), _text),
+    st.builds(Join, _word.map(lambda w: "#" + w)),
+    st.builds(Leave, _word.map(lambda w: "#" + w)),
+    st.builds(Who, st.none() | _word.map(lambda w: "#" + w)),
+    st.just(Groups()),
+    st.builds(Ping, st.just("") | _word),
+    st.builds(Pong, st.just("") | _word),
+    st.builds(Quit, st.just("") | _text),
+)
+
+
+@given(_commands)
+def test_format_then_parse_round_trips(command: object) -> None:
+    assert parse_command(format_command(command)) == command  # type: ignore[arg-type]
+
+
+@given(st.integers(1, 2**40), st.floats(0, 4e9), _word, st.sampled_from(["*", "#icu", "@bob,carol"]), _text)
+def test_message_event_round_trips(msg_id: int, ts: float, sender: str, to: str, text: str) -> None:
+    stamp = format_time(ts)
+    line = message_event(msg_id, stamp, sender, to, text).decode()
+    assert line.endswith("\r\n")
+    parsed = ReplyAssembler().feed(line[:-2])
+    assert parsed == Message(msg_id, stamp, sender, to, text)
+
+
+@given(st.integers(200, 599), st.lists(_text, max_size=5), _text)
+def test_multiline_reply_round_trips(code: int, items: list[str], final: str) -> None:
+    assembler = ReplyAssembler()
+    results = [assembler.feed(line) for line in multiline(code, items, final).decode().split("\r\n")[:-1]]
+    assert results[:-1] == [None] * len(items)
+    assert results[-1] == Reply(code, final, tuple(items))
+
+
+def test_reply_and_event_lines() -> None:
+    assert reply(250, "1 t reached 0") == b"250 1 t reached 0\r\n"
+    assert ReplyAssembler().feed("ONLINE bob") == Event("ONLINE", ("bob",))
+    assert format_time(0) == "1970-01-01T00:00:00.000Z"
+    assert event("JOIN", "#icu", "bob") == b"JOIN #icu bob\r\n"
