@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from bleeper.protocol.incoming import Event, Message, Reply, ReplyAssembler
@@ -101,10 +101,8 @@ class LineClient:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
 
 
 def _kind(item: Event | Message) -> str:
@@ -129,7 +127,9 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 
 
 @contextmanager
-def server_process(*args: str, port: int | None = None, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str], int]]:
+def server_process(
+    *args: str, port: int | None = None, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """``bleeper serve`` as a real subprocess; stopped with SIGTERM afterwards."""
     port = port or free_port()
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}

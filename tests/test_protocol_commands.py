@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from bleeper.protocol import codes
 from bleeper.protocol.commands import (
     COMMANDS,
-    GroupTarget,
     Groups,
+    GroupTarget,
     Help,
     Join,
     Leave,
@@ -66,7 +66,21 @@ def test_parse(line: str, expected: object) -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ["SAY", "SAY   ", "TELL bob", "TELL", "TELL , hi", "NAME", "NAME a b", "JOIN icu", "JOIN", "LEAVE", "WHO bob", "GROUPS x", "HELP a b"],
+    [
+        "SAY",
+        "SAY   ",
+        "TELL bob",
+        "TELL",
+        "TELL , hi",
+        "NAME",
+        "NAME a b",
+        "JOIN icu",
+        "JOIN",
+        "LEAVE",
+        "WHO bob",
+        "GROUPS x",
+        "HELP a b",
+    ],
 )
 def test_bad_syntax_gives_usage(line: str) -> None:
     result = parse_command(line)

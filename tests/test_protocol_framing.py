@@ -73,6 +73,11 @@ def test_telnet_sequence_split_across_chunks() -> None:
     assert feed_all(framer, b"PI\xff", b"\xfd", b"\x01NG\n") == ["PING"]
 
 
+def test_stray_subnegotiation_cannot_swallow_later_lines() -> None:
+    framer = LineFramer()
+    assert feed_all(framer, b"junk\xff\xfa\x01garbage\n", b"QUIT\n") == ["junk", "QUIT"]
+
+
 def test_escaped_iac_is_a_data_byte_and_therefore_invalid_utf8() -> None:
     out = LineFramer().feed(b"SAY \xff\xff\n")
     assert len(out) == 1 and isinstance(out[0], InvalidEncoding)
@@ -105,7 +110,9 @@ def test_arbitrary_bytes_never_raise_and_stay_bounded(chunks: list[bytes], limit
         assert framer.buffered <= limit + 1
 
 
-@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=["Cc", "Cs"]), max_size=60), max_size=10), st.data())
+@given(
+    st.lists(st.text(alphabet=st.characters(blacklist_categories=["Cc", "Cs"]), max_size=60), max_size=10), st.data()
+)
 def test_lines_survive_any_chunking(lines: list[str], data: st.DataObject) -> None:
     lines = [clean_text(line) for line in lines]
     stream = "".join(line + "\r\n" for line in lines).encode()

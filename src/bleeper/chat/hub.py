@@ -149,7 +149,11 @@ class Hub:
         return session
 
     def disconnect(self, session: Session, reason: str) -> None:
-        """Forget a session however it ended: free its name, leave its groups, tell everyone."""
+        """Forget a session however it ended: free its name, leave its groups, tell everyone.
+
+        Called when the transport reports the loss, and straight away when the hub itself hangs up (QUIT,
+        flood, ping timeout) so the name is free at once; the second call is a no-op.
+        """
         if session not in self.sessions:
             return
         session.closing = True
@@ -184,12 +188,13 @@ class Hub:
             )
 
     def drop(self, session: Session, reason: str) -> None:
-        """Tell a client why, then hang up. The peer reports the loss later; :meth:`disconnect` cleans up."""
+        """Tell a client why, hang up, and forget it. Never called while iterating users or groups."""
         if session.closing:
             return
         session.closing = True
         session.send(event("CLOSING", reason))
         session.peer.close(reason)
+        self.disconnect(session, reason)
 
     def shutdown(self, reason: str = "server shutting down") -> None:
         for session in list(self.sessions):
@@ -415,6 +420,7 @@ class Hub:
         session.closing = True
         reason = f"quit: {command.reason}" if command.reason else "quit"
         session.peer.close(reason)
+        self.disconnect(session, reason)
 
     # -- helpers ----------------------------------------------------------------------------------------
 

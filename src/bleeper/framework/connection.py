@@ -29,6 +29,7 @@ class Endpoint:
     max_send_buffer: int = DEFAULT_SEND_BUFFER
 
     def __init__(self) -> None:
+        self.transport_writes = 0  # system-level writes handed to transports: shows the coalescing at work
         self._dirty: list[Connection] = []
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -128,6 +129,7 @@ class Connection(asyncio.Protocol):
         if self._lost:
             return
         transport.write(data)
+        self.endpoint.transport_writes += 1
         self._queued = transport.get_write_buffer_size()
         if self._queued > self.endpoint.max_send_buffer:
             self.abort("send buffer full: the client is not reading")
@@ -146,17 +148,29 @@ class Connection(asyncio.Protocol):
         return self._closed
 
     def close(self, reason: str = "closed by server") -> None:
-        """Send what is queued, then hang up. A peer that will not take the data is aborted after a grace."""
+        """Send what is queued, then hang up.
+
+        A lingering close: the write side is shut first (FIN) and input is discarded until the peer hangs up,
+        so a peer still sending does not get a reset that would destroy our last lines before it reads
+        them. A peer that neither reads nor closes is aborted after a grace period.
+        """
         if self._closed:
             return
         self.flush()
         self._closed = True
         self._close_reason = reason
         transport = self.transport
-        if transport is not None:
+        if transport is None or self._lost:
+            return
+        if transport.can_write_eof():
+            try:
+                transport.write_eof()
+            except (OSError, RuntimeError):
+                transport.close()
+        else:
             transport.close()
-            loop = self.endpoint._loop or asyncio.get_running_loop()
-            loop.call_later(CLOSE_GRACE, self._abort_if_open)
+        loop = self.endpoint._loop or asyncio.get_running_loop()
+        loop.call_later(CLOSE_GRACE, self._abort_if_open)
 
     def abort(self, reason: str) -> None:
         """Hang up at once, discarding anything queued."""

@@ -94,7 +94,11 @@ class LineFramer:
         return out
 
     def _strip_telnet(self, data: bytes) -> bytes:
-        """Remove telnet commands (IAC sequences); IAC IAC stands for a literal 0xFF byte."""
+        """Remove telnet commands (IAC sequences); IAC IAC stands for a literal 0xFF byte.
+
+        Subnegotiation (IAC SB ... IAC SE) ends early at a newline, so a stray IAC SB cannot swallow the
+        rest of the stream.
+        """
         out = bytearray()
         state = self._telnet
         for byte in data:
@@ -118,6 +122,9 @@ class LineFramer:
             elif state == 3:
                 if byte == _IAC:
                     state = 4
+                elif byte == 10:  # a newline never belongs to a subnegotiation: stray IAC SB, resync
+                    out.append(byte)
+                    state = 0
             else:  # state 4: IAC inside subnegotiation
                 state = 0 if byte == _SE else 3
         self._telnet = state

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from bleeper.protocol.commands import (
     Command,
-    GroupTarget,
     Groups,
+    GroupTarget,
     Help,
     Join,
     Leave,

@@ -1,0 +1,60 @@
+"""The README's telnet walkthrough, replayed line by line against a real server process."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+from tests.helpers import ROOT, server_process
+
+SERVER_WORDS = {"MSG", "ONLINE", "OFFLINE", "CLOSING", "PING"}
+TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def walkthrough() -> list[tuple[str, list[str]]]:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"<!-- walkthrough: (\w+) -->\n```text\n(.*?)```", text, re.S)
+    assert len(blocks) == 3
+    return [(who, body.splitlines()) for who, body in blocks]
+
+
+def from_server(line: str) -> bool:
+    words = line.split(" ")
+    if re.match(r"^\d{3}[ -]", line) or words[0] in SERVER_WORDS:
+        return True
+    return words[0] in ("JOIN", "LEAVE") and len(words) == 3
+
+
+def normalise(line: str) -> str:
+    return TIME.sub("<time>", line)
+
+
+class Terminal:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.file = self.sock.makefile("rb")
+
+    def read_line(self) -> str:
+        raw = self.file.readline()
+        assert raw.endswith(b"\r\n"), raw
+        return raw[:-2].decode()
+
+
+def test_readme_walkthrough_works_verbatim() -> None:
+    with server_process() as (proc, port):
+        terminals: dict[str, Terminal] = {}
+        for who, lines in walkthrough():
+            for line in lines:
+                if line.startswith("$ telnet"):
+                    terminals[who] = Terminal(port)
+                elif line == "Connection closed by foreign host.":
+                    assert terminals[who].file.read() == b""
+                elif from_server(line):
+                    assert normalise(terminals[who].read_line()) == normalise(line)
+                else:
+                    terminals[who].sock.sendall(line.encode() + b"\r\n")
+        for terminal in terminals.values():
+            terminal.file.close()
+            terminal.sock.close()
+        proc.terminate()
+        proc.wait(10)
