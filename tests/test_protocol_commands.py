@@ -151,4 +151,6 @@ def test_reply_and_event_lines() -> None:
     assert reply(250, "1 t reached 0") == b"250 1 t reached 0\r\n"
     assert ReplyAssembler().feed("ONLINE bob") == Event("ONLINE", ("bob",))
     assert format_time(0) == "1970-01-01T00:00:00.000Z"
+    assert format_time(1763737925.123) == "2025-11-21T15:12:05.123Z"
+    assert format_time(1763737925.9996) == "2025-11-21T15:12:05.999Z"  # never rounds into the next second
     assert event("JOIN", "#icu", "bob") == b"JOIN #icu bob\r\n"

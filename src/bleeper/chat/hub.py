@@ -302,6 +302,15 @@ class Hub:
                 return
             to = group.name
             recipients = list(group.members)
+        elif len(target.names) == 1:  # the common case: one person
+            other = self.users.get(name_key(target.names[0]))
+            if other is None:
+                session.send(
+                    reply(codes.NOT_FOUND, f"no such user: {target.names[0]}; nothing was sent (WHO lists people)")
+                )
+                return
+            to = "@" + (other.name or "")
+            recipients = [other]
         else:
             found: dict[str, Session] = {}
             missing: list[str] = []

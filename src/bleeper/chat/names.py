@@ -36,6 +36,8 @@ NAME_RULE = f"use 1-{MAX_NAME} letters, digits, '_', '-' or '.'"
 
 def name_key(name: str) -> str:
     """The form used to compare names (NFKC, case folded)."""
+    if name.isascii():  # the usual case; NFKC leaves ASCII unchanged
+        return name.lower()
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
 
 

@@ -27,10 +27,20 @@ def event(*fields: str) -> bytes:
     return (" ".join(fields) + EOL).encode()
 
 
+_second_cache: list[object] = [None, ""]  # the last whole second formatted, and its text
+
+
 def format_time(timestamp: float) -> str:
-    """UTC time with milliseconds, ISO 8601: ``2026-11-21T15:12:05.123Z``."""
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """UTC time with milliseconds, ISO 8601: ``2026-11-21T15:12:05.123Z``.
+
+    Every message carries one, so the formatted second is cached: only the milliseconds change.
+    """
+    second = int(timestamp)
+    if _second_cache[0] != second:
+        _second_cache[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        _second_cache[0] = second
+    millis = min(999, max(0, round(timestamp * 1000) - second * 1000))
+    return f"{_second_cache[1]}{millis:03d}Z"
 
 
 def message_event(msg_id: int, time: str, sender: str, to: str, text: str) -> bytes:
