@@ -22,7 +22,7 @@ async def run_idle(server: ServerProcess, count: int) -> dict[str, float]:
     await asyncio.sleep(0.5)
     before = server.rss()
     started = time.monotonic()
-    clients = await open_clients(server.port, server.dialect, count, stats, prefix="i", batch=500)
+    clients = await open_clients(server.port, server.dialect, count, stats, prefix="i", batch=100)
     for client in clients:
         client.parse = False
     await settle(clients, server.dialect)

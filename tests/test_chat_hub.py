@@ -1,0 +1,145 @@
+"""The hub's rules driven directly, with a fake clock: no sockets, no event loop."""
+
+from __future__ import annotations
+
+from bleeper.chat import Hub, HubLimits, Session
+from bleeper.protocol.framing import InvalidEncoding, LineTooLong
+
+
+class Wire:
+    """A peer that records what the hub queued for it."""
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.closed: str | None = None
+
+    def write(self, data: bytes) -> None:
+        self.data.append(data)
+
+    def close(self, reason: str) -> None:
+        self.closed = reason
+
+    def lines(self) -> list[str]:
+        out = b"".join(self.data).decode().split("\r\n")[:-1]
+        self.data.clear()
+        return out
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_hub(**limits: float) -> tuple[Hub, Clock]:
+    clock = Clock()
+    hub = Hub(HubLimits(**limits), clock=lambda: 1_763_737_925.5, monotonic=clock)  # type: ignore[arg-type]
+    return hub, clock
+
+
+def join(hub: Hub, name: str | None = None, address: str = "10.0.0.1:1") -> tuple[Session, Wire]:
+    wire = Wire()
+    session = hub.connect(wire, address, address.rsplit(":", 1)[0])
+    assert session is not None
+    if name:
+        hub.handle(session, f"NAME {name}")
+    wire.lines()
+    return session, wire
+
+
+def test_message_ids_increase_and_time_comes_from_the_clock() -> None:
+    hub, _ = make_hub()
+    alice, alice_wire = join(hub, "alice")
+    _, bob_wire = join(hub, "bob")
+    assert alice_wire.lines() == ["ONLINE bob"]
+    hub.handle(alice, "SAY one")
+    hub.handle(alice, "TELL bob two")
+    assert alice_wire.lines() == [
+        "250 1 2025-11-21T15:12:05.500Z reached 1",
+        "250 2 2025-11-21T15:12:05.500Z reached 1",
+    ]
+    assert bob_wire.lines() == [
+        "MSG 1 2025-11-21T15:12:05.500Z alice * one",
+        "MSG 2 2025-11-21T15:12:05.500Z alice @bob two",
+    ]
+
+
+def test_broadcast_queues_the_same_bytes_object_for_every_recipient() -> None:
+    hub, _ = make_hub()
+    alice, _ = join(hub, "alice")
+    wires = [join(hub, f"user{i}")[1] for i in range(5)]
+    hub.handle(alice, "SAY shared")
+    sent = [wire.data[-1] for wire in wires]
+    assert all(item is sent[0] for item in sent)
+
+
+def test_keepalive_pings_then_drops_with_a_fake_clock() -> None:
+    hub, clock = make_hub(ping_interval=10, ping_timeout=5)
+    alice, alice_wire = join(hub, "alice")
+    _, quiet_wire = join(hub, "quiet")
+    alice_wire.lines()
+    clock.now += 9
+    hub.keepalive()
+    assert quiet_wire.lines() == []
+    clock.now += 2
+    hub.handle(alice, "PONG")  # alice speaks up; quiet does not
+    hub.keepalive()
+    assert quiet_wire.lines() == ["PING 1"]
+    clock.now += 6
+    hub.keepalive()
+    assert quiet_wire.lines() == ["CLOSING ping timeout: no answer from the client"]
+    assert quiet_wire.closed and "quiet" not in {s.name for s in hub.users.values()}
+    assert alice_wire.lines()[-1] == "OFFLINE quiet ping timeout: no answer from the client"
+    assert alice_wire.closed is None
+
+
+def test_rate_limit_refills_over_time() -> None:
+    hub, clock = make_hub(rate=2, burst=2)
+    session, wire = join(hub)
+    for _ in range(3):
+        hub.handle(session, "PING")
+    assert [line[:3] for line in wire.lines()] == ["200", "200", "429"]
+    clock.now += 1.0
+    hub.handle(session, "PING")
+    assert wire.lines() == ["200 PONG"]
+
+
+def test_framing_errors_are_answered_and_counted_against_the_rate() -> None:
+    hub, _ = make_hub(rate=1, burst=1)
+    session, wire = join(hub)
+    hub.framing_error(session, LineTooLong(4096))
+    hub.framing_error(session, InvalidEncoding("byte 0xff at offset 0"))
+    assert wire.lines()[0].startswith("413 ")
+    assert wire.closed and wire.closed.startswith("flood")
+
+
+def test_per_address_count_is_released_on_disconnect() -> None:
+    hub, _ = make_hub(max_per_address=1)
+    session, _ = join(hub, address="10.0.0.9:1")
+    refused = Wire()
+    assert hub.connect(refused, "10.0.0.9:2", "10.0.0.9") is None
+    assert refused.lines()[0].startswith("421 ") and refused.closed
+    hub.disconnect(session, "gone")
+    hub.disconnect(session, "gone again")  # idempotent
+    assert hub.connect(Wire(), "10.0.0.9:3", "10.0.0.9") is not None
+
+
+def test_shutdown_tells_everyone_and_forgets_them() -> None:
+    hub, _ = make_hub()
+    wires = [join(hub, name)[1] for name in ("a1", "b1", "c1")]
+    for wire in wires:
+        wire.lines()
+    hub.shutdown()
+    assert all("CLOSING server shutting down" in wire.lines() for wire in wires)
+    assert not hub.sessions and not hub.users
+
+
+def test_empty_group_disappears_when_its_last_member_disconnects() -> None:
+    hub, _ = make_hub()
+    alice, _ = join(hub, "alice")
+    hub.handle(alice, "JOIN #night")
+    assert "#night" in hub.groups
+    hub.disconnect(alice, "connection lost")
+    assert hub.groups == {}
