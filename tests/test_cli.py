@@ -126,6 +126,17 @@ def test_bad_setting_says_what_to_do() -> None:
     assert result.returncode == 2 and "BLEEPER_PORT" in result.stderr and "int" in result.stderr
 
 
+def test_bad_port_variable_for_clients_says_what_to_do() -> None:
+    result = bleeper("send", "--to", "bob", "hi", env={"PATH": "", "BLEEPER_PORT": "eighty"})
+    assert result.returncode == 2 and "BLEEPER_PORT='eighty'" in result.stderr and "--port" in result.stderr
+
+
+def test_every_command_has_help() -> None:
+    for command in ("serve", "chat", "send"):
+        result = bleeper(command, "--help")
+        assert result.returncode == 0 and "--host" in result.stdout and "--port" in result.stdout, command
+
+
 def test_environment_variables_choose_the_port() -> None:
     port = free_port()
     with server_process(port=port, env={"BLEEPER_SERVER_NAME": "ward7"}) as (proc, _):

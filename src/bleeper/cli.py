@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -119,6 +120,81 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=os.environ.get("BLEEPER_HOST", "127.0.0.1"),
+                   help="server address [env BLEEPER_HOST, default 127.0.0.1]")  # fmt: skip
+    p.add_argument("--port", type=int, help="server port [env BLEEPER_PORT, default 8090]")  # fmt: skip
+
+
+def _chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "chat",
+        help="chat in the terminal",
+        description="Chat in a full-screen terminal app, or line by line with --plain. Lines you type go to the "
+        "current conversation (everyone, a person or a #group); lines starting with / are commands: "
+        "/tell bob hi, /join #icu, /switch #icu, /who, /help, /quit.",
+    )
+    _client_options(p)
+    p.add_argument("--name", default=os.environ.get("BLEEPER_NAME"),
+                   help="screen name (asked for when missing) [env BLEEPER_NAME]")  # fmt: skip
+    p.add_argument("--plain", action="store_true",
+                   help="line mode instead of the full-screen app; reads standard input when it is not a terminal")  # fmt: skip
+    p.set_defaults(func=_chat)
+
+
+def _client_port(args: argparse.Namespace, command: str) -> int | None:
+    """--port, else BLEEPER_PORT, else 8090; None (after saying why) when the variable is not a number."""
+    if args.port is not None:
+        return int(args.port)
+    raw = os.environ.get("BLEEPER_PORT", "8090")
+    if raw.isdigit() and 0 < int(raw) < 65536:
+        return int(raw)
+    print(f"bleeper {command}: BLEEPER_PORT={raw!r} is not a port number; fix it or pass --port", file=sys.stderr)
+    return None
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from bleeper.framework.runner import run
+
+    port = _client_port(args, "chat")
+    if port is None:
+        return 2
+    if args.plain or not sys.stdin.isatty() or not sys.stdout.isatty():
+        from bleeper.client.plain import run_plain
+
+        return run(run_plain(args.host, port, args.name))
+    from bleeper.client.tui import ChatApp
+
+    app = ChatApp(args.host, port, args.name)
+    app.run()
+    return app.return_code or 0
+
+
+def _send_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "send",
+        help="send one message and exit",
+        description="Send one message, for scripts and alerts. Exit status 0 once the server accepted it.",
+        epilog="Example: bleeper send --to '#icu' 'bed 4 alarm'",
+    )
+    _client_options(p)
+    p.add_argument("--to", required=True, metavar="NAME|#GROUP|*", help="a person, a #group, or * for everyone")
+    p.add_argument("--name", default=os.environ.get("BLEEPER_NAME"),
+                   help="screen name to send as [env BLEEPER_NAME, default USER-send]")  # fmt: skip
+    p.add_argument("text", nargs="+", help="the message")
+    p.set_defaults(func=_send)
+
+
+def _send(args: argparse.Namespace) -> int:
+    from bleeper.client.send import send_once
+    from bleeper.framework.runner import run
+
+    port = _client_port(args, "send")
+    if port is None:
+        return 2
+    return run(send_once(args.host, port, args.to, " ".join(args.text), args.name))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bleeper",
@@ -128,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bleeper {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _serve_parser(sub)
+    _chat_parser(sub)
+    _send_parser(sub)
     return parser
 
 

@@ -1,0 +1,53 @@
+"""What a client sees besides replies: the server's events and the client's own connection changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bleeper.protocol.incoming import Event, Message
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """The connection is up (the first time, or again after a loss) and, if a name was held, registered."""
+
+    server: str
+    name: str | None
+    again: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The connection was lost. ``retrying`` says whether the client will reconnect by itself."""
+
+    reason: str
+    retrying: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A message the server accepted (250): its id, time and how many connections it reached."""
+
+    id: int
+    time: str
+    reached: int
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """One line of WHO: a name and the groups it is in, plus any other ``key=value`` the server sends."""
+
+    name: str
+    groups: tuple[str, ...] = ()
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    name: str
+    members: int
+
+
+ClientEvent = Message | Event | Connected | Disconnected
+
+__all__ = ["ClientEvent", "Connected", "Disconnected", "Event", "GroupInfo", "Message", "Person", "Sent"]

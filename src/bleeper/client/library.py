@@ -1,0 +1,336 @@
+"""``ChatClient``: an asyncio client for the Bleeper protocol.
+
+Replies are matched to the commands that caused them by order (the server answers every command exactly once,
+in order), so many tasks may issue commands at the same time. Events arrive through :meth:`ChatClient.events`.
+After a lost connection the client reconnects with exponential backoff, takes its name again and rejoins its
+groups, reporting each step as a :class:`Disconnected` / :class:`Connected` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl as ssl_module
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Literal
+
+from bleeper.client.errors import (
+    CommandError,
+    ConnectionClosed,
+    InvalidName,
+    NameTaken,
+    NotConnected,
+    RateLimited,
+)
+from bleeper.client.events import ClientEvent, Connected, Disconnected, GroupInfo, Person, Sent
+from bleeper.framework.connection import Connection, Endpoint
+from bleeper.protocol import codes
+from bleeper.protocol.incoming import Event, Message, ProtocolViolation, Reply, ReplyAssembler
+
+log = logging.getLogger("bleeper.client")
+
+State = Literal["new", "connecting", "connected", "reconnecting", "closed"]
+_CLOSED = object()
+
+
+class ChatClient(Endpoint):
+    """One connection to a Bleeper server. Use ``async with ChatClient(host, port) as client:`` or call
+    :meth:`connect` and :meth:`quit` yourself."""
+
+    max_line = 65536
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8090,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        reconnect: bool = True,
+        backoff: tuple[float, float] = (0.25, 30.0),
+        timeout: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.host = host
+        self.port = port
+        self.ssl = ssl
+        self.reconnect = reconnect
+        self.backoff = backoff
+        self.timeout = timeout
+        self.name: str | None = None
+        self.groups: set[str] = set()
+        self.state: State = "new"
+        self.greeting: Reply | None = None
+        self._conn: Connection | None = None
+        self._pending: deque[asyncio.Future[Reply]] = deque()
+        self._assembler = ReplyAssembler()
+        self._events: asyncio.Queue[object] = asyncio.Queue()
+        self._closing = False
+        self._closed_waiter: asyncio.Future[str] | None = None
+        self._reconnector: asyncio.Task[None] | None = None
+
+    @property
+    def server(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # -- connecting ---------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ChatClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> Reply:
+        """Open the connection and return the server's greeting (220)."""
+        self.state = "connecting"
+        greeting = await self._open()
+        self.state = "connected"
+        self._events.put_nowait(Connected(self.server, None, again=False))
+        return greeting
+
+    async def _open(self) -> Reply:
+        self._loop = loop = asyncio.get_running_loop()
+        self._assembler = ReplyAssembler()
+        waiter: asyncio.Future[Reply] = loop.create_future()
+        self._pending.append(waiter)
+        self._closed_waiter = loop.create_future()
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: _ClientConnection(self), self.host, self.port, ssl=self.ssl),
+                self.timeout,
+            )
+        except (OSError, TimeoutError) as exc:
+            self._pending.clear()
+            raise ConnectionClosed(f"cannot reach {self.server}: {_describe(exc)}") from exc
+        self._conn = conn
+        greeting = await asyncio.wait_for(waiter, self.timeout)
+        if greeting.code != codes.GREETING:
+            conn.close("refused")
+            raise CommandError(greeting)
+        self.greeting = greeting
+        return greeting
+
+    # -- commands -----------------------------------------------------------------------------------------
+
+    async def command(self, line: str) -> Reply:
+        """Send one protocol line and return its reply, whatever the code."""
+        conn = self._conn
+        if conn is None or conn.closed or self.state not in ("connected", "reconnecting"):
+            raise NotConnected(f"not connected to {self.server} (state: {self.state})")
+        if "\n" in line or "\r" in line:
+            raise ValueError("a command is one line: it cannot contain CR or LF")
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending.append(future)
+        conn.send(line)
+        return await future
+
+    async def _checked(self, line: str) -> Reply:
+        reply = await self.command(line)
+        if reply.ok:
+            return reply
+        if reply.code == codes.NAME_TAKEN:
+            raise NameTaken(reply)
+        if reply.code == codes.INVALID_NAME:
+            raise InvalidName(reply)
+        if reply.code == codes.SLOW_DOWN:
+            raise RateLimited(reply)
+        raise CommandError(reply)
+
+    async def register(self, name: str) -> Reply:
+        """Take a screen name. Raises :class:`NameTaken` (with ``suggestion``) or :class:`InvalidName`."""
+        reply = await self._checked(f"NAME {name}")
+        self.name = reply.fields[0]
+        return reply
+
+    async def say(self, text: str) -> Sent:
+        return _sent(await self._checked(f"SAY {text}"))
+
+    async def tell(self, to: str | list[str] | tuple[str, ...], text: str) -> Sent:
+        """Send to a person, several people (a list) or a ``#group``."""
+        target = to if isinstance(to, str) else ",".join(to)
+        return _sent(await self._checked(f"TELL {target} {text}"))
+
+    async def join(self, group: str) -> Reply:
+        reply = await self._checked(f"JOIN {group}")
+        self.groups.add(reply.fields[0])
+        return reply
+
+    async def leave(self, group: str) -> Reply:
+        reply = await self._checked(f"LEAVE {group}")
+        self.groups = {g for g in self.groups if g.lower() != reply.fields[0].lower()}
+        return reply
+
+    async def who(self, group: str | None = None) -> list[Person]:
+        reply = await self._checked(f"WHO {group}" if group else "WHO")
+        return [_person(item) for item in reply.items]
+
+    async def list_groups(self) -> list[GroupInfo]:
+        reply = await self._checked("GROUPS")
+        found = []
+        for item in reply.items:
+            name, _, members = item.partition(" members=")
+            found.append(GroupInfo(name, int(members or 0)))
+        return found
+
+    async def help(self, topic: str | None = None) -> list[str]:
+        reply = await self._checked(f"HELP {topic}" if topic else "HELP")
+        return list(reply.items)
+
+    async def ping(self, token: str = "") -> Reply:
+        return await self._checked(f"PING {token}".rstrip())
+
+    async def quit(self, reason: str = "", timeout: float = 5.0) -> Reply:
+        """Say goodbye: returns the server's 221 once the server has closed the connection."""
+        self._closing = True
+        self.reconnect = False
+        try:
+            reply = await asyncio.wait_for(self._checked(f"QUIT {reason}".rstrip()), timeout)
+            if self._closed_waiter is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._closed_waiter), timeout)
+            return reply
+        finally:
+            self._shutdown("quit")
+
+    async def close(self) -> None:
+        """Quit politely if still connected, else just stop."""
+        if self.state == "connected" and self._conn is not None and not self._conn.closed:
+            with contextlib.suppress(CommandError, ConnectionClosed, NotConnected, TimeoutError):
+                await self.quit()
+        self._shutdown("closed by the client")
+
+    def _shutdown(self, reason: str) -> None:
+        self._closing = True
+        self.reconnect = False
+        if self._reconnector is not None:
+            self._reconnector.cancel()
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close(reason)
+        if self.state != "closed":
+            self.state = "closed"
+            self._events.put_nowait(_CLOSED)
+
+    # -- events -------------------------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[ClientEvent]:
+        """Every event, in order, until the client is closed."""
+        while True:
+            item = await self._events.get()
+            if item is _CLOSED:
+                self._events.put_nowait(_CLOSED)  # let other readers stop too
+                return
+            yield item  # type: ignore[misc]
+
+    async def next_event(self, timeout: float | None = None) -> ClientEvent:
+        item = await asyncio.wait_for(self._events.get(), timeout)
+        if item is _CLOSED:
+            self._events.put_nowait(_CLOSED)
+            raise ConnectionClosed("the client is closed")
+        return item  # type: ignore[return-value]
+
+    # -- framework hooks ----------------------------------------------------------------------------------
+
+    def on_message(self, conn: Connection, line: str) -> None:
+        try:
+            item = self._assembler.feed(line)
+        except ProtocolViolation as exc:
+            log.warning("ignoring a malformed line from %s: %s", self.server, exc)
+            return
+        if item is None:
+            return
+        if isinstance(item, Reply):
+            while self._pending:
+                future = self._pending.popleft()
+                if not future.done():
+                    future.set_result(item)
+                    return
+            log.warning("reply with no command waiting for it: %s %s", item.code, item.text)
+            return
+        if isinstance(item, Event) and item.kind == "PING":
+            conn.send(f"PONG {item.rest(0)}".rstrip())
+        self._events.put_nowait(item)
+
+    def on_disconnect(self, conn: Connection, reason: str) -> None:
+        if conn is not self._conn:
+            return
+        if self._closed_waiter is not None and not self._closed_waiter.done():
+            self._closed_waiter.set_result(reason)
+        while self._pending:
+            future = self._pending.popleft()
+            if not future.done():
+                future.set_exception(ConnectionClosed(reason))
+        if self._closing:
+            self._shutdown(reason)
+            return
+        retrying = self.reconnect
+        self._events.put_nowait(Disconnected(reason, retrying))
+        if retrying:
+            self.state = "reconnecting"
+            self._reconnector = asyncio.ensure_future(self._reconnect_loop())
+        else:
+            self._shutdown(reason)
+
+    async def _reconnect_loop(self) -> None:
+        low, high = self.backoff
+        delay = low
+        while self.reconnect:
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(high, delay * 2)
+            try:
+                await self._open()
+                if self.name is not None:
+                    await self._reclaim_name(self.name)
+                for group in sorted(self.groups):
+                    await self.command(f"JOIN {group}")
+            except (ConnectionClosed, NameTaken, TimeoutError, OSError) as exc:
+                log.info("reconnect to %s failed: %s", self.server, exc)
+                if self._conn is not None and not self._conn.closed:
+                    self._conn.close("reconnect failed")
+                continue
+            self.state = "connected"
+            self._events.put_nowait(Connected(self.server, self.name, again=True))
+            return
+
+    async def _reclaim_name(self, name: str) -> None:
+        reply = await self.command(f"NAME {name}")
+        if reply.code == codes.NAME_TAKEN:
+            raise NameTaken(reply)  # the server may not yet have noticed our old connection: retry later
+        if not reply.ok:
+            raise CommandError(reply)
+
+
+class _ClientConnection(Connection):
+    __slots__ = ()
+
+
+def _sent(reply: Reply) -> Sent:
+    msg_id, stamp, _, reached = reply.fields[:4]
+    return Sent(int(msg_id), stamp, int(reached))
+
+
+def _person(item: str) -> Person:
+    name, *pairs = item.split(" ")
+    groups: tuple[str, ...] = ()
+    extra = []
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key == "groups":
+            groups = tuple(value.split(","))
+        else:
+            extra.append((key, value))
+    return Person(name, groups, tuple(extra))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the server running, and on this port?)"
+    return str(exc) or type(exc).__name__
+
+
+__all__ = ["ChatClient", "Message"]

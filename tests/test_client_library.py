@@ -1,0 +1,185 @@
+"""The async client library against a real server: every helper, errors, reconnects, quit."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bleeper.client import (
+    ChatClient,
+    CommandError,
+    Connected,
+    ConnectionClosed,
+    Disconnected,
+    GroupInfo,
+    InvalidName,
+    Message,
+    NameTaken,
+    NotConnected,
+    Person,
+    RateLimited,
+)
+from bleeper.client.events import Event
+from bleeper.server import ChatServer
+from tests.conftest import make_config, port_of
+from tests.helpers import free_port
+
+
+async def named(server: ChatServer, name: str, **kwargs: object) -> ChatClient:
+    client = ChatClient("127.0.0.1", port_of(server), **kwargs)  # type: ignore[arg-type]
+    await client.connect()
+    await client.register(name)
+    return client
+
+
+async def next_of(client: ChatClient, kind: type, timeout: float = 5.0) -> object:
+    while True:
+        event = await client.next_event(timeout)
+        if isinstance(event, kind):
+            return event
+
+
+async def test_connect_greets_and_register_takes_the_name(server: ChatServer) -> None:
+    client = ChatClient("127.0.0.1", port_of(server))
+    greeting = await client.connect()
+    assert greeting.code == 220 and client.state == "connected"
+    reply = await client.register("alice")
+    assert reply.code == 201 and client.name == "alice"
+    await client.quit()
+
+
+async def test_name_taken_carries_the_suggestion_and_invalid_names_are_typed(server: ChatServer) -> None:
+    alice = await named(server, "alice")
+    other = ChatClient("127.0.0.1", port_of(server))
+    await other.connect()
+    with pytest.raises(NameTaken) as taken:
+        await other.register("ALICE")
+    assert taken.value.suggestion == "ALICE2" and taken.value.code == 409
+    with pytest.raises(InvalidName):
+        await other.register("no!")
+    await other.register(taken.value.suggestion)
+    assert other.name == "ALICE2"
+    await alice.quit()
+    await other.quit()
+
+
+async def test_every_helper(server: ChatServer) -> None:
+    alice = await named(server, "alice")
+    bob = await named(server, "bob")
+    assert (await alice.join("#ICU")).code == 203 and alice.groups == {"#ICU"}
+    await bob.join("#icu")
+
+    sent = await alice.say("morning all")
+    assert sent.reached == 1 and sent.id >= 1
+    message = await next_of(bob, Message)
+    assert isinstance(message, Message) and (message.id, message.time, message.text) == (
+        sent.id,
+        sent.time,
+        "morning all",
+    )
+
+    await alice.tell("bob", "psst")
+    assert (await next_of(bob, Message)).to == "@bob"  # type: ignore[attr-defined]
+    await alice.tell(["bob", "alice"], "both of us")
+    assert (await next_of(bob, Message)).to == "@bob,alice"  # type: ignore[attr-defined]
+    await alice.tell("#icu", "to the group")
+    assert (await next_of(bob, Message)).group == "#ICU"  # type: ignore[attr-defined]
+
+    assert await alice.who() == [Person("alice", ("#ICU",)), Person("bob", ("#ICU",))]
+    assert [p.name for p in await alice.who("#icu")] == ["alice", "bob"]
+    assert await alice.list_groups() == [GroupInfo("#ICU", 2)]
+    assert any(line.startswith("TELL") for line in await alice.help())
+    assert (await alice.help("say"))[0] == "SAY <text>"
+    assert (await alice.ping("tok")).text == "PONG tok"
+    await bob.leave("#icu")
+    assert bob.groups == set()
+    with pytest.raises(CommandError) as missing:
+        await alice.tell("nobody1", "hello?")
+    assert missing.value.code == 404
+    await alice.quit()
+    await bob.quit()
+
+
+async def test_events_include_presence_and_groups(server: ChatServer) -> None:
+    alice = await named(server, "alice")
+    await alice.join("#icu")
+    bob = await named(server, "bob")
+    assert await next_of(alice, Event) == Event("ONLINE", ("bob",))
+    await bob.join("#icu")
+    assert await next_of(alice, Event) == Event("JOIN", ("#icu", "bob"))
+    await bob.quit("home time")
+    assert await next_of(alice, Event) == Event("OFFLINE", ("bob", "quit:", "home", "time"))
+    await alice.quit()
+
+
+async def test_concurrent_commands_get_their_own_replies(server: ChatServer) -> None:
+    client = await named(server, "busy")
+    replies = await asyncio.gather(*(client.ping(f"t{i}") for i in range(50)))  # within the default burst
+    assert [r.text for r in replies] == [f"PONG t{i}" for i in range(50)]
+    await client.quit()
+
+
+async def test_quit_returns_221_after_the_server_closes_and_ends_events(server: ChatServer) -> None:
+    client = await named(server, "leaver")
+    reply = await client.quit("done")
+    assert reply.code == 221 and client.state == "closed"
+    seen = await asyncio.wait_for(_collect(client), 2)  # the iterator ends once the client is closed
+    assert seen[0] == Connected(client.server, None, again=False)
+    with pytest.raises(NotConnected):
+        await client.say("too late")
+    await asyncio.sleep(0.05)
+    assert not server.hub.users
+
+
+async def _collect(client: ChatClient) -> list[object]:
+    return [event async for event in client.events()]
+
+
+async def test_rate_limited_is_typed(start_server) -> None:  # type: ignore[no-untyped-def]
+    server: ChatServer = await start_server(rate=1, burst=1)
+    client = ChatClient("127.0.0.1", port_of(server))
+    await client.connect()
+    await client.ping()
+    with pytest.raises(RateLimited):
+        await client.ping()
+    client._shutdown("test over")
+
+
+async def test_connection_refused_says_so() -> None:
+    client = ChatClient("127.0.0.1", free_port(), reconnect=False)
+    with pytest.raises(ConnectionClosed, match="connection refused"):
+        await client.connect()
+
+
+async def test_answers_server_pings_and_stays_connected(start_server) -> None:  # type: ignore[no-untyped-def]
+    server: ChatServer = await start_server(ping_interval=0.2, ping_timeout=0.3)
+    client = await named(server, "steady")
+    await next_of(client, Event)  # the PING
+    await asyncio.sleep(1.0)
+    assert "steady" in server.hub.users and client.state == "connected"
+    await client.quit()
+
+
+async def test_reconnects_after_a_server_restart_with_its_name_and_groups() -> None:
+    port = free_port()
+    first = ChatServer(make_config(port=port))
+    await first.start()
+    client = ChatClient("127.0.0.1", port, backoff=(0.05, 0.5))
+    await client.connect()
+    await client.register("alice")
+    await client.join("#icu")
+    await first.stop(grace=1.0)
+    lost = await next_of(client, Disconnected)
+    assert isinstance(lost, Disconnected) and lost.retrying and client.state == "reconnecting"
+
+    second = ChatServer(make_config(port=port))
+    await second.start()
+    try:
+        back = await next_of(client, Connected, timeout=10)
+        assert back == Connected(client.server, "alice", again=True)
+        assert "alice" in second.hub.users
+        assert [p.groups for p in await client.who()] == [("#icu",)]
+        await client.quit()
+    finally:
+        await second.stop(grace=1.0)

@@ -1,0 +1,178 @@
+"""The plain line mode in a real pseudo-terminal and in a pipe, and the one-shot sender."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import pexpect
+import pyte
+
+from bleeper.client import ChatClient, Message
+from bleeper.client.events import Event
+from bleeper.server import ChatServer
+from tests.conftest import port_of
+from tests.helpers import ROOT
+
+
+async def person(server: ChatServer, name: str) -> ChatClient:
+    client = ChatClient("127.0.0.1", port_of(server))
+    await client.connect()
+    await client.register(name)
+    return client
+
+
+async def next_message(client: ChatClient, timeout: float = 10) -> Message:
+    while True:
+        event = await client.next_event(timeout)
+        if isinstance(event, Message):
+            return event
+
+
+class Terminal:
+    """A client in a real pseudo-terminal, its output rendered by a terminal emulator (pyte), so tests check
+    what a person would see on the screen rather than raw escape sequences."""
+
+    def __init__(self, server: ChatServer, *args: str) -> None:
+        self.child = pexpect.spawn(
+            sys.executable, ["-m", "bleeper", "chat", "--plain", "--port", str(port_of(server)), *args],
+            cwd=str(ROOT), encoding="utf-8", dimensions=(24, 100), timeout=10,
+            env={**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"},
+        )  # fmt: skip
+        self.screen = pyte.Screen(100, 24)
+        self.stream = pyte.Stream(self.screen)
+
+    def rows(self) -> list[str]:
+        return [row.rstrip() for row in self.screen.display if row.strip()]
+
+    async def see(self, text: str, timeout: float = 10) -> list[str]:
+        """Wait until *text* is on the screen; returns the non-empty rows."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                self.stream.feed(self.child.read_nonblocking(65536, timeout=0))
+                continue
+            except pexpect.TIMEOUT:
+                pass
+            except pexpect.EOF:
+                if text in "\n".join(self.rows()):
+                    return self.rows()
+                raise AssertionError(f"{text!r} never appeared; screen:\n" + "\n".join(self.rows())) from None
+            if text in "\n".join(self.rows()):
+                return self.rows()
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{text!r} not on screen; screen:\n" + "\n".join(self.rows()))
+            await asyncio.sleep(0.05)
+
+    def type(self, keys: str) -> None:
+        self.child.send(keys)
+
+    async def exited(self, timeout: float = 10) -> int:
+        await self.child.expect(pexpect.EOF, timeout=timeout, async_=True)
+        self.child.close()
+        return int(self.child.exitstatus or 0)
+
+
+async def test_message_arriving_mid_typing_does_not_garble_the_line(server: ChatServer) -> None:
+    bob = await person(server, "bob")
+    term = Terminal(server, "--name", "carol")
+    try:
+        await term.see("you are carol")
+        await term.see("everyone>")
+        term.type("hello wor")  # typing, not finished
+        await term.see("everyone> hello wor")
+        await bob.say("interrupting message")
+        rows = await term.see("bob: interrupting message")
+        rows = await term.see("everyone> hello wor")
+        # The message is printed above the prompt, and the half-typed line is intact on the last row.
+        assert rows[-1] == "everyone> hello wor"
+        assert rows[-2].endswith("bob: interrupting message")
+        term.type("ld\r")
+        message = await next_message(bob)
+        assert (message.sender, message.text) == ("carol", "hello world")
+        await term.see("you: hello world")
+        term.type("/quit\r")
+        await term.see("221 goodbye, carol")
+        assert await term.exited() == 0
+    finally:
+        term.child.close(force=True)
+    await bob.quit()
+
+
+async def test_interactive_name_prompt_retries_with_the_suggestion(server: ChatServer) -> None:
+    holder = await person(server, "dana")
+    term = Terminal(server)
+    try:
+        await term.see("your name:")
+        term.type("dana\r")
+        await term.see("dana is taken; press Enter for dana2")
+        await term.see("your name: dana2")
+        term.type("\r")
+        await term.see("you are dana2")
+        term.child.sendcontrol("d")
+        await term.see("221 goodbye, dana2")
+        assert await term.exited() == 0
+    finally:
+        term.child.close(force=True)
+    await holder.quit()
+
+
+async def test_pipe_mode_sends_lines_prints_events_and_quits_at_end_of_input(server: ChatServer) -> None:
+    bob = await person(server, "bob")
+    script = "good morning\n/tell bob just you\n/join #icu\n/switch #icu\nto the group\n/who\n"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bleeper", "chat", "--plain", "--name", "robot", "--port", str(port_of(server)),
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(script.encode()), 20)
+    text = out.decode()
+    assert proc.returncode == 0, err.decode()
+    assert "you: good morning" in text
+    assert "you → bob: just you" in text
+    assert "203 #icu joined" in text
+    assert "now talking to #icu" in text and "you → #icu: to the group" in text
+    assert "  bob\n" in text and "robot groups=#icu" in text
+    assert text.rstrip().endswith("221 goodbye, robot")
+    got = [(await next_message(bob)).text for _ in range(2)]
+    assert got == ["good morning", "just you"]
+    await bob.quit()
+
+
+async def test_pipe_mode_needs_a_name(server: ChatServer) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bleeper", "chat", "--plain", "--port", str(port_of(server)),
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(b"hi\n"), 20)
+    assert proc.returncode == 2 and "--name is required" in err.decode()
+
+
+async def test_send_delivers_one_message_and_exits_zero(server: ChatServer) -> None:
+    ward = await person(server, "ward")
+    await ward.join("#ward7")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bleeper", "send", "--port", str(port_of(server)), "--to", "#ward7", "--name", "monitor",
+        "bed", "4", "alarm", cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err.decode()
+    assert "sent message" in out.decode() and "reached 1" in out.decode()
+    message = await next_message(ward)
+    assert (message.sender, message.to, message.text) == ("monitor", "#ward7", "bed 4 alarm")
+    while True:
+        event = await ward.next_event(5)
+        if isinstance(event, Event) and event.kind == "OFFLINE":
+            assert event.args[:2] == ("monitor", "quit")
+            break
+    await ward.quit()
+
+
+async def test_send_failure_says_why_and_exits_one(server: ChatServer) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bleeper", "send", "--port", str(port_of(server)), "--to", "nobody1", "hello",
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 1 and "404 no such user: nobody1" in err.decode()

@@ -1,0 +1,164 @@
+"""The Textual client driven with Pilot against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+from bleeper.client import ChatClient, Message
+from bleeper.client.events import Event
+from bleeper.client.tui import ChatApp
+from bleeper.client.tui.app import NameScreen
+from bleeper.server import ChatServer
+from tests.conftest import port_of
+
+
+async def until(pilot: Pilot[object], predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+def shown(app: ChatApp) -> str:
+    return "\n".join(strip.text for strip in app.messages.lines)
+
+
+async def next_message(client: ChatClient) -> Message:
+    while True:
+        event = await client.next_event(5)
+        if isinstance(event, Message):
+            return event
+
+
+async def person(server: ChatServer, name: str) -> ChatClient:
+    client = ChatClient("127.0.0.1", port_of(server))
+    await client.connect()
+    await client.register(name)
+    return client
+
+
+async def sign_in(pilot: Pilot[object], app: ChatApp, name: str) -> None:
+    await until(pilot, lambda: isinstance(app.screen, NameScreen))
+    await pilot.press(*name, "enter")
+    await until(pilot, lambda: app.client.name is not None)
+    await until(pilot, lambda: "lists commands" in shown(app))
+
+
+async def test_two_users_chat(server: ChatServer) -> None:
+    bob = await person(server, "bob")
+    app = ChatApp("127.0.0.1", port_of(server))
+    async with app.run_test(size=(200, 40)) as pilot:
+        await sign_in(pilot, app, "alice")
+        await until(pilot, lambda: "bob" in app.people)
+
+        await bob.say("morning everyone")
+        await bob.tell("alice", "can you see bed 4?")
+        await until(pilot, lambda: "can you see bed 4?" in shown(app))
+        assert "bob: morning everyone" in shown(app)
+        assert "bob → private: can you see bed 4?" in shown(app)
+
+        await pilot.press(*"on my way", "enter")
+        message = await next_message(bob)
+        assert (message.sender, message.to, message.text) == ("alice", "*", "on my way")
+        await until(pilot, lambda: "you: on my way" in shown(app))
+
+        await pilot.press(*"/tell bob privately", "enter")
+        assert (await next_message(bob)).to == "@bob"
+
+        await pilot.press(*"/join #icu", "enter")
+        await until(pilot, lambda: "#icu" in app.known_groups)
+        await pilot.press(*"/switch #icu", "enter")
+        await until(pilot, lambda: app.current == "#icu")
+        await bob.join("#icu")
+        await pilot.press(*"team update", "enter")
+        message = await next_message(bob)
+        assert (message.to, message.text) == ("#icu", "team update")
+
+        await bob.tell("alice", "\x1b[2Jsneaky")  # escape sequences never reach the screen
+        await until(pilot, lambda: "sneaky" in shown(app))
+        assert "\x1b" not in shown(app)
+    await bob.quit()
+
+
+async def test_name_taken_asks_again_with_the_suggestion(server: ChatServer) -> None:
+    holder = await person(server, "alice")
+    app = ChatApp("127.0.0.1", port_of(server))
+    async with app.run_test(size=(200, 40)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, NameScreen))
+        await pilot.press(*"Alice", "enter")
+        await until(pilot, lambda: isinstance(app.screen, NameScreen) and "taken" in app.screen.message)
+        screen = app.screen
+        assert isinstance(screen, NameScreen) and screen.default == "Alice2"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.client.name == "Alice2")
+    await holder.quit()
+
+
+async def test_tab_completion_and_history(server: ChatServer) -> None:
+    carol = await person(server, "carolyn")
+    app = ChatApp("127.0.0.1", port_of(server))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await sign_in(pilot, app, "dave")
+        await until(pilot, lambda: "carolyn" in app.people)
+        await pilot.press(*"/te", "tab")
+        await pilot.press(*"car", "tab")
+        box = app.query_one("#input")
+        assert box.value == "/tell carolyn "  # type: ignore[attr-defined]
+        await pilot.press(*"hello", "enter")
+        assert (await next_message(carol)).text == "hello"
+        await pilot.press("up")
+        assert box.value == "/tell carolyn hello"  # type: ignore[attr-defined]
+    await carol.quit()
+
+
+async def test_screenshot_for_the_docs(server: ChatServer) -> None:
+    """With BLEEPER_SCREENSHOTS=docs/images, saves the README's picture of a realistic conversation."""
+    folder = os.environ.get("BLEEPER_SCREENSHOTS")
+    if not folder:
+        return
+    nurse = await person(server, "nurse.kim")
+    doctor = await person(server, "dr.okafor")
+    app = ChatApp("127.0.0.1", port_of(server))
+    async with app.run_test(size=(110, 26)) as pilot:
+        await sign_in(pilot, app, "dr.smith")
+        await pilot.press(*"/join #icu", "enter")
+        for client in (nurse, doctor):
+            await client.join("#icu")
+        await nurse.tell("#icu", "Bed 4: BP 85/50, started fluids. Can someone review?")
+        await pilot.press(*"/switch #icu", "enter")
+        await pilot.press(*"On my way, 5 minutes.", "enter")
+        await doctor.tell("#icu", "I'll bring the echo machine.")
+        await nurse.tell("dr.smith", "Family of bed 4 are asking for you.")
+        await doctor.say("Handover moved to 08:15 today.")
+        await until(pilot, lambda: "08:15" in shown(app))
+        app.save_screenshot("tui.svg", folder)
+    await nurse.quit()
+    await doctor.quit()
+
+
+async def test_quit_waits_for_the_servers_goodbye(server: ChatServer) -> None:
+    watcher = await person(server, "watcher")
+    app = ChatApp("127.0.0.1", port_of(server))
+    async with app.run_test(size=(200, 40)) as pilot:
+        await sign_in(pilot, app, "erin")
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: app.return_code is not None)
+        assert app.client.state == "closed"
+    assert app.return_code == 0
+    while True:
+        event = await watcher.next_event(5)
+        if isinstance(event, Event) and event.kind == "OFFLINE":
+            assert event.args[:2] == ("erin", "quit")
+            break
+    assert "erin" not in server.hub.users
+    await watcher.quit()
+
+
+def test_screenshot_is_in_the_docs() -> None:
+    assert (Path(__file__).parent.parent / "docs" / "images" / "tui.svg").is_file()
