@@ -8,21 +8,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from functools import partial
 
 import uvloop
-from fanout import PAD, wait_received
-from harness import LoadClient, ServerProcess, Stats, available_baselines, machine, open_clients, settle, summary
-
-
-async def send_to(client: LoadClient, server: ServerProcess, partner: str, count: int, window: int, tag: str) -> None:
-    dialect = server.dialect
-    sent = burst = 0
-    while sent < count:
-        n = min(window, count - sent)
-        data = b"".join(dialect.to_user(partner, f"t{time.monotonic_ns()} {PAD}") for _ in range(n))
-        burst += 1
-        await client.send_and_wait(data + dialect.ping(f"{tag}b{burst}"), dialect.pong_marker(f"{tag}b{burst}"))
-        sent += n
+from fanout import send_bursts, wait_received
+from harness import ServerProcess, Stats, available_baselines, machine, open_clients, settle, summary
 
 
 async def run_direct(server: ServerProcess, pairs: int, messages: int, window: int) -> dict[str, float]:
@@ -33,7 +23,8 @@ async def run_direct(server: ServerProcess, pairs: int, messages: int, window: i
     stats.received = 0
     cpu0, wall0 = server.cpu(), time.monotonic()
     await asyncio.gather(*(
-        send_to(c, server, f"d{i ^ 1}", messages, window, f"p{i}") for i, c in enumerate(clients)
+        send_bursts(c, server, partial(dialect.to_user, f"d{i ^ 1}"), messages, window, f"p{i}")
+        for i, c in enumerate(clients)
     ))  # fmt: skip
     expected = pairs * 2 * messages
     await wait_received(stats, expected)

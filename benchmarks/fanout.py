@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Callable
+from functools import partial
 
 import uvloop
 from harness import (
@@ -26,15 +28,17 @@ from harness import (
 PAD = "x" * 60
 
 
-async def send_window(client: LoadClient, server: ServerProcess, group: str, count: int, window: int, tag: str) -> None:
-    """Send *count* messages in bursts of *window*, each burst followed by a PING round trip (works for any
-    dialect, so the server is never asked to buffer more than a window per sender)."""
+async def send_bursts(
+    client: LoadClient, server: ServerProcess, message: Callable[[str], bytes], count: int, window: int, tag: str
+) -> None:
+    """Send *count* messages (``message(text)`` makes one) in bursts of *window*, each followed by a PING round
+    trip: works in any dialect, and no server is asked to buffer more than a burst per sender."""
     dialect = server.dialect
     sent = 0
     burst = 0
     while sent < count:
         n = min(window, count - sent)
-        data = b"".join(dialect.to_group(group, f"t{time.monotonic_ns()} {PAD}") for _ in range(n))
+        data = b"".join(message(f"t{time.monotonic_ns()} {PAD}") for _ in range(n))
         burst += 1
         await client.send_and_wait(data + dialect.ping(f"{tag}b{burst}"), dialect.pong_marker(f"{tag}b{burst}"))
         sent += n
@@ -81,7 +85,10 @@ async def run_fanout(
     cpu0, wall0 = server.cpu(), time.monotonic()
     if rate is None:
         await asyncio.gather(
-            *(send_window(s, server, "bench", messages, window, f"s{i}") for i, s in enumerate(senders))
+            *(
+                send_bursts(s, server, partial(dialect.to_group, "bench"), messages, window, f"s{i}")
+                for i, s in enumerate(senders)
+            )
         )
         sent = messages * senders_n
     else:

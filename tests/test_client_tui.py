@@ -14,7 +14,8 @@ from bleeper.client.events import Event
 from bleeper.client.tui import ChatApp
 from bleeper.client.tui.app import NameScreen
 from bleeper.server import ChatServer
-from tests.conftest import port_of
+from tests.conftest import make_config, port_of
+from tests.helpers import free_port
 
 
 async def until(pilot: Pilot[object], predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -162,3 +163,45 @@ async def test_quit_waits_for_the_servers_goodbye(server: ChatServer) -> None:
 
 def test_screenshot_is_in_the_docs() -> None:
     assert (Path(__file__).parent.parent / "docs" / "images" / "tui.svg").is_file()
+
+
+class BellCountingApp(ChatApp):
+    bells = 0
+
+    def bell(self) -> None:
+        self.bells += 1
+
+
+async def test_bell_on_private_messages_only(server: ChatServer) -> None:
+    bob = await person(server, "bob")
+    app = BellCountingApp("127.0.0.1", port_of(server))
+    async with app.run_test(size=(200, 40)) as pilot:
+        await sign_in(pilot, app, "frank")
+        await bob.say("for everyone")
+        await bob.tell("frank", "just for you")
+        await until(pilot, lambda: "just for you" in shown(app))
+        assert app.bells == 1
+    await bob.quit()
+
+
+async def test_reconnects_by_itself_and_says_so() -> None:
+    port = free_port()
+    first = ChatServer(make_config(port=port))
+    await first.start()
+    app = ChatApp("127.0.0.1", port)
+    app.client.backoff = (0.05, 0.5)
+    try:
+        async with app.run_test(size=(200, 40)) as pilot:
+            await sign_in(pilot, app, "gina")
+            await first.stop(grace=0.5)
+            await until(pilot, lambda: "reconnecting" in shown(app) and app.connection == "reconnecting")
+            second = ChatServer(make_config(port=port))
+            await second.start()
+            try:
+                await until(pilot, lambda: "reconnected" in shown(app), timeout=10)
+                assert app.connection == "connected" and "gina" in second.hub.users
+                assert str(app.query_one("#status").render()).startswith("connected · gina @ ")
+            finally:
+                await second.stop(grace=0.5)
+    finally:
+        await first.stop(grace=0.5)
