@@ -1,0 +1,40 @@
+"""Persistence behind one interface: SQLite (default) and PostgreSQL."""
+
+from bleeper.store.base import Store
+from bleeper.store.model import (
+    Account,
+    AccountExists,
+    InboxEntry,
+    NewMessage,
+    SchemaTooNew,
+    StoredMessage,
+    StoreError,
+    StoreFull,
+)
+
+
+async def open_store(location: str) -> Store:
+    """Open (creating or upgrading) the store at *location*: ``postgresql://...``, ``sqlite:///path`` or a
+    plain file path."""
+    if location.startswith(("postgresql://", "postgres://")):
+        from bleeper.store.postgres import PostgresStore
+
+        return await PostgresStore.open(location)
+    from bleeper.store.sqlite import SqliteStore
+
+    path = location.removeprefix("sqlite:///") if location.startswith("sqlite:///") else location
+    return await SqliteStore.open(path)
+
+
+__all__ = [
+    "Account",
+    "AccountExists",
+    "InboxEntry",
+    "NewMessage",
+    "SchemaTooNew",
+    "Store",
+    "StoreError",
+    "StoreFull",
+    "StoredMessage",
+    "open_store",
+]

@@ -1,0 +1,98 @@
+"""The store interface. Every backend passes the same test suite (tests/test_store.py)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from bleeper.store.model import Account, InboxEntry, NewMessage, StoredMessage
+
+# Shared SQL, written with ? placeholders (the PostgreSQL backend numbers them).
+SELECT_ACCOUNT = "SELECT key, name, password_hash, admin, created_ms, delivered_seq FROM accounts"
+SELECT_MESSAGE = "SELECT id, sender, recipient, conversation, body, created_ms, client_id FROM messages"
+
+
+class Store(ABC):
+    """Persistence for accounts, messages, inboxes and groups. Methods never block the event loop."""
+
+    dialect: str
+    url: str
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def schema_version(self) -> int: ...
+
+    # accounts -------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_account(self, key: str, name: str, password_hash: str, admin: bool, created_ms: int) -> Account:
+        """Raises :class:`AccountExists` when the key is taken."""
+
+    @abstractmethod
+    async def get_account(self, key: str) -> Account | None: ...
+
+    @abstractmethod
+    async def list_accounts(self) -> list[Account]: ...
+
+    @abstractmethod
+    async def delete_account(self, key: str) -> bool: ...
+
+    @abstractmethod
+    async def set_password(self, key: str, password_hash: str) -> bool: ...
+
+    # messages -------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def store_messages(self, batch: Sequence[NewMessage]) -> list[StoredMessage]:
+        """Store a batch in one transaction (group commit) and return them with ids and inbox sequence
+        numbers. A message whose (sender, client_id) was stored before comes back as that earlier message,
+        marked ``duplicate``, and is not stored again."""
+
+    @abstractmethod
+    async def inbox(self, account_key: str, after_seq: int, limit: int = 1000) -> list[InboxEntry]:
+        """The account's messages with sequence numbers above *after_seq*, oldest first."""
+
+    @abstractmethod
+    async def last_seq(self, account_key: str) -> int: ...
+
+    @abstractmethod
+    async def mark_delivered(self, account_key: str, seq: int) -> None:
+        """Record that everything up to *seq* reached one of the account's connections (never goes back)."""
+
+    @abstractmethod
+    async def history(self, conversation: str, limit: int = 50) -> list[StoredMessage]:
+        """The latest *limit* messages of a conversation, oldest first."""
+
+    # groups ---------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def add_member(self, group_key: str, group_name: str, account_key: str) -> None: ...
+
+    @abstractmethod
+    async def remove_member(self, group_key: str, account_key: str) -> None:
+        """Forget the membership; a group left without members is forgotten too."""
+
+    @abstractmethod
+    async def load_groups(self) -> dict[str, tuple[str, set[str]]]:
+        """Every group: key -> (display name, member account keys)."""
+
+
+def message_from_row(row: Sequence[object], duplicate: bool = False) -> StoredMessage:
+    msg_id, sender, to, conversation, body, created_ms, client_id = row
+    return StoredMessage(
+        int(msg_id),  # type: ignore[call-overload]
+        str(sender),
+        str(to),
+        str(conversation),
+        str(body),
+        int(created_ms),  # type: ignore[call-overload]
+        None if client_id is None else str(client_id),
+        duplicate,
+    )
+
+
+def account_from_row(row: Sequence[object]) -> Account:
+    key, name, password_hash, admin, created_ms, delivered_seq = row
+    return Account(str(key), str(name), str(password_hash), bool(admin), int(created_ms), int(delivered_seq))  # type: ignore[call-overload]

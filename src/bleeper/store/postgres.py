@@ -1,0 +1,227 @@
+"""PostgreSQL backend (asyncpg), for larger sites and, later, several servers sharing one database."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from bleeper.store import schema
+from bleeper.store.base import SELECT_ACCOUNT, SELECT_MESSAGE, Store, account_from_row, message_from_row
+from bleeper.store.model import (
+    Account,
+    AccountExists,
+    InboxEntry,
+    NewMessage,
+    SchemaTooNew,
+    StoredMessage,
+    StoreError,
+)
+
+_MIGRATION_LOCK = 0x626C6565  # "blee": one server migrates at a time
+
+
+def numbered(sql: str) -> str:
+    """``?`` placeholders to asyncpg's ``$1, $2, ...``."""
+    counter = iter(range(1, 1000))
+    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
+
+
+class PostgresStore(Store):
+    dialect = "postgres"
+
+    def __init__(self, url: str, pool: asyncpg.Pool) -> None:
+        self.url = url
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True, min_size: int = 1, max_size: int = 10) -> PostgresStore:
+        try:
+            pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {_safe(url)}: {exc}. Check the server is running and the URL "
+                "(postgresql://user@host:5432/database) is right"
+            ) from exc
+        store = cls(url, pool)
+        if migrate:
+            try:
+                await store._migrate()
+            except BaseException:
+                await pool.close()
+                raise
+        return store
+
+    async def _migrate(self, upto: int = schema.LATEST) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            has_table = await conn.fetchval("SELECT to_regclass('bleeper_schema') IS NOT NULL")
+            if not has_table:
+                others = await conn.fetchval(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()"
+                )
+                if others:
+                    raise StoreError("this database has tables but is not a Bleeper database: use an empty database")
+                await conn.execute("CREATE TABLE bleeper_schema (version INTEGER NOT NULL)")
+                await conn.execute("INSERT INTO bleeper_schema (version) VALUES (0)")
+            version = int(await conn.fetchval("SELECT version FROM bleeper_schema"))
+            if version > schema.LATEST:
+                raise SchemaTooNew(
+                    f"the database is at schema version {version} but this Bleeper knows only up to "
+                    f"{schema.LATEST}: upgrade Bleeper, or restore a backup made by this version"
+                )
+            for number in range(version + 1, upto + 1):
+                for statement in schema.statements("postgres", number):
+                    await conn.execute(statement)
+                await conn.execute("UPDATE bleeper_schema SET version = $1", number)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def schema_version(self) -> int:
+        return int(await self._pool.fetchval("SELECT version FROM bleeper_schema"))
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        return list(await self._pool.fetch(numbered(sql), *args))
+
+    # accounts -------------------------------------------------------------------------------------------
+
+    async def create_account(self, key: str, name: str, password_hash: str, admin: bool, created_ms: int) -> Account:
+        try:
+            await self._pool.execute(
+                "INSERT INTO accounts (key, name, password_hash, admin, created_ms) VALUES ($1, $2, $3, $4, $5)",
+                key, name, password_hash, admin, created_ms,
+            )  # fmt: skip
+        except asyncpg.UniqueViolationError:
+            raise AccountExists(f"an account named {name} already exists") from None
+        return Account(key, name, password_hash, admin, created_ms)
+
+    async def get_account(self, key: str) -> Account | None:
+        rows = await self._fetch(SELECT_ACCOUNT + " WHERE key = ?", key)
+        return account_from_row(tuple(rows[0])) if rows else None
+
+    async def list_accounts(self) -> list[Account]:
+        return [account_from_row(tuple(row)) for row in await self._fetch(SELECT_ACCOUNT + " ORDER BY key")]
+
+    async def delete_account(self, key: str) -> bool:
+        async with self._pool.acquire() as conn, conn.transaction():
+            status = await conn.execute("DELETE FROM accounts WHERE key = $1", key)
+            await conn.execute("DELETE FROM memberships WHERE account_key = $1", key)
+            await conn.execute("DELETE FROM groups WHERE key NOT IN (SELECT group_key FROM memberships)")
+        return bool(status.endswith(" 1"))
+
+    async def set_password(self, key: str, password_hash: str) -> bool:
+        status = await self._pool.execute("UPDATE accounts SET password_hash = $1 WHERE key = $2", password_hash, key)
+        return bool(status.endswith(" 1"))
+
+    # messages -------------------------------------------------------------------------------------------
+
+    async def store_messages(self, batch: Sequence[NewMessage]) -> list[StoredMessage]:
+        stored: list[StoredMessage] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            for message in batch:
+                msg_id = await conn.fetchval(
+                    "INSERT INTO messages (client_id, sender, sender_key, recipient, conversation, body, created_ms)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    " ON CONFLICT (sender_key, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING id",
+                    message.client_id, message.sender, message.sender_key, message.to, message.conversation,
+                    message.text, message.created_ms,
+                )  # fmt: skip
+                if msg_id is None:  # the same client id was stored before (perhaps by a concurrent retry)
+                    row = await conn.fetchrow(
+                        numbered(SELECT_MESSAGE + " WHERE sender_key IS NOT DISTINCT FROM ? AND client_id = ?"),
+                        message.sender_key, message.client_id,
+                    )  # fmt: skip
+                    if row is None:
+                        raise StoreError("a message id conflicted but the earlier message is missing")
+                    stored.append(message_from_row(tuple(row), duplicate=True))
+                    continue
+                seqs = []
+                for account_key in message.recipients:
+                    seq = await conn.fetchval(
+                        "INSERT INTO sequences (account_key, last_seq) VALUES ($1, 1) ON CONFLICT (account_key)"
+                        " DO UPDATE SET last_seq = sequences.last_seq + 1 RETURNING last_seq",
+                        account_key,
+                    )
+                    seqs.append((account_key, int(seq)))
+                if seqs:
+                    await conn.executemany(
+                        "INSERT INTO inbox (account_key, seq, message_id) VALUES ($1, $2, $3)",
+                        [(key, seq, msg_id) for key, seq in seqs],
+                    )
+                stored.append(
+                    StoredMessage(
+                        int(msg_id),
+                        message.sender,
+                        message.to,
+                        message.conversation,
+                        message.text,
+                        message.created_ms,
+                        message.client_id,
+                        False,
+                        tuple(seqs),
+                    )
+                )
+        return stored
+
+    async def inbox(self, account_key: str, after_seq: int, limit: int = 1000) -> list[InboxEntry]:
+        rows = await self._fetch(
+            "SELECT i.seq, m.id, m.sender, m.recipient, m.conversation, m.body, m.created_ms, m.client_id"
+            " FROM inbox i JOIN messages m ON m.id = i.message_id"
+            " WHERE i.account_key = ? AND i.seq > ? ORDER BY i.seq LIMIT ?",
+            account_key, after_seq, limit,
+        )  # fmt: skip
+        return [InboxEntry(int(row[0]), message_from_row(tuple(row)[1:])) for row in rows]
+
+    async def last_seq(self, account_key: str) -> int:
+        value = await self._pool.fetchval("SELECT last_seq FROM sequences WHERE account_key = $1", account_key)
+        return int(value or 0)
+
+    async def mark_delivered(self, account_key: str, seq: int) -> None:
+        await self._pool.execute(
+            "UPDATE accounts SET delivered_seq = $1 WHERE key = $2 AND delivered_seq < $1", seq, account_key
+        )
+
+    async def history(self, conversation: str, limit: int = 50) -> list[StoredMessage]:
+        rows = await self._fetch(
+            SELECT_MESSAGE + " WHERE conversation = ? ORDER BY id DESC LIMIT ?", conversation, limit
+        )
+        return [message_from_row(tuple(row)) for row in reversed(rows)]
+
+    # groups ---------------------------------------------------------------------------------------------
+
+    async def add_member(self, group_key: str, group_name: str, account_key: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO groups (key, name) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", group_key, group_name
+            )
+            await conn.execute(
+                "INSERT INTO memberships (group_key, account_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                group_key, account_key,
+            )  # fmt: skip
+
+    async def remove_member(self, group_key: str, account_key: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM memberships WHERE group_key = $1 AND account_key = $2", group_key, account_key
+            )
+            await conn.execute(
+                "DELETE FROM groups WHERE key = $1 AND NOT EXISTS (SELECT 1 FROM memberships WHERE group_key = $1)",
+                group_key,
+            )
+
+    async def load_groups(self) -> dict[str, tuple[str, set[str]]]:
+        groups: dict[str, tuple[str, set[str]]] = {
+            row["key"]: (row["name"], set()) for row in await self._pool.fetch("SELECT key, name FROM groups")
+        }
+        for row in await self._pool.fetch("SELECT group_key, account_key FROM memberships"):
+            if row["group_key"] in groups:
+                groups[row["group_key"]][1].add(row["account_key"])
+        return groups
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)

@@ -1,0 +1,39 @@
+"""The schema, as numbered migrations. A database records the last one applied and is upgraded in place.
+
+Statements are written once with ``{id}`` and ``{bool}`` standing for the column types that differ between
+SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[list[str]] = [
+    [  # 1: accounts, messages, inboxes, groups
+        "CREATE TABLE accounts (key TEXT PRIMARY KEY, name TEXT NOT NULL, password_hash TEXT NOT NULL,"
+        " admin {bool} NOT NULL DEFAULT FALSE, created_ms BIGINT NOT NULL, delivered_seq BIGINT NOT NULL DEFAULT 0)",
+        "CREATE TABLE messages (id {id}, client_id TEXT, sender TEXT NOT NULL, sender_key TEXT,"
+        " recipient TEXT NOT NULL, conversation TEXT NOT NULL, body TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        "CREATE UNIQUE INDEX messages_client ON messages (sender_key, client_id) WHERE client_id IS NOT NULL",
+        "CREATE INDEX messages_conversation ON messages (conversation, id)",
+        "CREATE TABLE sequences (account_key TEXT PRIMARY KEY, last_seq BIGINT NOT NULL)",
+        "CREATE TABLE inbox (account_key TEXT NOT NULL, seq BIGINT NOT NULL, message_id BIGINT NOT NULL,"
+        " PRIMARY KEY (account_key, seq))",
+        "CREATE TABLE groups (key TEXT PRIMARY KEY, name TEXT NOT NULL)",
+        "CREATE TABLE memberships (group_key TEXT NOT NULL, account_key TEXT NOT NULL,"
+        " PRIMARY KEY (group_key, account_key))",
+    ],
+    [  # 2: find a message's recipients without scanning every inbox
+        "CREATE INDEX inbox_message ON inbox (message_id)",
+    ],
+]
+
+LATEST = len(MIGRATIONS)
+
+DIALECTS = {
+    "sqlite": {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "bool": "BOOLEAN"},
+    "postgres": {"id": "BIGSERIAL PRIMARY KEY", "bool": "BOOLEAN"},
+}
+
+
+def statements(dialect: str, version: int) -> list[str]:
+    """The statements of migration *version* (1-based) for *dialect*."""
+    return [sql.format(**DIALECTS[dialect]) for sql in MIGRATIONS[version - 1]]
