@@ -15,7 +15,7 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 
 
 def make_config(**overrides: object) -> ServeConfig:
-    config = ServeConfig(host="127.0.0.1", port=0, max_per_ip=0, log_level="warning")
+    config = ServeConfig(host="127.0.0.1", port=0, max_per_ip=0, log_level="warning", db=":memory:")
     for key, value in overrides.items():
         setattr(config, key, value)
     config.validate()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -133,6 +135,9 @@ def server_process(
     """``bleeper serve`` as a real subprocess; stopped with SIGTERM afterwards."""
     port = port or free_port()
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    scratch = tempfile.mkdtemp(prefix="bleeper-test-")
+    if "--db" not in args:
+        args = ("--db", os.path.join(scratch, "bleeper.db"), *args)
     proc = subprocess.Popen(
         [sys.executable, "-m", "bleeper", "serve", "--port", str(port), *args],
         stdout=subprocess.PIPE,
@@ -152,3 +157,4 @@ def server_process(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        shutil.rmtree(scratch, ignore_errors=True)

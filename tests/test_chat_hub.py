@@ -61,8 +61,8 @@ def test_message_ids_increase_and_time_comes_from_the_clock() -> None:
         "250 2 2025-11-21T15:12:05.500Z reached 1",
     ]
     assert bob_wire.lines() == [
-        "MSG 1 2025-11-21T15:12:05.500Z alice * one",
-        "MSG 2 2025-11-21T15:12:05.500Z alice @bob two",
+        "MSG 1 1 2025-11-21T15:12:05.500Z alice * one",
+        "MSG 2 2 2025-11-21T15:12:05.500Z alice @bob two",
     ]
 
 
@@ -71,7 +71,7 @@ def test_broadcast_queues_the_same_bytes_object_for_every_recipient() -> None:
     alice, _ = join(hub, "alice")
     wires = [join(hub, f"user{i}")[1] for i in range(5)]
     hub.handle(alice, "SAY shared")
-    sent = [wire.data[-1] for wire in wires]
+    sent = [wire.data[-1] for wire in wires]  # each got its own "MSG <seq>" head, then these same bytes
     assert all(item is sent[0] for item in sent)
 
 
@@ -90,7 +90,7 @@ def test_keepalive_pings_then_drops_with_a_fake_clock() -> None:
     clock.now += 6
     hub.keepalive()
     assert quiet_wire.lines() == ["CLOSING ping timeout: no answer from the client"]
-    assert quiet_wire.closed and "quiet" not in {s.name for s in hub.users.values()}
+    assert quiet_wire.closed and "quiet" not in hub.users
     assert alice_wire.lines()[-1] == "OFFLINE quiet ping timeout: no answer from the client"
     assert alice_wire.closed is None
 

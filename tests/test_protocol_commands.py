@@ -130,13 +130,14 @@ def test_format_then_parse_round_trips(command: object) -> None:
     assert parse_command(format_command(command)) == command  # type: ignore[arg-type]
 
 
-@given(st.integers(1, 2**40), st.floats(0, 4e9), _word, st.sampled_from(["*", "#icu", "@bob,carol"]), _text)
-def test_message_event_round_trips(msg_id: int, ts: float, sender: str, to: str, text: str) -> None:
+@given(st.integers(1, 2**40), st.integers(1, 2**40), st.floats(0, 4e9), _word,
+       st.sampled_from(["*", "#icu", "@bob,carol"]), _text)  # fmt: skip
+def test_message_event_round_trips(seq: int, msg_id: int, ts: float, sender: str, to: str, text: str) -> None:
     stamp = format_time(ts)
-    line = message_event(msg_id, stamp, sender, to, text).decode()
+    line = message_event(seq, msg_id, stamp, sender, to, text).decode()
     assert line.endswith("\r\n")
     parsed = ReplyAssembler().feed(line[:-2])
-    assert parsed == Message(msg_id, stamp, sender, to, text)
+    assert parsed == Message(seq, msg_id, stamp, sender, to, text)
 
 
 @given(st.integers(200, 599), st.lists(_text, max_size=5), _text)

@@ -95,7 +95,7 @@ async def test_say_reaches_everyone_else_once(server: ChatServer) -> None:
     assert re.fullmatch(STAMP, stamp) and word == "reached" and count == "2"
     for other in (bob, carol):
         message = await other.message()
-        assert message == Message(int(msg_id), stamp, "alice", "*", "good morning, all")
+        assert message == Message(1, int(msg_id), stamp, "alice", "*", "good morning, all")
     assert (await alice.command("PING")).code == 200
     assert not [e for e in alice.events if isinstance(e, Message)]
 

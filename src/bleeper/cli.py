@@ -23,7 +23,6 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         epilog="Every option can also be set with an environment variable BLEEPER_<OPTION> (for example "
         "BLEEPER_PORT=9000) or in a TOML file (--config, BLEEPER_CONFIG, or ./bleeper.toml) under [serve]. "
         "Flags win over variables, which win over the file.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = _DEFAULTS
     p.add_argument("--config", metavar="FILE", help="TOML settings file (default: ./bleeper.toml when present)")
@@ -80,6 +79,17 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--log-format", choices=["text", "json"], help="event console format [default: text]")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="[default: info]")
     p.add_argument(
+        "--db",
+        metavar="PATH|URL",
+        help=f"where messages, accounts and groups are kept: a SQLite file, or postgresql://user@host/db "
+        f"[default: {d.db}]",
+    )
+    p.add_argument(
+        "--auth",
+        choices=["open", "required"],
+        help="open: anyone may take a free name (account names need LOGIN); required: LOGIN first [default: open]",
+    )
+    p.add_argument(
         "--no-uvloop",
         dest="uvloop",
         action="store_const",
@@ -93,6 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
     from bleeper.console import setup_logging
     from bleeper.framework.runner import run
     from bleeper.server import ChatServer
+    from bleeper.store import StoreError
 
     flags = {k: v for k, v in vars(args).items() if k not in ("func", "config", "command")}
     try:
@@ -104,6 +115,9 @@ def _serve(args: argparse.Namespace) -> int:
     server = ChatServer(config)
     try:
         run(server.serve(), use_uvloop=config.uvloop)
+    except StoreError as exc:
+        logging.getLogger("bleeper.events").error("cannot open the store: %s", exc)
+        return 1
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             hint = "another server is using it; stop that one or choose another with --port"

@@ -31,6 +31,8 @@ class ServeConfig:
     log_format: str = "text"
     log_level: str = "info"
     uvloop: bool = True
+    db: str = "data/bleeper.db"
+    auth: str = "open"
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -39,6 +41,10 @@ class ServeConfig:
             raise ConfigError(f"max_line {self.max_line} is too small: use at least 64 bytes")
         if self.send_buffer < self.max_line * 4:
             raise ConfigError("send_buffer must be at least four times max_line")
+        if self.auth not in ("open", "required"):
+            raise ConfigError(f'auth "{self.auth}" is unknown: use "open" or "required"')
+        if not self.db:
+            raise ConfigError("db is empty: give a file path or a postgresql:// URL")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f'log_format "{self.log_format}" is unknown: use "text" or "json"')
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

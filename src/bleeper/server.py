@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import resource
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from bleeper import __version__
 from bleeper.chat import Hub, HubLimits, Session
@@ -14,6 +16,8 @@ from bleeper.config import ServeConfig
 from bleeper.framework import Connection, Server
 from bleeper.framework.runner import loop_name
 from bleeper.protocol.framing import FramingError
+from bleeper.store import Store, open_store
+from bleeper.store.adapter import StoreBackend
 
 log = logging.getLogger("bleeper.events")
 
@@ -33,14 +37,56 @@ class ChatServer(Server):
                 ping_interval=config.ping_interval,
                 ping_timeout=config.ping_timeout,
                 log_messages=config.log_messages,
+                auth=config.auth,
             ),
             server_name=config.server_name,
         )
+        self.store: Store | None = None
+        self.backend: StoreBackend | None = None
+        self._chores: set[asyncio.Future[None]] = set()
+
+    async def start(self) -> None:
+        """Open the store first: a server that cannot keep messages must not accept any."""
+        self.store = await open_store(self.config.db)
+        try:
+            self.backend = StoreBackend(self.store)
+            self.hub.backend = self.backend
+            self.hub.know_accounts(await self.store.list_accounts())
+            self.hub.load_groups(await self.store.load_groups())
+            await super().start()
+        except BaseException:
+            await self.store.close()
+            raise
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await super().stop(grace)
+        if self.backend is not None:
+            await self.backend.close()
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+    def _chore(self, make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        if len(self._chores) < 4:
+            task = asyncio.ensure_future(make())
+            self._chores.add(task)
+            task.add_done_callback(self._chores.discard)
+
+    async def _refresh(self) -> None:
+        """Accounts added or removed by ``bleeper user`` while the server runs; delivery marks."""
+        if self.store is None or self.backend is None:
+            return
+        try:
+            self.hub.know_accounts(await self.store.list_accounts())
+            await self.backend.flush_marks()
+        except Exception as exc:
+            log.warning("store upkeep failed: %s", exc)
 
     async def on_start(self) -> None:
         _raise_file_limit()
         if self.config.ping_interval:
             self.every(min(1.0, self.config.ping_interval / 4), self.hub.keepalive)
+        self.every(5.0, lambda: self._chore(self._refresh))
         where = ", ".join(f"{host}:{port}" for host, port in self.addresses)
         loop = asyncio.get_running_loop()
         log.info(
@@ -58,9 +104,21 @@ class ChatServer(Server):
 
     def on_message(self, conn: Connection, line: str) -> Awaitable[None] | None:
         session: Session | None = conn.state
-        if session is not None:
-            self.hub.handle(session, line)
-        return None
+        if session is None:
+            return None
+        pending = self.hub.handle(session, line)
+        if pending is None:
+            return None
+        if isinstance(pending, asyncio.Future):
+            return pending
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def release(_: object) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        pending.add_done_callback(release)
+        return waiter
 
     def on_invalid(self, conn: Connection, error: FramingError) -> None:
         session: Session | None = conn.state
@@ -78,6 +136,10 @@ class ChatServer(Server):
             "stop: telling %d client(s) the server is shutting down", active, extra={"event": "stop", "active": active}
         )
         self.hub.shutdown("server shutting down")
+
+
+def _safe(location: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", location)
 
 
 def _raise_file_limit() -> None:

@@ -1,20 +1,26 @@
 """The hub: who is connected, under which name, in which groups, and where each message goes.
 
-Every method runs to completion without waiting: the hub queues bytes on peers and never blocks, so one
-slow recipient cannot hold up a broadcast. A message is formatted once and the same bytes object is queued
-for every recipient.
+Every method runs to completion without waiting. Work that needs storage (saving a message before it is
+acknowledged, checking a password, reading an inbox) is asked of the :class:`~bleeper.chat.backend.Backend`,
+whose answer arrives later through a callback; :meth:`Hub.handle` then returns the pending answer so the
+transport holds that connection's next lines until it completes. A message is formatted once and the same
+bytes are queued for every recipient, after a per-recipient sequence number.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from bleeper import __version__
+from bleeper.chat.backend import Backend, Pending
+from bleeper.chat.memory import MemoryBackend
 from bleeper.chat.names import group_problem, name_key, name_problem, suggest
 from bleeper.chat.ratelimit import ALLOWED, FLOOD, TokenBucket
+from bleeper.chat.records import Account, InboxEntry, NewMessage, StorageFull, StoredMessage
 from bleeper.chat.session import Peer, Session
 from bleeper.protocol import codes
 from bleeper.protocol.commands import (
@@ -23,28 +29,36 @@ from bleeper.protocol.commands import (
     Groups,
     GroupTarget,
     Help,
+    History,
     Join,
     Leave,
+    Login,
     Name,
     ParseError,
     Ping,
     Pong,
     Quit,
     Say,
+    Sync,
     Tell,
+    UserTarget,
     Who,
     parse_command,
     resolve,
 )
 from bleeper.protocol.framing import FramingError, LineTooLong
-from bleeper.protocol.wire import event, format_time, message_event, multiline, reply
+from bleeper.protocol.wire import event, format_ms, format_time, message_head, message_tail, multiline, reply
 
 log = logging.getLogger("bleeper.events")
+T = TypeVar("T")
+
+SYNC_BATCH = 1000
+OPEN_COMMANDS = frozenset({"HELP", "LOGIN", "PING", "PONG", "QUIT"})  # all --auth required allows before LOGIN
 
 
 @dataclass(frozen=True, slots=True)
 class HubLimits:
-    """Per-client limits. A value of 0 turns a limit off."""
+    """Per-client limits and policies. A limit of 0 turns it off."""
 
     rate: float = 20.0  # commands per second, sustained
     burst: int = 60  # commands at once; a client this far in debt is flooding
@@ -53,16 +67,48 @@ class HubLimits:
     ping_interval: float = 90.0  # seconds of silence before the server sends PING
     ping_timeout: float = 60.0  # seconds after a PING before a silent client is dropped
     log_messages: bool = False  # message text is patient data: keep it off the console by default
+    auth: str = "open"  # "open": anyone may take a free name; "required": LOGIN first
+    login_failures: int = 5  # failed logins before an account or address must wait
+    login_lockout: float = 60.0  # seconds to wait after too many failures
 
 
 class Group:
-    """A named group: its display name as first created, and its members."""
+    """A named group: its display name, the connections in it now, and the accounts that belong to it."""
 
-    __slots__ = ("members", "name")
+    __slots__ = ("accounts", "members", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.members: set[Session] = set()
+        self.accounts: set[str] = set()
+
+
+class Flow:
+    """A multi-step answer the hub completes itself (login: account, password, then the inbox)."""
+
+    __slots__ = ("_callbacks", "_done")
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[Flow], object]] = []
+        self._done = False
+
+    def add_done_callback(self, fn: Callable[[Flow], object], /) -> None:
+        if self._done:
+            fn(self)
+        else:
+            self._callbacks.append(fn)
+
+    def done(self) -> bool:
+        return self._done
+
+    def result(self) -> None:
+        return None
+
+    def finish(self) -> None:
+        self._done = True
+        callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn(self)
 
 
 class Hub:
@@ -72,33 +118,53 @@ class Hub:
         self,
         limits: HubLimits | None = None,
         *,
+        backend: Backend | None = None,
         server_name: str = "bleeper",
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limits = limits or HubLimits()
+        self.backend: Backend = backend if backend is not None else MemoryBackend()
         self.server_name = server_name
         self._clock = clock
         self._monotonic = monotonic
         self.sessions: set[Session] = set()
-        self.users: dict[str, Session] = {}  # name key -> session
+        self.users: dict[str, list[Session]] = {}  # name key -> its connections (several for an account)
         self.groups: dict[str, Group] = {}  # '#' + name key -> group
+        self.accounts: dict[str, str] = {}  # account key -> display name, for names that need LOGIN
         self._per_address: dict[str, int] = {}
-        self._next_id = 1
+        self._failures: dict[str, tuple[int, float]] = {}  # account key or address -> (failures, last)
         self._ping_counter = 0
-        self._handlers: dict[type, Callable[[Session, object], None]] = {
+        self._handlers: dict[type, Callable[[Session, object], Pending[object] | None]] = {
             Help: self._help,  # type: ignore[dict-item]
             Name: self._name,  # type: ignore[dict-item]
+            Login: self._login,  # type: ignore[dict-item]
             Say: self._say,  # type: ignore[dict-item]
             Tell: self._tell,  # type: ignore[dict-item]
             Join: self._join,  # type: ignore[dict-item]
             Leave: self._leave,  # type: ignore[dict-item]
             Who: self._who,  # type: ignore[dict-item]
             Groups: self._groups,  # type: ignore[dict-item]
+            Sync: self._sync,  # type: ignore[dict-item]
+            History: self._history,  # type: ignore[dict-item]
             Ping: self._ping,  # type: ignore[dict-item]
             Pong: self._pong,  # type: ignore[dict-item]
             Quit: self._quit,  # type: ignore[dict-item]
         }
+
+    # -- state from storage -----------------------------------------------------------------------------
+
+    def know_accounts(self, accounts: Iterable[Account]) -> None:
+        """Tell the hub which names belong to accounts (at start, and whenever the list is re-read)."""
+        self.accounts = {account.key: account.name for account in accounts}
+
+    def load_groups(self, groups: dict[str, tuple[str, set[str]]]) -> None:
+        """Groups and their account members as stored, so memberships survive restarts."""
+        for key, (name, accounts) in groups.items():
+            group = self.groups.get(key)
+            if group is None:
+                group = self.groups[key] = Group(name)
+            group.accounts |= accounts
 
     # -- connection lifecycle ---------------------------------------------------------------------------
 
@@ -110,42 +176,25 @@ class Hub:
         if limits.max_clients and len(self.sessions) >= limits.max_clients:
             peer.write(reply(codes.UNAVAILABLE, "server full; try again later"))
             peer.close("refused: server full")
-            log.warning(
-                "refused %s: server full (%d active)",
-                address,
-                len(self.sessions),
-                extra={"event": "refused", "peer": address, "active": len(self.sessions)},
-            )
+            log.warning("refused %s: server full (%d active)", address, len(self.sessions),
+                        extra={"event": "refused", "peer": address, "active": len(self.sessions)})  # fmt: skip
             return None
         if limits.max_per_address and count >= limits.max_per_address:
             peer.write(reply(codes.UNAVAILABLE, "too many connections from your address; try again later"))
             peer.close("refused: too many connections from one address")
-            log.warning(
-                "refused %s: %d connections from %s",
-                address,
-                count,
-                host,
-                extra={"event": "refused", "peer": address, "active": len(self.sessions)},
-            )
+            log.warning("refused %s: %d connections from %s", address, count, host,
+                        extra={"event": "refused", "peer": address, "active": len(self.sessions)})  # fmt: skip
             return None
         now = self._monotonic()
         session = Session(peer, address, TokenBucket(limits.rate, limits.burst, now), now)
         session.host = host
         self._per_address[host] = count + 1
         self.sessions.add(session)
-        session.send(
-            reply(
-                codes.GREETING,
-                f"{self.server_name} Bleeper {__version__} ready; type HELP, then NAME <your name>",
-            )
-        )
+        first = "LOGIN <name> <password>" if limits.auth == "required" else "NAME <your name>"
+        session.send(reply(codes.GREETING, f"{self.server_name} Bleeper {__version__} ready; type HELP, then {first}"))
         if log.isEnabledFor(logging.INFO):
-            log.info(
-                "connect %s (%d active)",
-                address,
-                len(self.sessions),
-                extra={"event": "connect", "peer": address, "active": len(self.sessions)},
-            )
+            log.info("connect %s (%d active)", address, len(self.sessions),
+                     extra={"event": "connect", "peer": address, "active": len(self.sessions)})  # fmt: skip
         return session
 
     def disconnect(self, session: Session, reason: str) -> None:
@@ -165,27 +214,22 @@ class Hub:
         else:
             self._per_address.pop(host, None)
         if session.key is not None:
-            del self.users[session.key]
+            devices = self.users.get(session.key, [])
+            if session in devices:
+                devices.remove(session)
             for key in session.groups or ():
-                group = self.groups[key]
-                group.members.discard(session)
-                if not group.members:
-                    del self.groups[key]
-            self._to_everyone(event("OFFLINE", session.name or "", reason), None)
+                group = self.groups.get(key)
+                if group is not None:
+                    group.members.discard(session)
+                    if not group.members and not group.accounts:
+                        del self.groups[key]
+            if not devices:
+                self.users.pop(session.key, None)
+                self._to_everyone(event("OFFLINE", session.name or "", reason), None)
         if log.isEnabledFor(logging.INFO):
-            log.info(
-                "disconnect %s: %s (%d active)",
-                session.label,
-                reason,
-                len(self.sessions),
-                extra={
-                    "event": "disconnect",
-                    "who": session.label,
-                    "peer": session.address,
-                    "reason": reason,
-                    "active": len(self.sessions),
-                },
-            )
+            log.info("disconnect %s: %s (%d active)", session.label, reason, len(self.sessions),
+                     extra={"event": "disconnect", "who": session.label, "peer": session.address,
+                            "reason": reason, "active": len(self.sessions)})  # fmt: skip
 
     def drop(self, session: Session, reason: str) -> None:
         """Tell a client why, hang up, and forget it. Never called while iterating users or groups."""
@@ -217,15 +261,19 @@ class Hub:
 
     # -- input ------------------------------------------------------------------------------------------
 
-    def handle(self, session: Session, line: str) -> None:
-        """One line from a client: every non-blank line gets exactly one reply (PONG excepted)."""
+    def handle(self, session: Session, line: str) -> Pending[object] | None:
+        """One line from a client: every non-blank line gets exactly one reply (PONG excepted).
+
+        Returns a pending answer when the reply waits for storage; the caller must not feed this session's
+        next line until it is done.
+        """
         if session.closing:
-            return
+            return None
         now = self._monotonic()
         session.last_active = now
         session.ping_sent = None
         if not line or line.isspace():
-            return
+            return None
         command = parse_command(line)
         if type(command) is not Quit and type(command) is not Pong:
             verdict = session.bucket.take(now)
@@ -234,16 +282,21 @@ class Hub:
                     self.drop(session, "flood: too many commands; reconnect and slow down")
                 else:
                     session.send(reply(codes.SLOW_DOWN, "slow down: too many commands; wait a moment"))
-                return
+                return None
         if isinstance(command, ParseError):
             session.send(reply(command.code, command.message))
-            return
-        if session.key is None and COMMANDS[_canonical(command)].needs_name:
-            session.send(reply(codes.NAME_FIRST, "choose a name first: NAME <your name>"))
-            return
+            return None
+        canonical = _canonical(command)
+        if session.key is None:
+            if self.limits.auth == "required" and canonical not in OPEN_COMMANDS:
+                session.send(reply(codes.NAME_FIRST, "log in first: LOGIN <name> <password>"))
+                return None
+            if COMMANDS[canonical].needs_name:
+                session.send(reply(codes.NAME_FIRST, "choose a name first: NAME <your name>"))
+                return None
         if log.isEnabledFor(logging.INFO):
             self._log_command(session, command)
-        self._handlers[type(command)](session, command)
+        return self._handlers[type(command)](session, command)
 
     def framing_error(self, session: Session, error: FramingError) -> None:
         """A line the framer could not deliver still gets its one reply."""
@@ -260,7 +313,7 @@ class Hub:
         else:
             session.send(reply(codes.BAD_SYNTAX, f"invalid UTF-8 ({error.detail}); the line was discarded"))
 
-    # -- commands ---------------------------------------------------------------------------------------
+    # -- names and accounts -----------------------------------------------------------------------------
 
     def _name(self, session: Session, command: Name) -> None:
         wanted = command.name
@@ -270,70 +323,253 @@ class Hub:
             else:
                 session.send(reply(codes.FORBIDDEN, f"you are {session.name}; to change name, QUIT and reconnect"))
             return
+        if self.limits.auth == "required":
+            session.send(reply(codes.FORBIDDEN, "this server needs an account: LOGIN <name> <password>"))
+            return
         problem = name_problem(wanted)
         if problem:
             session.send(reply(codes.INVALID_NAME, problem))
             return
         key = name_key(wanted)
-        if key in self.users:
-            free = suggest(wanted, self.users)
-            session.send(reply(codes.NAME_TAKEN, f'{free} "{wanted}" is taken; try "{free}"'))
+        if key in self.users or key in self.accounts:
+            free = suggest(wanted, _Taken(self.users, self.accounts))
+            why = "belongs to an account (LOGIN to use it)" if key in self.accounts else "is taken"
+            session.send(reply(codes.NAME_TAKEN, f'{free} "{wanted}" {why}; try "{free}"'))
             return
-        self._to_everyone(event("ONLINE", wanted), None)
-        self.users[key] = session
-        session.name = wanted
-        session.key = key
+        self._register(session, wanted, key)
         others = len(self.users) - 1
         session.send(reply(codes.NAME_ACCEPTED, f"{wanted} welcome, {wanted}; {others} other(s) online"))
 
-    def _say(self, session: Session, command: Say) -> None:
-        msg_id, stamp = self._stamp()
-        data = message_event(msg_id, stamp, session.name or "", "*", command.text)
-        reached = self._to_everyone(data, session)
-        session.send(reply(codes.MESSAGE_ACCEPTED, f"{msg_id} {stamp} reached {reached}"))
+    def _register(self, session: Session, name: str, key: str) -> None:
+        devices = self.users.get(key)
+        if not devices:
+            self._to_everyone(event("ONLINE", name), None)
+            devices = self.users[key] = []
+        devices.append(session)
+        session.name = name
+        session.key = key
 
-    def _tell(self, session: Session, command: Tell) -> None:
+    def _login(self, session: Session, command: Login) -> Pending[object] | None:
+        if session.key is not None:
+            session.send(reply(codes.FORBIDDEN, f"you are already {session.name}; QUIT and reconnect to switch"))
+            return None
+        key = name_key(command.name)
+        now = self._monotonic()
+        for subject in (key, "@" + session.host):
+            failures, last = self._failures.get(subject, (0, 0.0))
+            wait = self.limits.login_lockout - (now - last)
+            if failures >= self.limits.login_failures and wait > 0:
+                session.send(reply(codes.SLOW_DOWN, f"too many failed logins; wait {int(wait) + 1} s and try again"))
+                return None
+        flow = Flow()
+
+        def failed() -> None:
+            for subject in (key, "@" + session.host):
+                failures, _ = self._failures.get(subject, (0, 0.0))
+                self._failures[subject] = (failures + 1, self._monotonic())
+            log.warning("failed login for %r from %s", command.name[:40], session.address,
+                        extra={"event": "login-failed", "peer": session.address})  # fmt: skip
+            session.send(reply(codes.LOGIN_FAILED, "login failed: unknown account or wrong password"))
+            flow.finish()
+
+        def found(pending: Pending[Account | None]) -> None:
+            account = _result(pending)
+            if account is None or session.closing:
+                failed()
+                return
+            self.accounts[account.key] = account.name
+
+            def checked(verdict: Pending[bool]) -> None:
+                if not _result(verdict) or session.closing:
+                    failed()
+                    return
+                self._failures.pop(key, None)
+                self._logged_in(session, account, flow)
+
+            self.backend.verify_password(account, command.password).add_done_callback(checked)
+
+        self.backend.account(key).add_done_callback(found)
+        return None if flow.done() else flow
+
+    def _logged_in(self, session: Session, account: Account, flow: Flow) -> None:
+        for other in list(self.users.get(account.key, [])):
+            if other.account is None:  # someone took the account's name without logging in
+                self.drop(other, f"the name {account.name} belongs to an account that has logged in")
+        session.account = account.key
+        self._register(session, account.name, account.key)
+        for group_key, group in self.groups.items():
+            if account.key in group.accounts:
+                group.members.add(session)
+                if session.groups is None:
+                    session.groups = set()
+                session.groups.add(group_key)
+        log.info("login %s from %s", account.name, session.address,
+                 extra={"event": "login", "who": account.name, "peer": session.address})  # fmt: skip
+
+        def waiting(pending: Pending[list[InboxEntry]]) -> None:
+            entries = _result(pending) or []
+            session.send(reply(codes.LOGGED_IN, f"{account.name} logged in; {len(entries)} message(s) waiting"))
+            self._replay(session, entries)
+            flow.finish()
+
+        self.backend.inbox(account.key, account.delivered_seq, SYNC_BATCH).add_done_callback(waiting)
+
+    def _replay(self, session: Session, entries: list[InboxEntry]) -> None:
+        """Send stored messages as MSG events with their original time and sequence number."""
+        for entry in entries:
+            message = entry.message
+            session.send(message_head(entry.seq))
+            session.send(message_tail(message.id, format_ms(message.created_ms), message.sender, message.to,
+                                      message.text))  # fmt: skip
+        if entries and session.account is not None:
+            self.backend.mark_delivered(session.account, entries[-1].seq)
+
+    # -- messages ---------------------------------------------------------------------------------------
+
+    def _say(self, session: Session, command: Say) -> Pending[object] | None:
+        targets = [other for devices in self.users.values() for other in devices if other is not session]
+        accounts = {other.account for other in targets if other.account and other.account != session.account}
+        return self._send(session, "*", "*", command.text, targets, sorted(accounts))
+
+    def _tell(self, session: Session, command: Tell) -> Pending[object] | None:
         target = command.target
-        recipients: list[Session]
         if isinstance(target, GroupTarget):
             group = self.groups.get("#" + name_key(target.name[1:]))
             if group is None:
                 session.send(reply(codes.NOT_FOUND, f"no such group: {target.name}; GROUPS lists them"))
+                return None
+            targets = [other for other in group.members if other is not session]
+            accounts = sorted(group.accounts - {session.account} if session.account else group.accounts)
+            return self._send(session, group.name, "#" + name_key(group.name[1:]), command.text, targets, accounts)
+        names: dict[str, str] = {}  # key -> display name
+        missing: list[str] = []
+        for name in target.names:
+            key = name_key(name)
+            if key in self.users:
+                names.setdefault(key, self.users[key][0].name or name)
+            elif key in self.accounts:
+                names.setdefault(key, self.accounts[key])
+            else:
+                missing.append(name)
+        if missing:
+            shown = ", ".join(missing[:10])
+            session.send(reply(codes.NOT_FOUND, f"no such user: {shown}; nothing was sent (WHO lists people)"))
+            return None
+        targets = [other for key in names for other in self.users.get(key, ()) if other is not session]
+        accounts = [key for key in names if key in self.accounts and key != session.account]
+        conversation = "@" + ",".join(sorted({*names, session.key or ""}))
+        return self._send(session, "@" + ",".join(names.values()), conversation, command.text, targets, accounts)
+
+    def _send(
+        self, session: Session, to: str, conversation: str, text: str, targets: list[Session], accounts: list[str]
+    ) -> Pending[object] | None:
+        """Store, then deliver and acknowledge: nobody sees a message that could still be lost."""
+        created_ms = int(self._clock() * 1000)
+        new = NewMessage(session.name or "", session.account, to, conversation, text, created_ms, tuple(accounts))
+        pending = self.backend.store(new)
+
+        def stored(result: Pending[StoredMessage]) -> None:
+            try:
+                message = result.result()
+            except StorageFull:
+                session.send(reply(codes.STORAGE_FULL, "storage full: the message was NOT sent; try again later"))
                 return
-            to = group.name
-            recipients = list(group.members)
-        elif len(target.names) == 1:  # the common case: one person
-            other = self.users.get(name_key(target.names[0]))
-            if other is None:
-                session.send(
-                    reply(codes.NOT_FOUND, f"no such user: {target.names[0]}; nothing was sent (WHO lists people)")
-                )
+            except Exception as exc:
+                log.error("storing a message from %s failed: %s", session.label, exc)
+                session.send(reply(codes.STORAGE_ERROR, "storage error: the message was NOT sent; try again"))
                 return
-            to = "@" + (other.name or "")
-            recipients = [other]
-        else:
-            found: dict[str, Session] = {}
-            missing: list[str] = []
-            for name in target.names:
-                other = self.users.get(name_key(name))
-                if other is None:
-                    missing.append(name)
-                elif other.key is not None:
-                    found.setdefault(other.key, other)
-            if missing:
-                shown = ", ".join(missing[:10])
-                session.send(reply(codes.NOT_FOUND, f"no such user: {shown}; nothing was sent (WHO lists people)"))
-                return
-            recipients = list(found.values())
-            to = "@" + ",".join(other.name or "" for other in recipients)
-        msg_id, stamp = self._stamp()
-        data = message_event(msg_id, stamp, session.name or "", to, command.text)
+            stamp = format_ms(message.created_ms)
+            reached = 0
+            if not message.duplicate:
+                reached = self._deliver(message, stamp, targets)
+            session.send(reply(codes.MESSAGE_ACCEPTED, f"{message.id} {stamp} reached {reached}"))
+
+        pending.add_done_callback(stored)
+        return None if pending.done() else pending
+
+    def _deliver(self, message: StoredMessage, stamp: str, targets: list[Session]) -> int:
+        tail = message_tail(message.id, stamp, message.sender, message.to, message.text)
+        seqs = dict(message.seqs)
         reached = 0
-        for other in recipients:
-            if other is not session:
-                other.send(data)
-                reached += 1
-        session.send(reply(codes.MESSAGE_ACCEPTED, f"{msg_id} {stamp} reached {reached}"))
+        delivered: dict[str, int] = {}
+        for other in targets:
+            if other.closing:
+                continue
+            account = other.account
+            if account is not None and account in seqs:
+                seq = seqs[account]
+                delivered[account] = seq
+            else:
+                other.seq += 1
+                seq = other.seq
+            other.send(message_head(seq))
+            other.send(tail)
+            reached += 1
+        for account, seq in delivered.items():
+            self.backend.mark_delivered(account, seq)
+        return reached
+
+    def _sync(self, session: Session, command: Sync) -> Pending[object] | None:
+        account = session.account
+        if account is None:
+            session.send(reply(codes.FORBIDDEN, "SYNC needs an account: LOGIN <name> <password>"))
+            return None
+        flow = Flow()
+
+        def got_last(pending: Pending[int]) -> None:
+            last = _result(pending) or 0
+            if command.since > last:
+                session.send(reply(codes.BAD_SYNTAX, f"your last message is number {last}; SYNC {last} or lower"))
+                flow.finish()
+                return
+
+            def got(entries_pending: Pending[list[InboxEntry]]) -> None:
+                entries = _result(entries_pending) or []
+                if command.since < last and (not entries or entries[0].seq != command.since + 1):
+                    first = entries[0].seq if entries else last + 1
+                    session.send(
+                        reply(codes.GONE, f"{first} gap: messages {command.since + 1} to {first - 1} are gone")
+                    )
+                    self._replay(session, entries)
+                    flow.finish()
+                    return
+                self._replay(session, entries)
+                upto = entries[-1].seq if entries else command.since
+                more = last - upto
+                session.send(reply(codes.SYNCED, f"{upto} sent {len(entries)}; {more} more"))
+                flow.finish()
+
+            self.backend.inbox(account, command.since, SYNC_BATCH).add_done_callback(got)
+
+        self.backend.last_seq(account).add_done_callback(got_last)
+        return None if flow.done() else flow
+
+    def _history(self, session: Session, command: History) -> Pending[object] | None:
+        target = command.target
+        if isinstance(target, GroupTarget):
+            key = "#" + name_key(target.name[1:])
+            group = self.groups.get(key)
+            if group is None:
+                session.send(reply(codes.NOT_FOUND, f"no such group: {target.name}"))
+                return None
+            if session not in group.members and (session.account is None or session.account not in group.accounts):
+                session.send(reply(codes.FORBIDDEN, f"join {group.name} to read its history"))
+                return None
+            conversation, label = key, group.name
+        else:
+            keys = {name_key(name) for name in target.names} | {session.key or ""}
+            conversation, label = "@" + ",".join(sorted(keys)), ",".join(target.names)
+        pending = self.backend.history(conversation, command.count)
+
+        def got(result: Pending[list[StoredMessage]]) -> None:
+            messages = _result(result) or []
+            items = [f"{m.id} {format_ms(m.created_ms)} {m.sender} {m.to} {m.text}" for m in messages]
+            session.send(multiline(codes.HISTORY_LIST, items, f"{len(items)} message(s) with {label}"))
+
+        pending.add_done_callback(got)
+        return None if pending.done() else pending
+
+    # -- groups -----------------------------------------------------------------------------------------
 
     def _join(self, session: Session, command: Join) -> None:
         problem = group_problem(command.group)
@@ -350,10 +586,15 @@ class Hub:
         data = event("JOIN", group.name, session.name or "")
         for member in group.members:
             member.send(data)
-        group.members.add(session)
-        if session.groups is None:
-            session.groups = set()
-        session.groups.add(key)
+        joining = self.users.get(session.key or "", [session]) if session.account else [session]
+        for device in joining:
+            group.members.add(device)
+            if device.groups is None:
+                device.groups = set()
+            device.groups.add(key)
+        if session.account is not None:
+            group.accounts.add(session.account)
+            self.backend.add_member(key, group.name, session.account)
         session.send(reply(codes.JOINED, f"{group.name} joined; {len(group.members)} member(s)"))
 
     def _leave(self, session: Session, command: Leave) -> None:
@@ -362,19 +603,24 @@ class Hub:
         if group is None or session not in group.members:
             session.send(reply(codes.NOT_FOUND, f"you are not in {command.group}"))
             return
-        group.members.discard(session)
-        if session.groups is not None:
-            session.groups.discard(key)
+        leaving = self.users.get(session.key or "", [session]) if session.account else [session]
+        for device in leaving:
+            group.members.discard(device)
+            if device.groups is not None:
+                device.groups.discard(key)
+        if session.account is not None:
+            group.accounts.discard(session.account)
+            self.backend.remove_member(key, session.account)
         data = event("LEAVE", group.name, session.name or "")
         for member in group.members:
             member.send(data)
-        if not group.members:
+        if not group.members and not group.accounts:
             del self.groups[key]
         session.send(reply(codes.LEFT, f"{group.name} left"))
 
     def _who(self, session: Session, command: Who) -> None:
         if command.group is None:
-            people = sorted(self.users.values(), key=_by_key)
+            people = sorted((devices[0] for devices in self.users.values() if devices), key=_by_key)
             items = [self._who_item(other) for other in people]
             noun = "person" if len(items) == 1 else "people"
             session.send(multiline(codes.WHO_LIST, items, f"{len(items)} {noun} online"))
@@ -383,21 +629,22 @@ class Hub:
         if group is None:
             session.send(reply(codes.NOT_FOUND, f"no such group: {command.group}; GROUPS lists them"))
             return
-        members = sorted(group.members, key=_by_key)
-        items = [other.name or "" for other in members]
-        session.send(multiline(codes.WHO_LIST, items, f"{len(items)} in {group.name}"))
+        names = sorted({other.name or "" for other in group.members}, key=name_key)
+        session.send(multiline(codes.WHO_LIST, names, f"{len(names)} in {group.name}"))
 
     def _who_item(self, other: Session) -> str:
         if not other.groups:
             return other.name or ""
-        names = sorted(self.groups[key].name for key in other.groups)
+        names = sorted(self.groups[key].name for key in other.groups if key in self.groups)
         return f"{other.name} groups={','.join(names)}"
 
     def _groups(self, session: Session, command: Groups) -> None:
         groups = sorted(self.groups.items())
-        items = [f"{group.name} members={len(group.members)}" for _, group in groups]
+        items = [f"{group.name} members={len({m.key for m in group.members})}" for _, group in groups]
         noun = "group" if len(items) == 1 else "groups"
         session.send(multiline(codes.GROUP_LIST, items, f"{len(items)} {noun}"))
+
+    # -- the rest ---------------------------------------------------------------------------------------
 
     def _help(self, session: Session, command: Help) -> None:
         if command.topic is None:
@@ -433,17 +680,16 @@ class Hub:
 
     # -- helpers ----------------------------------------------------------------------------------------
 
-    def _stamp(self) -> tuple[int, str]:
-        msg_id = self._next_id
-        self._next_id = msg_id + 1
-        return msg_id, format_time(self._clock())
+    def now(self) -> str:
+        return format_time(self._clock())
 
     def _to_everyone(self, data: bytes, sender: Session | None) -> int:
         reached = 0
-        for other in self.users.values():
-            if other is not sender:
-                other.send(data)
-                reached += 1
+        for devices in self.users.values():
+            for other in devices:
+                if other is not sender:
+                    other.send(data)
+                    reached += 1
         return reached
 
     def _log_command(self, session: Session, command: Command) -> None:
@@ -458,20 +704,41 @@ class Hub:
             text = command.text
         elif isinstance(command, Name):
             params = command.name
+        elif isinstance(command, Login):
+            params = command.name  # never the password
         elif isinstance(command, Join | Leave):
             params = command.group
         elif isinstance(command, Who):
             params = command.group or ""
+        elif isinstance(command, Sync):
+            params = str(command.since)
+        elif isinstance(command, History):
+            target = command.target
+            params = target.name if isinstance(target, GroupTarget) else ",".join(target.names)
         if text is not None:
             shown = text if self.limits.log_messages else f"({len(text)} chars)"
             params = f"{params} {shown}".lstrip()
-        log.info(
-            "%s %s %s",
-            session.label,
-            name,
-            params,
-            extra={"event": "command", "who": session.label, "command": name, "params": params},
-        )
+        log.info("%s %s %s", session.label, name, params,
+                 extra={"event": "command", "who": session.label, "command": name, "params": params})  # fmt: skip
+
+
+class _Taken:
+    """Names in use, by people online or by accounts, for suggesting a free one."""
+
+    def __init__(self, users: dict[str, list[Session]], accounts: dict[str, str]) -> None:
+        self.users = users
+        self.accounts = accounts
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.users or key in self.accounts
+
+
+def _result(pending: Pending[T]) -> T | None:
+    try:
+        return pending.result()
+    except Exception as exc:
+        log.error("storage request failed: %s", exc)
+        return None
 
 
 def _canonical(command: Command) -> str:
@@ -480,3 +747,6 @@ def _canonical(command: Command) -> str:
 
 def _by_key(session: Session) -> str:
     return session.key or ""
+
+
+__all__ = ["Group", "Hub", "HubLimits", "UserTarget"]

@@ -19,6 +19,7 @@ class Session:
     """Per-connection chat state. ``send`` is the peer's ``write``, bound once for the fan-out loop."""
 
     __slots__ = (
+        "account",
         "address",
         "bucket",
         "closing",
@@ -30,6 +31,7 @@ class Session:
         "peer",
         "ping_sent",
         "send",
+        "seq",
     )
 
     def __init__(self, peer: Peer, address: str, bucket: TokenBucket, now: float) -> None:
@@ -44,6 +46,8 @@ class Session:
         self.closing = False
         self.last_active = now
         self.ping_sent: float | None = None
+        self.account: str | None = None  # the account key once logged in
+        self.seq = 0  # messages delivered to this connection (anonymous sessions number their own)
 
     @property
     def label(self) -> str:

@@ -85,7 +85,26 @@ class Quit:
     reason: str = ""
 
 
-Command = Help | Name | Say | Tell | Join | Leave | Who | Groups | Ping | Pong | Quit
+@dataclass(frozen=True, slots=True)
+class Login:
+    name: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sync:
+    since: int
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    target: Target
+    count: int = 20
+
+
+Command = Help | Name | Say | Tell | Join | Leave | Who | Groups | Ping | Pong | Quit | Login | Sync | History
+
+MAX_HISTORY = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,4 +220,19 @@ def parse_command(line: str) -> Command | ParseError:
         return Ping(rest)
     if canonical == "PONG":
         return Pong(rest)
+    if canonical == "LOGIN":
+        name, _, password = rest.partition(" ")
+        return Login(name, password) if name and password else _usage(COMMANDS["LOGIN"])
+    if canonical == "SYNC":
+        if len(args) != 1 or not args[0].isdigit() or len(args[0]) > 18:
+            return _usage(COMMANDS["SYNC"])
+        return Sync(int(args[0]))
+    if canonical == "HISTORY":
+        if not 1 <= len(args) <= 2 or (len(args) == 2 and (not args[1].isdigit() or len(args[1]) > 6)):
+            return _usage(COMMANDS["HISTORY"])
+        count = min(MAX_HISTORY, max(1, int(args[1]))) if len(args) == 2 else 20
+        target = parse_target(args[0])
+        if isinstance(target, UserTarget) and not target.names:
+            return _usage(COMMANDS["HISTORY"])
+        return History(target, count)
     return Quit(rest)

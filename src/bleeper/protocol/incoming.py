@@ -13,13 +13,16 @@ from bleeper.protocol.commands import (
     Groups,
     GroupTarget,
     Help,
+    History,
     Join,
     Leave,
+    Login,
     Name,
     Ping,
     Pong,
     Quit,
     Say,
+    Sync,
     Tell,
     Who,
 )
@@ -55,8 +58,10 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """``MSG <id> <utc-time> <from> <to> <text>``."""
+    """``MSG <seq> <id> <utc-time> <from> <to> <text>``. ``seq`` counts this recipient's messages without gaps
+    (per account when logged in, per connection otherwise); ``id`` names the message everywhere."""
 
+    seq: int
     id: int
     time: str
     sender: str
@@ -81,10 +86,10 @@ class ProtocolViolation(ValueError):
 
 
 def parse_message(line: str) -> Message:
-    parts = line.split(" ", 5)
-    if len(parts) < 5 or parts[0] != "MSG" or not parts[1].isdigit():
+    parts = line.split(" ", 6)
+    if len(parts) < 6 or parts[0] != "MSG" or not parts[1].isdigit() or not parts[2].isdigit():
         raise ProtocolViolation(f"not a MSG event: {line[:80]!r}")
-    return Message(int(parts[1]), parts[2], parts[3], parts[4], parts[5] if len(parts) > 5 else "")
+    return Message(int(parts[1]), int(parts[2]), parts[3], parts[4], parts[5], parts[6] if len(parts) > 6 else "")
 
 
 class ReplyAssembler:
@@ -143,4 +148,11 @@ def format_command(command: Command) -> str:
             return f"PONG {token}".rstrip()
         case Quit(reason):
             return f"QUIT {reason}".rstrip()
+        case Login(name, password):
+            return f"LOGIN {name} {password}"
+        case Sync(since):
+            return f"SYNC {since}"
+        case History(target, count):
+            to = target.name if isinstance(target, GroupTarget) else ",".join(target.names)
+            return f"HISTORY {to} {count}"
     raise TypeError(f"not a command: {command!r}")

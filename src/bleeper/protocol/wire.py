@@ -43,6 +43,23 @@ def format_time(timestamp: float) -> str:
     return f"{_second_cache[1]}{millis:03d}Z"
 
 
-def message_event(msg_id: int, time: str, sender: str, to: str, text: str) -> bytes:
-    """``MSG <id> <utc-time> <from> <to> <text>``; *time* comes from :func:`format_time`."""
-    return f"MSG {msg_id} {time} {sender} {to} {text}{EOL}".encode()
+def message_tail(msg_id: int, time: str, sender: str, to: str, text: str) -> bytes:
+    """The part of ``MSG <seq> <id> <utc-time> <from> <to> <text>`` that is the same for every recipient.
+
+    Each recipient gets :func:`message_head` (its own sequence number) and then these same bytes, so a message
+    is formatted once however many receive it. *time* comes from :func:`format_time`.
+    """
+    return f" {msg_id} {time} {sender} {to} {text}{EOL}".encode()
+
+
+def message_head(seq: int) -> bytes:
+    return b"MSG %d" % seq
+
+
+def message_event(seq: int, msg_id: int, time: str, sender: str, to: str, text: str) -> bytes:
+    """A whole ``MSG`` line for one recipient."""
+    return message_head(seq) + message_tail(msg_id, time, sender, to, text)
+
+
+def format_ms(created_ms: int) -> str:
+    return format_time(created_ms / 1000)

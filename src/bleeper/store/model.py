@@ -1,64 +1,40 @@
-"""What the store keeps: accounts, messages, per-account inboxes, groups. Plain values, no I/O."""
+"""Storage errors, and the records the store keeps (defined in the chat domain)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from bleeper.chat.records import (
+    Account,
+    InboxEntry,
+    NewMessage,
+    StorageError,
+    StorageFull,
+    StoredMessage,
+)
 
 
-class StoreError(Exception):
+class StoreError(StorageError):
     """The store cannot do what was asked; the message says what to do next."""
+
+
+class StoreFull(StoreError, StorageFull):
+    """The disk is full: new messages must be refused, not acknowledged."""
 
 
 class SchemaTooNew(StoreError):
     """The database was written by a newer Bleeper."""
 
 
-class StoreFull(StoreError):
-    """The disk is full: new messages must be refused, not acknowledged."""
-
-
 class AccountExists(StoreError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class Account:
-    key: str
-    name: str
-    password_hash: str
-    admin: bool
-    created_ms: int
-    delivered_seq: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class NewMessage:
-    """A message to store. ``recipients`` are the account keys that must receive it, online or not."""
-
-    sender: str
-    sender_key: str | None
-    to: str  # as on the wire: "*", "@a,b" or "#group"
-    conversation: str  # what HISTORY looks up: "*", "#<group key>" or "@<sorted participant keys>"
-    text: str
-    created_ms: int
-    recipients: tuple[str, ...] = ()
-    client_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    id: int
-    sender: str
-    to: str
-    conversation: str
-    text: str
-    created_ms: int
-    client_id: str | None = None
-    duplicate: bool = False  # the client_id was seen before: this is the earlier message
-    seqs: tuple[tuple[str, int], ...] = ()  # (account key, inbox sequence number) for each recipient
-
-
-@dataclass(frozen=True, slots=True)
-class InboxEntry:
-    seq: int
-    message: StoredMessage
+__all__ = [
+    "Account",
+    "AccountExists",
+    "InboxEntry",
+    "NewMessage",
+    "SchemaTooNew",
+    "StoreError",
+    "StoreFull",
+    "StoredMessage",
+]

@@ -1,0 +1,68 @@
+"""What the hub needs from storage and authentication, answered later.
+
+The hub never waits: it asks, registers a callback on the returned :class:`Pending`, and returns. The server
+hands the pending answer to the framework, which holds that connection's next lines until it completes, so
+replies stay in order. ``asyncio.Future`` satisfies :class:`Pending`; :class:`Done` is an answer that is
+already there (the in-memory backend, and the unit tests, need no event loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
+
+from bleeper.chat.records import Account, InboxEntry, NewMessage, StoredMessage
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Pending(Protocol[T_co]):
+    def add_done_callback(self, fn: Callable[[Any], object], /) -> None: ...
+
+    def done(self) -> bool: ...
+
+    def result(self) -> T_co: ...
+
+
+class Done(Generic[T]):
+    """An answer that is already known (or an error already raised)."""
+
+    __slots__ = ("_error", "_value")
+
+    def __init__(self, value: T | None = None, error: BaseException | None = None) -> None:
+        self._value = value
+        self._error = error
+
+    def add_done_callback(self, fn: Callable[[Any], object], /) -> None:
+        fn(self)
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> T:
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+class Backend(Protocol):
+    """Storage as the hub sees it."""
+
+    def store(self, message: NewMessage) -> Pending[StoredMessage]: ...
+
+    def inbox(self, account_key: str, after_seq: int, limit: int) -> Pending[list[InboxEntry]]: ...
+
+    def last_seq(self, account_key: str) -> Pending[int]: ...
+
+    def mark_delivered(self, account_key: str, seq: int) -> None: ...
+
+    def history(self, conversation: str, limit: int) -> Pending[list[StoredMessage]]: ...
+
+    def account(self, key: str) -> Pending[Account | None]: ...
+
+    def verify_password(self, account: Account, password: str) -> Pending[bool]: ...
+
+    def add_member(self, group_key: str, group_name: str, account_key: str) -> None: ...
+
+    def remove_member(self, group_key: str, account_key: str) -> None: ...

@@ -1,0 +1,69 @@
+"""A backend that keeps everything in memory and answers at once: for unit tests and throwaway servers."""
+
+from __future__ import annotations
+
+from bleeper.chat.backend import Done, Pending
+from bleeper.chat.records import Account, InboxEntry, NewMessage, StoredMessage
+
+
+class MemoryBackend:
+    def __init__(self, accounts: dict[str, Account] | None = None) -> None:
+        self.accounts = dict(accounts or {})
+        self.passwords: dict[str, str] = {}  # account key -> plain password, for tests only
+        self.messages: list[StoredMessage] = []
+        self.inboxes: dict[str, list[InboxEntry]] = {}
+        self.groups: dict[str, tuple[str, set[str]]] = {}
+        self.delivered: dict[str, int] = {}
+        self._by_client_id: dict[tuple[str | None, str], StoredMessage] = {}
+
+    def store(self, message: NewMessage) -> Pending[StoredMessage]:
+        if message.client_id is not None:
+            earlier = self._by_client_id.get((message.sender_key, message.client_id))
+            if earlier is not None:
+                return Done(_as_duplicate(earlier))
+        msg_id = len(self.messages) + 1
+        seqs = []
+        for key in message.recipients:
+            box = self.inboxes.setdefault(key, [])
+            seqs.append((key, len(box) + 1))
+        stored = StoredMessage(msg_id, message.sender, message.to, message.conversation, message.text,
+                               message.created_ms, message.client_id, False, tuple(seqs))  # fmt: skip
+        for key, seq in seqs:
+            self.inboxes[key].append(InboxEntry(seq, stored))
+        self.messages.append(stored)
+        if message.client_id is not None:
+            self._by_client_id[(message.sender_key, message.client_id)] = stored
+        return Done(stored)
+
+    def inbox(self, account_key: str, after_seq: int, limit: int) -> Pending[list[InboxEntry]]:
+        return Done([e for e in self.inboxes.get(account_key, []) if e.seq > after_seq][:limit])
+
+    def last_seq(self, account_key: str) -> Pending[int]:
+        return Done(len(self.inboxes.get(account_key, [])))
+
+    def mark_delivered(self, account_key: str, seq: int) -> None:
+        self.delivered[account_key] = max(seq, self.delivered.get(account_key, 0))
+
+    def history(self, conversation: str, limit: int) -> Pending[list[StoredMessage]]:
+        return Done([m for m in self.messages if m.conversation == conversation][-limit:])
+
+    def account(self, key: str) -> Pending[Account | None]:
+        return Done(self.accounts.get(key))
+
+    def verify_password(self, account: Account, password: str) -> Pending[bool]:
+        return Done(self.passwords.get(account.key) == password)
+
+    def add_member(self, group_key: str, group_name: str, account_key: str) -> None:
+        self.groups.setdefault(group_key, (group_name, set()))[1].add(account_key)
+
+    def remove_member(self, group_key: str, account_key: str) -> None:
+        if group_key in self.groups:
+            members = self.groups[group_key][1]
+            members.discard(account_key)
+            if not members:
+                del self.groups[group_key]
+
+
+def _as_duplicate(message: StoredMessage) -> StoredMessage:
+    return StoredMessage(message.id, message.sender, message.to, message.conversation, message.text,
+                         message.created_ms, message.client_id, True, message.seqs)  # fmt: skip

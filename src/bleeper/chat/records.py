@@ -1,0 +1,57 @@
+"""Values the chat domain exchanges with storage. Defined here, in the domain, so storage depends on chat and
+never the other way round."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class StorageError(Exception):
+    """Storage failed; the message was not stored and must not be acknowledged."""
+
+
+class StorageFull(StorageError):
+    """No space left: new messages are refused until an operator frees space."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    key: str
+    name: str
+    password_hash: str
+    admin: bool
+    created_ms: int
+    delivered_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to store. ``recipients`` are the account keys that must receive it, online or not."""
+
+    sender: str
+    sender_key: str | None
+    to: str  # as on the wire: "*", "@a,b" or "#group"
+    conversation: str  # what HISTORY looks up: "*", "#<group key>" or "@<sorted participant keys>"
+    text: str
+    created_ms: int
+    recipients: tuple[str, ...] = ()
+    client_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: int
+    sender: str
+    to: str
+    conversation: str
+    text: str
+    created_ms: int
+    client_id: str | None = None
+    duplicate: bool = False  # the client_id was seen before: this is the earlier message
+    seqs: tuple[tuple[str, int], ...] = ()  # (account key, inbox sequence number) for each recipient
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    seq: int
+    message: StoredMessage

@@ -1,0 +1,72 @@
+"""The chat hub's :class:`~bleeper.chat.backend.Backend`, answered by a real store on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from bleeper.chat.records import Account, InboxEntry, NewMessage, StoredMessage
+from bleeper.store.base import Store
+from bleeper.store.journal import Journal
+from bleeper.store.passwords import verify_password
+
+log = logging.getLogger("bleeper.store")
+T = TypeVar("T")
+
+
+class StoreBackend:
+    """Messages go through the group-commit journal; delivery marks are coalesced and written once a second;
+    password checks run in a worker thread (argon2 is slow on purpose)."""
+
+    def __init__(self, store: Store) -> None:
+        self.db = store
+        self.journal = Journal(store)
+        self._marks: dict[str, int] = {}
+        self._tasks: set[asyncio.Future[object]] = set()
+
+    def _later(self, make: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = asyncio.ensure_future(make())
+        self._tasks.add(future)  # type: ignore[arg-type]
+        future.add_done_callback(self._tasks.discard)
+        return future
+
+    def store(self, message: NewMessage) -> asyncio.Future[StoredMessage]:
+        return self.journal.submit(message)
+
+    def inbox(self, account_key: str, after_seq: int, limit: int) -> asyncio.Future[list[InboxEntry]]:
+        return self._later(lambda: self.db.inbox(account_key, after_seq, limit))
+
+    def last_seq(self, account_key: str) -> asyncio.Future[int]:
+        return self._later(lambda: self.db.last_seq(account_key))
+
+    def mark_delivered(self, account_key: str, seq: int) -> None:
+        if seq > self._marks.get(account_key, 0):
+            self._marks[account_key] = seq
+
+    async def flush_marks(self) -> None:
+        marks, self._marks = self._marks, {}
+        for account_key, seq in marks.items():
+            await self.db.mark_delivered(account_key, seq)
+
+    def history(self, conversation: str, limit: int) -> asyncio.Future[list[StoredMessage]]:
+        return self._later(lambda: self.db.history(conversation, limit))
+
+    def account(self, key: str) -> asyncio.Future[Account | None]:
+        return self._later(lambda: self.db.get_account(key))
+
+    def verify_password(self, account: Account, password: str) -> asyncio.Future[bool]:
+        return self._later(lambda: asyncio.to_thread(verify_password, account.password_hash, password))
+
+    def add_member(self, group_key: str, group_name: str, account_key: str) -> None:
+        self._later(lambda: self.db.add_member(group_key, group_name, account_key))
+
+    def remove_member(self, group_key: str, account_key: str) -> None:
+        self._later(lambda: self.db.remove_member(group_key, account_key))
+
+    async def close(self) -> None:
+        await self.journal.close()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.flush_marks()
