@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _chat_parser(sub)
     _send_parser(sub)
+    from bleeper.admin import add_parser as user_parser
+
+    user_parser(sub)
     return parser
 
 

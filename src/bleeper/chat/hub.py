@@ -53,7 +53,7 @@ log = logging.getLogger("bleeper.events")
 T = TypeVar("T")
 
 SYNC_BATCH = 1000
-OPEN_COMMANDS = frozenset({"HELP", "LOGIN", "PING", "PONG", "QUIT"})  # all --auth required allows before LOGIN
+OPEN_COMMANDS = frozenset({"HELP", "LOGIN", "NAME", "PING", "PONG", "QUIT"})  # NAME answers why it cannot
 
 
 @dataclass(frozen=True, slots=True)

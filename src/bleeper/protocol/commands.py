@@ -155,6 +155,11 @@ COMMANDS: dict[str, CommandSpec] = {
             False,
             "221",
         ),
+        CommandSpec("LOGIN", (), "LOGIN <name> <password>", "sign in to your account", False, "202 403 429 430"),
+        CommandSpec("SYNC", (), "SYNC <since>", "resend your messages after number <since>", True, "215 400 403 410"),
+        CommandSpec(
+            "HISTORY", (), "HISTORY <#group|name> [count]", "recent messages of a conversation", True, "216 403 404"
+        ),
     )
 }
 

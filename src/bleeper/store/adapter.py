@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -23,7 +24,8 @@ class StoreBackend:
     def __init__(self, store: Store) -> None:
         self.db = store
         self.journal = Journal(store)
-        self._marks: dict[str, int] = {}
+        self._delivered: dict[str, int] = {}  # the highest mark per account, written or not
+        self._dirty: set[str] = set()
         self._tasks: set[asyncio.Future[object]] = set()
 
     def _later(self, make: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
@@ -42,19 +44,27 @@ class StoreBackend:
         return self._later(lambda: self.db.last_seq(account_key))
 
     def mark_delivered(self, account_key: str, seq: int) -> None:
-        if seq > self._marks.get(account_key, 0):
-            self._marks[account_key] = seq
+        if seq > self._delivered.get(account_key, 0):
+            self._delivered[account_key] = seq
+            self._dirty.add(account_key)
 
     async def flush_marks(self) -> None:
-        marks, self._marks = self._marks, {}
-        for account_key, seq in marks.items():
-            await self.db.mark_delivered(account_key, seq)
+        dirty, self._dirty = self._dirty, set()
+        for account_key in dirty:
+            await self.db.mark_delivered(account_key, self._delivered[account_key])
 
     def history(self, conversation: str, limit: int) -> asyncio.Future[list[StoredMessage]]:
         return self._later(lambda: self.db.history(conversation, limit))
 
     def account(self, key: str) -> asyncio.Future[Account | None]:
-        return self._later(lambda: self.db.get_account(key))
+        async def fetch() -> Account | None:
+            account = await self.db.get_account(key)
+            mark = self._delivered.get(key, 0)
+            if account is not None and mark > account.delivered_seq:
+                account = dataclasses.replace(account, delivered_seq=mark)  # not yet written: ours is newer
+            return account
+
+        return self._later(fetch)
 
     def verify_password(self, account: Account, password: str) -> asyncio.Future[bool]:
         return self._later(lambda: asyncio.to_thread(verify_password, account.password_hash, password))

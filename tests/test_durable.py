@@ -1,0 +1,190 @@
+"""Durable messaging over real sockets, on SQLite and PostgreSQL: accounts, LOGIN, offline delivery, SYNC,
+HISTORY, persistence across restarts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from bleeper.chat.names import name_key
+from bleeper.server import ChatServer
+from bleeper.store import open_store
+from bleeper.store.passwords import hash_password
+from tests.conftest import make_config, port_of
+from tests.helpers import LineClient, free_port
+from tests.test_store import location
+
+Start = Callable[..., Awaitable[ChatServer]]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    async with location(request.param, tmp_path) as where:
+        store = await open_store(where)
+        for name, password in (("alice", "alice-password"), ("bob", "bob-password"), ("carol", "carol-password")):
+            await store.create_account(name_key(name), name, hash_password(password), False, int(time.time() * 1000))
+        await store.close()
+        yield where
+
+
+@pytest.fixture
+async def start(db: str) -> AsyncIterator[Start]:
+    servers: list[ChatServer] = []
+    port = free_port()
+
+    async def starter(**overrides: object) -> ChatServer:
+        server = ChatServer(make_config(db=db, port=port, **overrides))
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield starter
+    for server in servers:
+        await server.stop(grace=0.5)
+
+
+async def login(server: ChatServer, name: str, password: str | None = None) -> tuple[LineClient, str]:
+    client = await LineClient.connect(port_of(server))
+    reply = await client.command(f"LOGIN {name} {password or name.lower() + '-password'}")
+    assert reply.code == 202, reply
+    return client, reply.text
+
+
+async def test_login_and_wrong_passwords_get_the_same_answer(start: Start) -> None:
+    server = await start()
+    _, text = await login(server, "ALICE")
+    assert text.startswith("alice logged in")
+    client = await LineClient.connect(port_of(server))
+    wrong = await client.command("LOGIN bob not-his-password")
+    unknown = await client.command("LOGIN nobody1 whatever-password")
+    assert wrong.code == unknown.code == 430 and wrong.text == unknown.text
+
+
+async def test_failed_logins_are_throttled(start: Start) -> None:
+    server = await start()
+    client = await LineClient.connect(port_of(server))
+    codes = [(await client.command("LOGIN carol wrong-guess")).code for _ in range(6)]
+    assert codes[:5] == [430] * 5 and codes[5] == 429
+    other = await LineClient.connect(port_of(server))  # same address: throttled too, even with the right password
+    assert (await other.command("LOGIN carol carol-password")).code == 429
+
+
+async def test_account_names_need_login_in_open_mode(start: Start) -> None:
+    server = await start()
+    guest = await LineClient.connect(port_of(server))
+    taken = await guest.command("NAME Alice")
+    assert taken.code == 409 and "account" in taken.text
+    assert (await guest.command("NAME visitor")).code == 201
+
+
+async def test_required_auth_allows_only_login_first(start: Start) -> None:
+    server = await start(auth="required")
+    client = await LineClient.connect(port_of(server))
+    assert (await client.command("NAME visitor")).code == 403
+    assert (await client.command("WHO")).code == 401
+    assert (await client.command("PING")).code == 200
+    assert (await client.command("LOGIN bob bob-password")).code == 202
+    assert (await client.command("WHO")).code == 212
+
+
+async def test_every_device_of_an_account_receives_its_messages(start: Start) -> None:
+    server = await start()
+    phone, _ = await login(server, "alice")
+    desk, _ = await login(server, "alice")
+    bob, _ = await login(server, "bob")
+    await bob.command("TELL alice on both screens")
+    first, second = await phone.message(), await desk.message()
+    assert first.text == second.text == "on both screens" and first.seq == second.seq == 1
+    assert (await bob.command("WHO")).items.count("alice") == 1
+
+
+async def test_offline_messages_arrive_at_next_login_in_order_with_original_time(start: Start) -> None:
+    server = await start()
+    bob, _ = await login(server, "bob")
+    await bob.command("JOIN #icu")
+    carol, _ = await login(server, "carol")
+    await carol.command("JOIN #icu")
+    await carol.command("QUIT")
+    sent = []
+    for line in ("TELL carol first", "TELL #icu second", "TELL carol,alice third"):
+        sent.append(await bob.command(line))
+    assert all(reply.code == 250 for reply in sent)
+    assert sent[0].fields[-1] == "0"  # nobody online to reach yet
+    carol, text = await login(server, "carol")
+    assert text.endswith("3 message(s) waiting")
+    got = [await carol.message() for _ in range(3)]
+    assert [(m.seq, m.text) for m in got] == [(1, "first"), (2, "second"), (3, "third")]
+    assert [m.time for m in got] == [reply.fields[1] for reply in sent]
+    assert got[1].to == "#icu" and got[2].to == "@carol,alice"
+    # delivered once: a later login has nothing waiting
+    await carol.command("QUIT")
+    _, text = await login(server, "carol")
+    assert text.endswith("0 message(s) waiting")
+
+
+async def test_sync_returns_exactly_what_was_missed(start: Start) -> None:
+    server = await start()
+    alice, _ = await login(server, "alice")
+    bob, _ = await login(server, "bob")
+    for number in range(5):
+        await bob.command(f"TELL alice n{number}")
+    seen = [await alice.message() for _ in range(5)]
+    assert [m.seq for m in seen] == [1, 2, 3, 4, 5]
+    await alice.send("SYNC 2")
+    replayed = [await alice.message() for _ in range(3)]
+    synced = await alice.reply()
+    assert [m.text for m in replayed] == ["n2", "n3", "n4"]
+    assert synced.code == 215 and synced.text == "5 sent 3; 0 more"
+    assert (await alice.command("SYNC 5")).text == "5 sent 0; 0 more"
+    assert (await alice.command("SYNC 9")).code == 400
+    guest = await LineClient.connect(port_of(server))
+    await guest.register("guest")
+    assert (await guest.command("SYNC 0")).code == 403
+
+
+async def test_history_of_groups_and_private_conversations(start: Start) -> None:
+    server = await start()
+    alice, _ = await login(server, "alice")
+    bob, _ = await login(server, "bob")
+    carol, _ = await login(server, "carol")
+    await alice.command("JOIN #icu")
+    await bob.command("JOIN #icu")
+    for number in range(3):
+        await alice.command(f"TELL #icu update {number}")
+    await alice.command("TELL bob private note")
+    recent = await bob.command("HISTORY #icu 2")
+    assert recent.code == 216 and [item.split(" ", 4)[4] for item in recent.items] == ["update 1", "update 2"]
+    assert (await bob.command("HISTORY alice")).items[0].endswith("alice @bob private note")
+    assert (await carol.command("HISTORY #icu")).code == 403  # not a member
+    assert (await carol.command("HISTORY alice")).items == ()  # nothing between carol and alice
+
+
+async def test_messages_groups_and_inboxes_survive_a_restart(start: Start) -> None:
+    server = await start()
+    alice, _ = await login(server, "alice")
+    await alice.command("JOIN #night")
+    bob, _ = await login(server, "bob")
+    await bob.command("QUIT")
+    accepted = await alice.command("TELL bob see you after the restart")
+    await alice.command("TELL #night kept")
+    await server.stop(grace=0.5)
+    server = await start()
+    bob, text = await login(server, "bob")
+    assert text.endswith("1 message(s) waiting")
+    message = await bob.message()
+    assert (message.id, message.text) == (int(accepted.fields[0]), "see you after the restart")
+    assert (await bob.command("GROUPS")).items == ("#night members=0",)
+    alice, _ = await login(server, "alice")
+    assert (await alice.command("WHO #night")).items == ("alice",)
+    assert (await alice.command("HISTORY #night")).items[0].endswith("kept")
+
+
+async def test_a_database_it_cannot_use_stops_the_server_with_advice(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"not a database" * 200)
+    server = ChatServer(make_config(db=str(broken)))
+    with pytest.raises(Exception, match="damaged or not a database"):
+        await server.start()
