@@ -36,7 +36,22 @@ async def test_help_lists_every_command_and_explains_one(server: ChatServer) -> 
     listing = await client.command("HELP")
     assert listing.code == 214
     words = {item.split()[0] for item in listing.items}
-    assert words == {"HELP", "NAME", "SAY", "TELL", "JOIN", "LEAVE", "WHO", "GROUPS", "PING", "PONG", "QUIT"}
+    assert words == {
+        "HELP",
+        "NAME",
+        "SAY",
+        "TELL",
+        "JOIN",
+        "LEAVE",
+        "WHO",
+        "GROUPS",
+        "PING",
+        "PONG",
+        "QUIT",
+        "LOGIN",
+        "SYNC",
+        "HISTORY",
+    }
     detail = await client.command("help msg")
     assert detail.code == 214 and detail.items[0] == "TELL <to> <text>" and "also: MSG, PM" in detail.items
     unknown = await client.command("HELP FROB")
