@@ -89,6 +89,14 @@ def test_bad_syntax_gives_usage(line: str) -> None:
     assert result.message.startswith("usage: ")
 
 
+def test_client_id_prefix() -> None:
+    assert parse_command("ID c-1 SAY hi") == Say("hi", "c-1")
+    assert parse_command("id 7f3a TELL #icu hi") == Tell(GroupTarget("#icu"), "hi", "7f3a")
+    for bad in ("ID c-1 WHO", "ID bad!id SAY hi", "ID", "ID x"):
+        result = parse_command(bad)
+        assert isinstance(result, ParseError) and result.message.startswith("usage: ID")
+
+
 def test_unknown_command_hints_help() -> None:
     result = parse_command("FROB x")
     assert isinstance(result, ParseError)
@@ -113,8 +121,10 @@ _commands = st.one_of(
     st.builds(Help, st.none() | _word),
     st.builds(Name, _word),
     st.builds(Say, _text),
+    st.builds(Say, _text, _word),
     st.builds(Tell, st.builds(UserTarget, st.lists(_word, min_size=1, max_size=4).map(tuple)), _text),
     st.builds(Tell, st.builds(GroupTarget, _word.map(lambda w: "#" + w)), _text),
+    st.builds(Tell, st.builds(UserTarget, st.lists(_word, min_size=1, max_size=3).map(tuple)), _text, _word),
     st.builds(Join, _word.map(lambda w: "#" + w)),
     st.builds(Leave, _word.map(lambda w: "#" + w)),
     st.builds(Who, st.none() | _word.map(lambda w: "#" + w)),

@@ -429,7 +429,7 @@ class Hub:
     def _say(self, session: Session, command: Say) -> Pending[object] | None:
         targets = [other for devices in self.users.values() for other in devices if other is not session]
         accounts = {other.account for other in targets if other.account and other.account != session.account}
-        return self._send(session, "*", "*", command.text, targets, sorted(accounts))
+        return self._send(session, "*", "*", command.text, targets, sorted(accounts), command.client_id)
 
     def _tell(self, session: Session, command: Tell) -> Pending[object] | None:
         target = command.target
@@ -440,7 +440,8 @@ class Hub:
                 return None
             targets = [other for other in group.members if other is not session]
             accounts = sorted(group.accounts - {session.account} if session.account else group.accounts)
-            return self._send(session, group.name, "#" + name_key(group.name[1:]), command.text, targets, accounts)
+            conversation = "#" + name_key(group.name[1:])
+            return self._send(session, group.name, conversation, command.text, targets, accounts, command.client_id)
         names: dict[str, str] = {}  # key -> display name
         missing: list[str] = []
         for name in target.names:
@@ -458,14 +459,27 @@ class Hub:
         targets = [other for key in names for other in self.users.get(key, ()) if other is not session]
         accounts = [key for key in names if key in self.accounts and key != session.account]
         conversation = "@" + ",".join(sorted({*names, session.key or ""}))
-        return self._send(session, "@" + ",".join(names.values()), conversation, command.text, targets, accounts)
+        to = "@" + ",".join(names.values())
+        return self._send(session, to, conversation, command.text, targets, accounts, command.client_id)
 
     def _send(
-        self, session: Session, to: str, conversation: str, text: str, targets: list[Session], accounts: list[str]
+        self,
+        session: Session,
+        to: str,
+        conversation: str,
+        text: str,
+        targets: list[Session],
+        accounts: list[str],
+        client_id: str | None,
     ) -> Pending[object] | None:
-        """Store, then deliver and acknowledge: nobody sees a message that could still be lost."""
+        """Store, then deliver and acknowledge: nobody sees a message that could still be lost.
+
+        A client id counts only for accounts: an anonymous name is not the same sender after a reconnect.
+        """
         created_ms = int(self._clock() * 1000)
-        new = NewMessage(session.name or "", session.account, to, conversation, text, created_ms, tuple(accounts))
+        client_id = client_id if session.account is not None else None
+        new = NewMessage(session.name or "", session.account, to, conversation, text, created_ms, tuple(accounts),
+                         client_id)  # fmt: skip
         pending = self.backend.store(new)
 
         def stored(result: Pending[StoredMessage]) -> None:
@@ -482,7 +496,8 @@ class Hub:
             reached = 0
             if not message.duplicate:
                 reached = self._deliver(message, stamp, targets)
-            session.send(reply(codes.MESSAGE_ACCEPTED, f"{message.id} {stamp} reached {reached}"))
+            note = "; already sent (same ID), not sent again" if message.duplicate else ""
+            session.send(reply(codes.MESSAGE_ACCEPTED, f"{message.id} {stamp} reached {reached}{note}"))
 
         pending.add_done_callback(stored)
         return None if pending.done() else pending

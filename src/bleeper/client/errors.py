@@ -47,3 +47,7 @@ class InvalidName(CommandError):
 
 class RateLimited(CommandError):
     """429: the command was not carried out; wait and retry."""
+
+
+class LoginFailed(CommandError):
+    """430: unknown account or wrong password (the server does not say which)."""

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 import ssl as ssl_module
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Literal
@@ -21,6 +22,7 @@ from bleeper.client.errors import (
     CommandError,
     ConnectionClosed,
     InvalidName,
+    LoginFailed,
     NameTaken,
     NotConnected,
     RateLimited,
@@ -60,7 +62,11 @@ class ChatClient(Endpoint):
         self.backoff = backoff
         self.timeout = timeout
         self.name: str | None = None
+        self.logged_in = False
+        self.last_seq = 0  # the highest message number seen (accounts: gapless across connections)
         self.groups: set[str] = set()
+        self._password: str | None = None
+        self._back: asyncio.Event = asyncio.Event()
         self.state: State = "new"
         self.greeting: Reply | None = None
         self._conn: Connection | None = None
@@ -146,13 +152,52 @@ class ChatClient(Endpoint):
         self.name = reply.fields[0]
         return reply
 
+    async def login(self, name: str, password: str) -> Reply:
+        """Sign in to an account; messages that waited for you follow as events. Raises :class:`LoginFailed`."""
+        reply = await self.command(f"LOGIN {name} {password}")
+        if reply.code == codes.LOGIN_FAILED:
+            raise LoginFailed(reply)
+        if not reply.ok:
+            raise RateLimited(reply) if reply.code == codes.SLOW_DOWN else CommandError(reply)
+        self.name = reply.fields[0]
+        self.logged_in = True
+        self._password = password
+        return reply
+
+    async def sync(self, since: int | None = None) -> Reply:
+        """Ask again for every message after number *since* (default: the last one seen)."""
+        reply = await self._checked(f"SYNC {self.last_seq if since is None else since}")
+        while reply.ok and not reply.text.endswith("; 0 more"):
+            reply = await self._checked(f"SYNC {reply.fields[0]}")
+        return reply
+
+    async def history(self, conversation: str, count: int = 20) -> list[str]:
+        """Recent messages of a ``#group`` or with a person: ``<id> <time> <from> <to> <text>`` lines."""
+        return list((await self._checked(f"HISTORY {conversation} {count}")).items)
+
     async def say(self, text: str) -> Sent:
-        return _sent(await self._checked(f"SAY {text}"))
+        return await self._send_message("SAY", text)
 
     async def tell(self, to: str | list[str] | tuple[str, ...], text: str) -> Sent:
         """Send to a person, several people (a list) or a ``#group``."""
         target = to if isinstance(to, str) else ",".join(to)
-        return _sent(await self._checked(f"TELL {target} {text}"))
+        return await self._send_message(f"TELL {target}", text)
+
+    async def _send_message(self, command: str, text: str) -> Sent:
+        """Logged in, a message carries a client id: if the connection drops before the server confirms, it is
+        sent again after the reconnect and the server stores it once."""
+        if not self.logged_in:
+            return _sent(await self._checked(f"{command} {text}"))
+        line = f"ID {uuid.uuid4().hex} {command} {text}"
+        deadline = asyncio.get_running_loop().time() + self.backoff[1] * 4
+        while True:
+            try:
+                return _sent(await self._checked(line))
+            except (ConnectionClosed, NotConnected):
+                if not self.reconnect or asyncio.get_running_loop().time() > deadline:
+                    raise
+                self._back.clear()
+                await asyncio.wait_for(self._back.wait(), max(0.1, deadline - asyncio.get_running_loop().time()))
 
     async def join(self, group: str) -> Reply:
         reply = await self._checked(f"JOIN {group}")
@@ -252,6 +297,10 @@ class ChatClient(Endpoint):
             return
         if isinstance(item, Event) and item.kind == "PING":
             conn.send(f"PONG {item.rest(0)}".rstrip())
+        if isinstance(item, Message):
+            if self.logged_in and item.seq <= self.last_seq:
+                return  # already seen (replayed by LOGIN and SYNC after a reconnect)
+            self.last_seq = max(self.last_seq, item.seq)
         self._events.put_nowait(item)
 
     def on_disconnect(self, conn: Connection, reason: str) -> None:
@@ -282,16 +331,22 @@ class ChatClient(Endpoint):
             delay = min(high, delay * 2)
             try:
                 await self._open()
-                if self.name is not None:
+                if self.logged_in and self.name is not None and self._password is not None:
+                    reply = await self.command(f"LOGIN {self.name} {self._password}")
+                    if not reply.ok:
+                        raise CommandError(reply)
+                    await self.sync()  # whatever arrived while we were away, exactly once
+                elif self.name is not None:
                     await self._reclaim_name(self.name)
                 for group in sorted(self.groups):
                     await self.command(f"JOIN {group}")
-            except (ConnectionClosed, NameTaken, TimeoutError, OSError) as exc:
+            except (CommandError, ConnectionClosed, TimeoutError, OSError) as exc:
                 log.info("reconnect to %s failed: %s", self.server, exc)
                 if self._conn is not None and not self._conn.closed:
                     self._conn.close("reconnect failed")
                 continue
             self.state = "connected"
+            self._back.set()
             self._events.put_nowait(Connected(self.server, self.name, again=True))
             return
 

@@ -7,6 +7,8 @@ from that table so they cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 
 from bleeper.protocol import codes
@@ -42,12 +44,14 @@ class Name:
 @dataclass(frozen=True, slots=True)
 class Say:
     text: str
+    client_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Tell:
     target: Target
     text: str
+    client_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +191,29 @@ def parse_target(word: str) -> Target:
     return UserTarget(names)
 
 
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+ID_USAGE = "usage: ID <client-id> SAY|TELL ... (client-id: 1-64 letters, digits, _ . : -)"
+
+
 def parse_command(line: str) -> Command | ParseError:
-    """Parse one cleaned, non-empty line. Never raises."""
+    """Parse one cleaned, non-empty line. Never raises.
+
+    ``ID <client-id> SAY ...`` or ``ID <client-id> TELL ...`` tags a message with the client's own id, so a
+    retried send is stored once.
+    """
+    word, _, rest = line.strip().partition(" ")
+    if word.upper() == "ID":
+        client_id, _, inner = rest.strip().partition(" ")
+        if not _CLIENT_ID.fullmatch(client_id) or not inner.strip():
+            return ParseError(codes.BAD_SYNTAX, ID_USAGE)
+        command = _parse(inner)
+        if isinstance(command, Say | Tell):
+            return dataclasses.replace(command, client_id=client_id)
+        return command if isinstance(command, ParseError) else ParseError(codes.BAD_SYNTAX, ID_USAGE)
+    return _parse(line)
+
+
+def _parse(line: str) -> Command | ParseError:
     word, _, rest = line.strip().partition(" ")
     canonical = _LOOKUP.get(word.upper())
     if canonical is None:

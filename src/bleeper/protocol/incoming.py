@@ -129,11 +129,11 @@ def format_command(command: Command) -> str:
             return f"HELP {topic}" if topic else "HELP"
         case Name(name):
             return f"NAME {name}"
-        case Say(text):
-            return f"SAY {text}"
-        case Tell(target, text):
+        case Say(text, client_id):
+            return f"ID {client_id} SAY {text}" if client_id else f"SAY {text}"
+        case Tell(target, text, client_id):
             to = target.name if isinstance(target, GroupTarget) else ",".join(target.names)
-            return f"TELL {to} {text}"
+            return f"ID {client_id} TELL {to} {text}" if client_id else f"TELL {to} {text}"
         case Join(group):
             return f"JOIN {group}"
         case Leave(group):

@@ -1,0 +1,140 @@
+"""The client library with accounts: login, catching up after a reconnect, sending exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bleeper.chat.names import name_key
+from bleeper.client import ChatClient, LoginFailed, Message
+from bleeper.server import ChatServer
+from bleeper.store import open_store
+from bleeper.store.passwords import hash_password
+from tests.conftest import make_config, port_of
+from tests.helpers import LineClient, free_port
+from tests.test_store import location
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    async with location(request.param, tmp_path) as where:
+        store = await open_store(where)
+        for name in ("alice", "bob"):
+            await store.create_account(name_key(name), name, hash_password(f"{name}-password"), False,
+                                       int(time.time() * 1000))  # fmt: skip
+        await store.close()
+        yield where
+
+
+async def messages(client: ChatClient, count: int) -> list[Message]:
+    found: list[Message] = []
+    while len(found) < count:
+        event = await client.next_event(10)
+        if isinstance(event, Message):
+            found.append(event)
+    return found
+
+
+async def test_login_and_wrong_password(db: str) -> None:
+    server = ChatServer(make_config(db=db))
+    await server.start()
+    try:
+        client = ChatClient("127.0.0.1", port_of(server))
+        await client.connect()
+        with pytest.raises(LoginFailed):
+            await client.login("alice", "wrong password")
+        await client.login("Alice", "alice-password")
+        assert client.name == "alice" and client.logged_in
+        await client.quit()
+    finally:
+        await server.stop(grace=0.5)
+
+
+async def test_after_a_server_restart_the_client_gets_every_missed_message_once(db: str) -> None:
+    port = free_port()
+    server = ChatServer(make_config(db=db, port=port))
+    await server.start()
+    alice = ChatClient("127.0.0.1", port, backoff=(0.05, 0.3))
+    await alice.connect()
+    await alice.login("alice", "alice-password")
+    bob = ChatClient("127.0.0.1", port, reconnect=False)
+    await bob.connect()
+    await bob.login("bob", "bob-password")
+    await bob.tell("alice", "before")
+    assert [m.text for m in await messages(alice, 1)] == ["before"]
+    await bob.quit()
+    await server.stop(grace=0.5)
+
+    # While alice's client is away, bob (on the new server) writes to her.
+    server = ChatServer(make_config(db=db, port=port))
+    await server.start()
+    try:
+        writer = await LineClient.connect(port)
+        assert (await writer.command("LOGIN bob bob-password")).code == 202
+        for number in range(3):
+            assert (await writer.command(f"TELL alice while away {number}")).code == 250
+        got = await messages(alice, 3)
+        assert [m.text for m in got] == ["while away 0", "while away 1", "while away 2"]
+        assert [m.seq for m in got] == [2, 3, 4]
+        await asyncio.sleep(0.3)  # nothing else arrives: no duplicates
+        assert not [e for e in _drain(alice) if isinstance(e, Message)]
+        await alice.quit()
+    finally:
+        await server.stop(grace=0.5)
+
+
+def _drain(client: ChatClient) -> list[object]:
+    items = []
+    while not client._events.empty():
+        items.append(client._events.get_nowait())
+    return items
+
+
+async def test_a_resent_message_with_the_same_id_is_stored_once(db: str) -> None:
+    server = ChatServer(make_config(db=db))
+    await server.start()
+    try:
+        bob = await LineClient.connect(port_of(server))
+        await bob.command("LOGIN bob bob-password")
+        first = await LineClient.connect(port_of(server))
+        await first.command("LOGIN alice alice-password")
+        sent = await first.command("ID retry-7 TELL bob only once")
+        await first.close()  # the connection drops; the client is not sure the message went through
+        again = await LineClient.connect(port_of(server))
+        await again.command("LOGIN alice alice-password")
+        resent = await again.command("ID retry-7 TELL bob only once")
+        assert resent.code == 250 and resent.fields[0] == sent.fields[0] and "already sent" in resent.text
+        assert (await bob.message()).text == "only once"
+        await bob.command("PING")
+        assert not [e for e in bob.events if isinstance(e, Message)]
+        assert len((await bob.command("HISTORY alice")).items) == 1
+    finally:
+        await server.stop(grace=0.5)
+
+
+async def test_the_library_resends_after_a_reconnect(db: str) -> None:
+    port = free_port()
+    server = ChatServer(make_config(db=db, port=port))
+    await server.start()
+    alice = ChatClient("127.0.0.1", port, backoff=(0.05, 0.3))
+    await alice.connect()
+    await alice.login("alice", "alice-password")
+    await server.stop(grace=0.5)
+    sending = asyncio.ensure_future(alice.tell("bob", "sent while the server was down"))
+    await asyncio.sleep(0.2)
+    assert not sending.done()
+    server = ChatServer(make_config(db=db, port=port))
+    await server.start()
+    try:
+        sent = await asyncio.wait_for(sending, 10)
+        assert sent.id >= 1
+        bob = await LineClient.connect(port)
+        assert (await bob.command("LOGIN bob bob-password")).text.endswith("1 message(s) waiting")
+        assert (await bob.message()).text == "sent while the server was down"
+        await alice.quit()
+    finally:
+        await server.stop(grace=0.5)
