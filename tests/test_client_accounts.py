@@ -133,7 +133,7 @@ async def test_the_library_resends_after_a_reconnect(db: str) -> None:
         sent = await asyncio.wait_for(sending, 10)
         assert sent.id >= 1
         bob = await LineClient.connect(port)
-        assert (await bob.command("LOGIN bob bob-password")).text.endswith("1 message(s) waiting")
+        assert (await bob.command("LOGIN bob bob-password")).text.endswith("1 waiting sent, 0 more")
         assert (await bob.message()).text == "sent while the server was down"
         await alice.quit()
     finally:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bleeper.chat.names import name_key
+from bleeper.protocol.incoming import Message
 from bleeper.server import ChatServer
 from bleeper.store import open_store
 from bleeper.store.passwords import hash_password
@@ -114,15 +115,29 @@ async def test_offline_messages_arrive_at_next_login_in_order_with_original_time
     assert all(reply.code == 250 for reply in sent)
     assert sent[0].fields[-1] == "0"  # nobody online to reach yet
     carol, text = await login(server, "carol")
-    assert text.endswith("3 message(s) waiting")
-    got = [await carol.message() for _ in range(3)]
+    assert text == "carol logged in; 3 waiting sent, 0 more"
+    got = [m for m in carol.events if isinstance(m, Message)]
     assert [(m.seq, m.text) for m in got] == [(1, "first"), (2, "second"), (3, "third")]
     assert [m.time for m in got] == [reply.fields[1] for reply in sent]
     assert got[1].to == "#icu" and got[2].to == "@carol,alice"
     # delivered once: a later login has nothing waiting
     await carol.command("QUIT")
     _, text = await login(server, "carol")
-    assert text.endswith("0 message(s) waiting")
+    assert text == "carol logged in; 0 waiting sent, 0 more"
+
+
+async def test_a_long_backlog_is_replayed_in_parts(start: Start) -> None:
+    server = await start(rate=0)
+    bob, _ = await login(server, "bob")
+    text = "x" * 3000
+    for number in range(120):  # 360 kB: more than one replay
+        await bob.command(f"TELL carol {number} {text}")
+    carol, reply = await login(server, "carol")
+    sent, more = int(reply.split("; ")[1].split()[0]), int(reply.split(", ")[1].split()[0])
+    assert 0 < sent < 120 and sent + more == 120 and f"SYNC {sent} for the rest" in reply, reply
+    assert (await carol.command(f"SYNC {sent}")).text == f"120 sent {more}; 0 more"
+    got = [m.seq for m in carol.events if isinstance(m, Message)]
+    assert got == list(range(1, 121))
 
 
 async def test_sync_returns_exactly_what_was_missed(start: Start) -> None:
@@ -173,7 +188,7 @@ async def test_messages_groups_and_inboxes_survive_a_restart(start: Start) -> No
     await server.stop(grace=0.5)
     server = await start()
     bob, text = await login(server, "bob")
-    assert text.endswith("1 message(s) waiting")
+    assert text.endswith("1 waiting sent, 0 more")
     message = await bob.message()
     assert (message.id, message.text) == (int(accepted.fields[0]), "see you after the restart")
     assert (await bob.command("GROUPS")).items == ("#night members=0",)

@@ -53,6 +53,7 @@ log = logging.getLogger("bleeper.events")
 T = TypeVar("T")
 
 SYNC_BATCH = 1000
+REPLAY_BYTES = 256 * 1024  # replay at most this much at once: well inside a client's send buffer
 OPEN_COMMANDS = frozenset({"HELP", "LOGIN", "NAME", "PING", "PONG", "QUIT"})  # NAME answers why it cannot
 
 
@@ -396,6 +397,7 @@ class Hub:
             if other.account is None:  # someone took the account's name without logging in
                 self.drop(other, f"the name {account.name} belongs to an account that has logged in")
         session.account = account.key
+        session.held = []  # live messages wait until the inbox replay is out, so numbers arrive in order
         self._register(session, account.name, account.key)
         for group_key, group in self.groups.items():
             if account.key in group.accounts:
@@ -407,22 +409,43 @@ class Hub:
                  extra={"event": "login", "who": account.name, "peer": session.address})  # fmt: skip
 
         def waiting(pending: Pending[list[InboxEntry]]) -> None:
-            entries = _result(pending) or []
-            session.send(reply(codes.LOGGED_IN, f"{account.name} logged in; {len(entries)} message(s) waiting"))
-            self._replay(session, entries)
-            flow.finish()
+            upto = self._replay(session, _result(pending) or [], account.delivered_seq)
+            sent = upto - account.delivered_seq
+
+            def counted(last: Pending[int]) -> None:
+                held, session.held = session.held or [], None
+                for seq, tail in held:
+                    if seq > upto:
+                        session.send(message_head(seq))
+                        session.send(tail)
+                more = max(0, (_result(last) or 0) - upto)
+                hint = f" (SYNC {upto} for the rest)" if more else ""
+                session.send(
+                    reply(codes.LOGGED_IN, f"{account.name} logged in; {sent} waiting sent, {more} more{hint}")
+                )
+                flow.finish()
+
+            self.backend.last_seq(account.key).add_done_callback(counted)
 
         self.backend.inbox(account.key, account.delivered_seq, SYNC_BATCH).add_done_callback(waiting)
 
-    def _replay(self, session: Session, entries: list[InboxEntry]) -> None:
-        """Send stored messages as MSG events with their original time and sequence number."""
+    def _replay(self, session: Session, entries: list[InboxEntry], since: int) -> int:
+        """Send stored messages as MSG events with their original time and sequence number, up to about
+        :data:`REPLAY_BYTES`. Returns the last sequence number sent (*since* when none)."""
+        upto = since
+        size = 0
         for entry in entries:
             message = entry.message
+            tail = message_tail(message.id, format_ms(message.created_ms), message.sender, message.to, message.text)
             session.send(message_head(entry.seq))
-            session.send(message_tail(message.id, format_ms(message.created_ms), message.sender, message.to,
-                                      message.text))  # fmt: skip
-        if entries and session.account is not None:
-            self.backend.mark_delivered(session.account, entries[-1].seq)
+            session.send(tail)
+            upto = entry.seq
+            size += len(tail)
+            if size >= REPLAY_BYTES:
+                break
+        if upto > since and session.account is not None:
+            self.backend.mark_delivered(session.account, upto)
+        return upto
 
     # -- messages ---------------------------------------------------------------------------------------
 
@@ -514,6 +537,9 @@ class Hub:
             if account is not None and account in seqs:
                 seq = seqs[account]
                 delivered[account] = seq
+                if other.held is not None:
+                    other.held.append((seq, tail))
+                    continue
             else:
                 other.seq += 1
                 seq = other.seq
@@ -545,13 +571,10 @@ class Hub:
                     session.send(
                         reply(codes.GONE, f"{first} gap: messages {command.since + 1} to {first - 1} are gone")
                     )
-                    self._replay(session, entries)
                     flow.finish()
                     return
-                self._replay(session, entries)
-                upto = entries[-1].seq if entries else command.since
-                more = last - upto
-                session.send(reply(codes.SYNCED, f"{upto} sent {len(entries)}; {more} more"))
+                upto = self._replay(session, entries, command.since)
+                session.send(reply(codes.SYNCED, f"{upto} sent {upto - command.since}; {last - upto} more"))
                 flow.finish()
 
             self.backend.inbox(account, command.since, SYNC_BATCH).add_done_callback(got)

@@ -24,6 +24,7 @@ class Session:
         "bucket",
         "closing",
         "groups",
+        "held",
         "host",
         "key",
         "last_active",
@@ -48,6 +49,7 @@ class Session:
         self.ping_sent: float | None = None
         self.account: str | None = None  # the account key once logged in
         self.seq = 0  # messages delivered to this connection (anonymous sessions number their own)
+        self.held: list[tuple[int, bytes]] | None = None  # live messages waiting while LOGIN replays the inbox
 
     @property
     def label(self) -> str:

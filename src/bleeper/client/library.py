@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Literal
 
 from bleeper.client.errors import (
+    BleeperError,
     CommandError,
     ConnectionClosed,
     InvalidName,
@@ -63,7 +64,9 @@ class ChatClient(Endpoint):
         self.timeout = timeout
         self.name: str | None = None
         self.logged_in = False
-        self.last_seq = 0  # the highest message number seen (accounts: gapless across connections)
+        self.last_seq = 0  # every message up to this number has been seen (accounts: across connections)
+        self._ahead: set[int] = set()  # numbers seen beyond a gap, waiting for the gap to fill
+        self._gap_sync: asyncio.Task[None] | None = None
         self.groups: set[str] = set()
         self._password: str | None = None
         self._back: asyncio.Event = asyncio.Event()
@@ -162,6 +165,8 @@ class ChatClient(Endpoint):
         self.name = reply.fields[0]
         self.logged_in = True
         self._password = password
+        if " 0 more" not in reply.text:  # a long backlog: fetch the rest
+            await self.sync()
         return reply
 
     async def sync(self, since: int | None = None) -> Reply:
@@ -297,11 +302,33 @@ class ChatClient(Endpoint):
             return
         if isinstance(item, Event) and item.kind == "PING":
             conn.send(f"PONG {item.rest(0)}".rstrip())
-        if isinstance(item, Message):
-            if self.logged_in and item.seq <= self.last_seq:
-                return  # already seen (replayed by LOGIN and SYNC after a reconnect)
-            self.last_seq = max(self.last_seq, item.seq)
+        if isinstance(item, Message) and not self._accept(item.seq):
+            return  # already seen (replayed by LOGIN or SYNC after a reconnect)
         self._events.put_nowait(item)
+
+    def _accept(self, seq: int) -> bool:
+        """Track which message numbers were seen; ask for a gap to be filled when one appears."""
+        if not self.logged_in:
+            self.last_seq = max(self.last_seq, seq)
+            return True
+        if seq <= self.last_seq or seq in self._ahead:
+            return False
+        if seq == self.last_seq + 1:
+            self.last_seq = seq
+            while self.last_seq + 1 in self._ahead:
+                self._ahead.discard(self.last_seq + 1)
+                self.last_seq += 1
+        else:
+            self._ahead.add(seq)
+            if self._gap_sync is None or self._gap_sync.done():
+                self._gap_sync = asyncio.ensure_future(self._fill_gap())
+        return True
+
+    async def _fill_gap(self) -> None:
+        await asyncio.sleep(0.2)  # a replay in progress usually fills it by itself
+        if self._ahead and self.state == "connected":
+            with contextlib.suppress(BleeperError):
+                await self.sync()
 
     def on_disconnect(self, conn: Connection, reason: str) -> None:
         if conn is not self._conn:
@@ -335,7 +362,7 @@ class ChatClient(Endpoint):
                     reply = await self.command(f"LOGIN {self.name} {self._password}")
                     if not reply.ok:
                         raise CommandError(reply)
-                    await self.sync()  # whatever arrived while we were away, exactly once
+                    await self.sync()  # whatever arrived while we were away, exactly once (duplicates dropped)
                 elif self.name is not None:
                     await self._reclaim_name(self.name)
                 for group in sorted(self.groups):
