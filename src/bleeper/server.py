@@ -109,8 +109,8 @@ class ChatServer(Server):
         pending = self.hub.handle(session, line)
         if pending is None:
             return None
-        if isinstance(pending, asyncio.Future):
-            return pending
+        # The hub has its own callback on the answer (errors included); the framework only needs to know when
+        # this connection may go on.
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def release(_: object) -> None:

@@ -278,7 +278,10 @@ class _transaction:
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind: object, exc: object, tb: object) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is None:
+            self.db.execute("COMMIT")
+        elif self.db.in_transaction:  # SQLite may already have rolled back (disk full): keep the real error
+            self.db.execute("ROLLBACK")
 
 
 def _version(db: sqlite3.Connection) -> int:
