@@ -124,7 +124,7 @@ class BleeperDialect(Dialect):
         return f"200 PONG {token}".encode()
 
     def text_of(self, line: bytes) -> bytes:
-        return line.split(b" ", 5)[5]
+        return line.split(b" ", 6)[6]  # MSG <seq> <id> <time> <from> <to> <text>
 
 
 class IrcDialect(Dialect):
@@ -168,15 +168,17 @@ class ServerProcess:
     dialect: Dialect = BleeperDialect()
     label = "Bleeper"
 
-    def __init__(self) -> None:
+    def __init__(self, db: str | None = None) -> None:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.ps: psutil.Process | None = None
+        self._scratch = tempfile.mkdtemp(prefix="bench-bleeper-")
+        self.db = db or os.path.join(self._scratch, "bleeper.db")
 
     def command(self) -> list[str]:
         return [
             sys.executable, "-m", "bleeper", "serve", "--port", str(self.port), "--rate", "0", "--max-per-ip", "0",
-            "--log-level", "warning",
+            "--log-level", "warning", "--db", self.db,
         ]  # fmt: skip
 
     def __enter__(self) -> ServerProcess:
@@ -198,6 +200,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        shutil.rmtree(self._scratch, ignore_errors=True)
 
     def cpu(self) -> float:
         assert self.ps is not None

@@ -100,6 +100,15 @@ async def test_client_id_makes_a_retry_idempotent(store: Store) -> None:
     assert [e.message.text for e in await store.inbox("erin", 0)] == ["once", "other sender, same id"]
 
 
+async def test_a_repeat_within_one_batch_is_stored_once(store: Store) -> None:
+    first, second = await store.store_messages([
+        message("dave", "@erin", "twice in one commit", ("erin",), client_id="c-9"),
+        message("dave", "@erin", "twice in one commit", ("erin",), client_id="c-9"),
+    ])  # fmt: skip
+    assert (first.duplicate, second.duplicate) == (False, True) and first.id == second.id
+    assert [e.message.id for e in await store.inbox("erin", 0)] == [first.id]
+
+
 async def test_concurrent_batches_keep_sequences_gapless(store: Store) -> None:
     async def writer(number: int) -> None:
         for round_number in range(5):

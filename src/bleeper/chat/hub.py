@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bleeper import __version__
 from bleeper.chat.backend import Backend, Pending
@@ -53,6 +53,7 @@ log = logging.getLogger("bleeper.events")
 T = TypeVar("T")
 
 SYNC_BATCH = 1000
+MAX_IN_FLIGHT = 64  # messages a connection may have waiting for storage before its reading pauses
 REPLAY_BYTES = 256 * 1024  # replay at most this much at once: well inside a client's send buffer
 OPEN_COMMANDS = frozenset({"HELP", "LOGIN", "NAME", "PING", "PONG", "QUIT"})  # NAME answers why it cannot
 
@@ -282,18 +283,18 @@ class Hub:
                 if verdict == FLOOD:
                     self.drop(session, "flood: too many commands; reconnect and slow down")
                 else:
-                    session.send(reply(codes.SLOW_DOWN, "slow down: too many commands; wait a moment"))
+                    self._answer(session, reply(codes.SLOW_DOWN, "slow down: too many commands; wait a moment"))
                 return None
         if isinstance(command, ParseError):
-            session.send(reply(command.code, command.message))
+            self._answer(session, reply(command.code, command.message))
             return None
         canonical = _canonical(command)
         if session.key is None:
             if self.limits.auth == "required" and canonical not in OPEN_COMMANDS:
-                session.send(reply(codes.NAME_FIRST, "log in first: LOGIN <name> <password>"))
+                self._answer(session, reply(codes.NAME_FIRST, "log in first: LOGIN <name> <password>"))
                 return None
             if COMMANDS[canonical].needs_name:
-                session.send(reply(codes.NAME_FIRST, "choose a name first: NAME <your name>"))
+                self._answer(session, reply(codes.NAME_FIRST, "choose a name first: NAME <your name>"))
                 return None
         if log.isEnabledFor(logging.INFO):
             self._log_command(session, command)
@@ -310,9 +311,11 @@ class Hub:
             self.drop(session, "flood: too many bad lines")
             return
         if isinstance(error, LineTooLong):
-            session.send(reply(codes.LINE_TOO_LONG, f"line too long (max {error.limit} bytes); it was discarded"))
+            self._answer(
+                session, reply(codes.LINE_TOO_LONG, f"line too long (max {error.limit} bytes); it was discarded")
+            )
         else:
-            session.send(reply(codes.BAD_SYNTAX, f"invalid UTF-8 ({error.detail}); the line was discarded"))
+            self._answer(session, reply(codes.BAD_SYNTAX, f"invalid UTF-8 ({error.detail}); the line was discarded"))
 
     # -- names and accounts -----------------------------------------------------------------------------
 
@@ -320,26 +323,28 @@ class Hub:
         wanted = command.name
         if session.key is not None:
             if name_key(wanted) == session.key:
-                session.send(reply(codes.NAME_ACCEPTED, f"{session.name} you are already {session.name}"))
+                self._answer(session, reply(codes.NAME_ACCEPTED, f"{session.name} you are already {session.name}"))
             else:
-                session.send(reply(codes.FORBIDDEN, f"you are {session.name}; to change name, QUIT and reconnect"))
+                self._answer(
+                    session, reply(codes.FORBIDDEN, f"you are {session.name}; to change name, QUIT and reconnect")
+                )
             return
         if self.limits.auth == "required":
-            session.send(reply(codes.FORBIDDEN, "this server needs an account: LOGIN <name> <password>"))
+            self._answer(session, reply(codes.FORBIDDEN, "this server needs an account: LOGIN <name> <password>"))
             return
         problem = name_problem(wanted)
         if problem:
-            session.send(reply(codes.INVALID_NAME, problem))
+            self._answer(session, reply(codes.INVALID_NAME, problem))
             return
         key = name_key(wanted)
         if key in self.users or key in self.accounts:
             free = suggest(wanted, _Taken(self.users, self.accounts))
             why = "belongs to an account (LOGIN to use it)" if key in self.accounts else "is taken"
-            session.send(reply(codes.NAME_TAKEN, f'{free} "{wanted}" {why}; try "{free}"'))
+            self._answer(session, reply(codes.NAME_TAKEN, f'{free} "{wanted}" {why}; try "{free}"'))
             return
         self._register(session, wanted, key)
         others = len(self.users) - 1
-        session.send(reply(codes.NAME_ACCEPTED, f"{wanted} welcome, {wanted}; {others} other(s) online"))
+        self._answer(session, reply(codes.NAME_ACCEPTED, f"{wanted} welcome, {wanted}; {others} other(s) online"))
 
     def _register(self, session: Session, name: str, key: str) -> None:
         devices = self.users.get(key)
@@ -352,7 +357,9 @@ class Hub:
 
     def _login(self, session: Session, command: Login) -> Pending[object] | None:
         if session.key is not None:
-            session.send(reply(codes.FORBIDDEN, f"you are already {session.name}; QUIT and reconnect to switch"))
+            self._answer(
+                session, reply(codes.FORBIDDEN, f"you are already {session.name}; QUIT and reconnect to switch")
+            )
             return None
         key = name_key(command.name)
         now = self._monotonic()
@@ -360,7 +367,9 @@ class Hub:
             failures, last = self._failures.get(subject, (0, 0.0))
             wait = self.limits.login_lockout - (now - last)
             if failures >= self.limits.login_failures and wait > 0:
-                session.send(reply(codes.SLOW_DOWN, f"too many failed logins; wait {int(wait) + 1} s and try again"))
+                self._answer(
+                    session, reply(codes.SLOW_DOWN, f"too many failed logins; wait {int(wait) + 1} s and try again")
+                )
                 return None
         flow = Flow()
 
@@ -370,7 +379,7 @@ class Hub:
                 self._failures[subject] = (failures + 1, self._monotonic())
             log.warning("failed login for %r from %s", command.name[:40], session.address,
                         extra={"event": "login-failed", "peer": session.address})  # fmt: skip
-            session.send(reply(codes.LOGIN_FAILED, "login failed: unknown account or wrong password"))
+            self._answer(session, reply(codes.LOGIN_FAILED, "login failed: unknown account or wrong password"))
             flow.finish()
 
         def found(pending: Pending[Account | None]) -> None:
@@ -416,12 +425,12 @@ class Hub:
                 held, session.held = session.held or [], None
                 for seq, tail in held:
                     if seq > upto:
-                        session.send(message_head(seq))
-                        session.send(tail)
+                        self._answer(session, message_head(seq))
+                        self._answer(session, tail)
                 more = max(0, (_result(last) or 0) - upto)
                 hint = f" (SYNC {upto} for the rest)" if more else ""
-                session.send(
-                    reply(codes.LOGGED_IN, f"{account.name} logged in; {sent} waiting sent, {more} more{hint}")
+                self._answer(
+                    session, reply(codes.LOGGED_IN, f"{account.name} logged in; {sent} waiting sent, {more} more{hint}")
                 )
                 flow.finish()
 
@@ -437,8 +446,8 @@ class Hub:
         for entry in entries:
             message = entry.message
             tail = message_tail(message.id, format_ms(message.created_ms), message.sender, message.to, message.text)
-            session.send(message_head(entry.seq))
-            session.send(tail)
+            self._answer(session, message_head(entry.seq))
+            self._answer(session, tail)
             upto = entry.seq
             size += len(tail)
             if size >= REPLAY_BYTES:
@@ -459,7 +468,7 @@ class Hub:
         if isinstance(target, GroupTarget):
             group = self.groups.get("#" + name_key(target.name[1:]))
             if group is None:
-                session.send(reply(codes.NOT_FOUND, f"no such group: {target.name}; GROUPS lists them"))
+                self._answer(session, reply(codes.NOT_FOUND, f"no such group: {target.name}; GROUPS lists them"))
                 return None
             targets = [other for other in group.members if other is not session]
             accounts = sorted(group.accounts - {session.account} if session.account else group.accounts)
@@ -477,7 +486,7 @@ class Hub:
                 missing.append(name)
         if missing:
             shown = ", ".join(missing[:10])
-            session.send(reply(codes.NOT_FOUND, f"no such user: {shown}; nothing was sent (WHO lists people)"))
+            self._answer(session, reply(codes.NOT_FOUND, f"no such user: {shown}; nothing was sent (WHO lists people)"))
             return None
         targets = [other for key in names for other in self.users.get(key, ()) if other is not session]
         accounts = [key for key in names if key in self.accounts and key != session.account]
@@ -504,63 +513,100 @@ class Hub:
         new = NewMessage(session.name or "", session.account, to, conversation, text, created_ms, tuple(accounts),
                          client_id)  # fmt: skip
         pending = self.backend.store(new)
+        slot: list[Any] | None = None
+        if not pending.done():
+            slot = [False, []]
+            session.slots.append(slot)
+
+        def answer(data: bytes) -> None:
+            if slot is None:
+                self._answer(session, data)
+            else:
+                slot[1].append(data)
+                slot[0] = True
+                self._release(session)
 
         def stored(result: Pending[StoredMessage]) -> None:
             try:
                 message = result.result()
             except StorageFull:
-                session.send(reply(codes.STORAGE_FULL, "storage full: the message was NOT sent; try again later"))
+                answer(reply(codes.STORAGE_FULL, "storage full: the message was NOT sent; try again later"))
                 return
             except Exception as exc:
                 log.error("storing a message from %s failed: %s", session.label, exc)
-                session.send(reply(codes.STORAGE_ERROR, "storage error: the message was NOT sent; try again"))
+                answer(reply(codes.STORAGE_ERROR, "storage error: the message was NOT sent; try again"))
                 return
             stamp = format_ms(message.created_ms)
             reached = 0
             if not message.duplicate:
                 reached = self._deliver(message, stamp, targets)
             note = "; already sent (same ID), not sent again" if message.duplicate else ""
-            session.send(reply(codes.MESSAGE_ACCEPTED, f"{message.id} {stamp} reached {reached}{note}"))
+            answer(reply(codes.MESSAGE_ACCEPTED, f"{message.id} {stamp} reached {reached}{note}"))
 
         pending.add_done_callback(stored)
-        return None if pending.done() else pending
+        # Pipelining: the next lines are read at once, unless too many messages already wait for storage.
+        return pending if len(session.slots) > MAX_IN_FLIGHT else None
+
+    def _answer(self, session: Session, data: bytes) -> None:
+        """A reply to this session's command: straight out, or after the replies still waiting for storage."""
+        slots = session.slots
+        if not slots:
+            session.send(data)
+        elif slots[-1][0]:
+            slots[-1][1].append(data)
+        else:
+            slots.append([True, [data]])
+
+    def _release(self, session: Session) -> None:
+        slots = session.slots
+        while slots and slots[0][0]:
+            for data in slots.pop(0)[1]:
+                session.send(data)
+        if not slots and session.when_drained is not None:
+            drained, session.when_drained = session.when_drained, None
+            drained()
 
     def _deliver(self, message: StoredMessage, stamp: str, targets: list[Session]) -> int:
+        """The hot loop: one shared tail, a cached per-recipient head, two appends per recipient."""
         tail = message_tail(message.id, stamp, message.sender, message.to, message.text)
-        seqs = dict(message.seqs)
+        seqs = dict(message.seqs) if message.seqs else None
+        head = message_head
         reached = 0
         delivered: dict[str, int] = {}
         for other in targets:
             if other.closing:
                 continue
             account = other.account
-            if account is not None and account in seqs:
+            if seqs is not None and account is not None and account in seqs:
                 seq = seqs[account]
-                delivered[account] = seq
                 if other.held is not None:
                     other.held.append((seq, tail))
                     continue
+                delivered[account] = seq
             else:
-                other.seq += 1
-                seq = other.seq
-            other.send(message_head(seq))
-            other.send(tail)
+                seq = other.seq + 1
+                other.seq = seq
+            send = other.send
+            send(head(seq))
+            send(tail)
             reached += 1
-        for account, seq in delivered.items():
-            self.backend.mark_delivered(account, seq)
+        for account, seq in delivered.items():  # only accounts with a connection here: the rest wait for LOGIN
+            self.backend.mark_delivered(account, seq)  # coalesced by the backend
         return reached
 
     def _sync(self, session: Session, command: Sync) -> Pending[object] | None:
         account = session.account
         if account is None:
-            session.send(reply(codes.FORBIDDEN, "SYNC needs an account: LOGIN <name> <password>"))
+            self._answer(session, reply(codes.FORBIDDEN, "SYNC needs an account: LOGIN <name> <password>"))
             return None
         flow = Flow()
 
         def got_last(pending: Pending[int]) -> None:
             last = _result(pending) or 0
             if command.since > last:
-                session.send(reply(codes.BAD_SYNTAX, f"your last message is number {last}; SYNC {last} or lower"))
+                self._answer(
+                    session, reply(codes.BAD_SYNTAX, f"your last message is number {last}; SYNC {last} or lower")
+                )
                 flow.finish()
                 return
 
@@ -568,13 +614,13 @@ class Hub:
                 entries = _result(entries_pending) or []
                 if command.since < last and (not entries or entries[0].seq != command.since + 1):
                     first = entries[0].seq if entries else last + 1
-                    session.send(
-                        reply(codes.GONE, f"{first} gap: messages {command.since + 1} to {first - 1} are gone")
+                    self._answer(
+                        session, reply(codes.GONE, f"{first} gap: messages {command.since + 1} to {first - 1} are gone")
                     )
                     flow.finish()
                     return
                 upto = self._replay(session, entries, command.since)
-                session.send(reply(codes.SYNCED, f"{upto} sent {upto - command.since}; {last - upto} more"))
+                self._answer(session, reply(codes.SYNCED, f"{upto} sent {upto - command.since}; {last - upto} more"))
                 flow.finish()
 
             self.backend.inbox(account, command.since, SYNC_BATCH).add_done_callback(got)
@@ -588,10 +634,10 @@ class Hub:
             key = "#" + name_key(target.name[1:])
             group = self.groups.get(key)
             if group is None:
-                session.send(reply(codes.NOT_FOUND, f"no such group: {target.name}"))
+                self._answer(session, reply(codes.NOT_FOUND, f"no such group: {target.name}"))
                 return None
             if session not in group.members and (session.account is None or session.account not in group.accounts):
-                session.send(reply(codes.FORBIDDEN, f"join {group.name} to read its history"))
+                self._answer(session, reply(codes.FORBIDDEN, f"join {group.name} to read its history"))
                 return None
             conversation, label = key, group.name
         else:
@@ -602,7 +648,7 @@ class Hub:
         def got(result: Pending[list[StoredMessage]]) -> None:
             messages = _result(result) or []
             items = [f"{m.id} {format_ms(m.created_ms)} {m.sender} {m.to} {m.text}" for m in messages]
-            session.send(multiline(codes.HISTORY_LIST, items, f"{len(items)} message(s) with {label}"))
+            self._answer(session, multiline(codes.HISTORY_LIST, items, f"{len(items)} message(s) with {label}"))
 
         pending.add_done_callback(got)
         return None if pending.done() else pending
@@ -612,14 +658,14 @@ class Hub:
     def _join(self, session: Session, command: Join) -> None:
         problem = group_problem(command.group)
         if problem:
-            session.send(reply(codes.INVALID_NAME, problem))
+            self._answer(session, reply(codes.INVALID_NAME, problem))
             return
         key = "#" + name_key(command.group[1:])
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = Group(command.group)
         if session in group.members:
-            session.send(reply(codes.JOINED, f"{group.name} already joined; {len(group.members)} member(s)"))
+            self._answer(session, reply(codes.JOINED, f"{group.name} already joined; {len(group.members)} member(s)"))
             return
         data = event("JOIN", group.name, session.name or "")
         for member in group.members:
@@ -633,13 +679,13 @@ class Hub:
         if session.account is not None:
             group.accounts.add(session.account)
             self.backend.add_member(key, group.name, session.account)
-        session.send(reply(codes.JOINED, f"{group.name} joined; {len(group.members)} member(s)"))
+        self._answer(session, reply(codes.JOINED, f"{group.name} joined; {len(group.members)} member(s)"))
 
     def _leave(self, session: Session, command: Leave) -> None:
         key = "#" + name_key(command.group[1:])
         group = self.groups.get(key)
         if group is None or session not in group.members:
-            session.send(reply(codes.NOT_FOUND, f"you are not in {command.group}"))
+            self._answer(session, reply(codes.NOT_FOUND, f"you are not in {command.group}"))
             return
         leaving = self.users.get(session.key or "", [session]) if session.account else [session]
         for device in leaving:
@@ -654,21 +700,21 @@ class Hub:
             member.send(data)
         if not group.members and not group.accounts:
             del self.groups[key]
-        session.send(reply(codes.LEFT, f"{group.name} left"))
+        self._answer(session, reply(codes.LEFT, f"{group.name} left"))
 
     def _who(self, session: Session, command: Who) -> None:
         if command.group is None:
             people = sorted((devices[0] for devices in self.users.values() if devices), key=_by_key)
             items = [self._who_item(other) for other in people]
             noun = "person" if len(items) == 1 else "people"
-            session.send(multiline(codes.WHO_LIST, items, f"{len(items)} {noun} online"))
+            self._answer(session, multiline(codes.WHO_LIST, items, f"{len(items)} {noun} online"))
             return
         group = self.groups.get("#" + name_key(command.group[1:]))
         if group is None:
-            session.send(reply(codes.NOT_FOUND, f"no such group: {command.group}; GROUPS lists them"))
+            self._answer(session, reply(codes.NOT_FOUND, f"no such group: {command.group}; GROUPS lists them"))
             return
         names = sorted({other.name or "" for other in group.members}, key=name_key)
-        session.send(multiline(codes.WHO_LIST, names, f"{len(names)} in {group.name}"))
+        self._answer(session, multiline(codes.WHO_LIST, names, f"{len(names)} in {group.name}"))
 
     def _who_item(self, other: Session) -> str:
         if not other.groups:
@@ -680,7 +726,7 @@ class Hub:
         groups = sorted(self.groups.items())
         items = [f"{group.name} members={len({m.key for m in group.members})}" for _, group in groups]
         noun = "group" if len(items) == 1 else "groups"
-        session.send(multiline(codes.GROUP_LIST, items, f"{len(items)} {noun}"))
+        self._answer(session, multiline(codes.GROUP_LIST, items, f"{len(items)} {noun}"))
 
     # -- the rest ---------------------------------------------------------------------------------------
 
@@ -688,11 +734,11 @@ class Hub:
         if command.topic is None:
             width = max(len(spec.usage) for spec in COMMANDS.values())
             items = [f"{spec.usage:<{width}}  {spec.summary}" for spec in COMMANDS.values()]
-            session.send(multiline(codes.HELP_TEXT, items, "end of help; HELP <command> tells more"))
+            self._answer(session, multiline(codes.HELP_TEXT, items, "end of help; HELP <command> tells more"))
             return
         spec = resolve(command.topic)
         if spec is None:
-            session.send(reply(codes.BAD_SYNTAX, f'no command "{command.topic[:20]}"; type HELP for the list'))
+            self._answer(session, reply(codes.BAD_SYNTAX, f'no command "{command.topic[:20]}"; type HELP for the list'))
             return
         items = [spec.usage, spec.summary]
         if spec.aliases:
@@ -700,21 +746,31 @@ class Hub:
         if spec.needs_name:
             items.append("needs a name first (NAME <your name>)")
         items.append(f"replies: {spec.replies}")
-        session.send(multiline(codes.HELP_TEXT, items, f"end of help for {spec.name}"))
+        self._answer(session, multiline(codes.HELP_TEXT, items, f"end of help for {spec.name}"))
 
     def _ping(self, session: Session, command: Ping) -> None:
-        session.send(reply(codes.OK, f"PONG {command.token}".rstrip()))
+        self._answer(session, reply(codes.OK, f"PONG {command.token}".rstrip()))
 
     def _pong(self, session: Session, command: Pong) -> None:
         """Any line proves the client is alive (handled in :meth:`handle`); PONG needs no reply."""
 
-    def _quit(self, session: Session, command: Quit) -> None:
+    def _quit(self, session: Session, command: Quit) -> Pending[object] | None:
+        if session.slots:  # messages still being stored: answer them first, then say goodbye
+            flow = Flow()
+
+            def drained() -> None:
+                self._quit(session, command)
+                flow.finish()
+
+            session.when_drained = drained
+            return flow
         farewell = f"goodbye, {session.name}" if session.name else "goodbye"
-        session.send(reply(codes.GOODBYE, farewell))
+        self._answer(session, reply(codes.GOODBYE, farewell))
         session.closing = True
         reason = f"quit: {command.reason}" if command.reason else "quit"
         session.peer.close(reason)
         self.disconnect(session, reason)
+        return None
 
     # -- helpers ----------------------------------------------------------------------------------------
 

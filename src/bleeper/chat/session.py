@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from bleeper.chat.ratelimit import TokenBucket
 
@@ -33,6 +34,8 @@ class Session:
         "ping_sent",
         "send",
         "seq",
+        "slots",
+        "when_drained",
     )
 
     def __init__(self, peer: Peer, address: str, bucket: TokenBucket, now: float) -> None:
@@ -50,6 +53,9 @@ class Session:
         self.account: str | None = None  # the account key once logged in
         self.seq = 0  # messages delivered to this connection (anonymous sessions number their own)
         self.held: list[tuple[int, bytes]] | None = None  # live messages waiting while LOGIN replays the inbox
+        # Replies waiting for storage, in command order: [ready, bytes]. Empty when nothing is in flight.
+        self.slots: list[list[Any]] = []  # a list, not a deque: 56 bytes idle, and never more than 64 long
+        self.when_drained: Callable[[], None] | None = None
 
     @property
     def label(self) -> str:

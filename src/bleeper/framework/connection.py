@@ -226,15 +226,18 @@ class Connection(asyncio.Protocol):
         self._held = rest
         if self.transport is not None:
             self.transport.pause_reading()
-        task = asyncio.ensure_future(self._resume_after(pending))
-        _running.add(task)
-        task.add_done_callback(_running.discard)
+        future = asyncio.ensure_future(pending)  # a future stays itself; a coroutine becomes a task
+        if future is not pending:
+            _running.add(future)
+            future.add_done_callback(_running.discard)
+        if future.done():
+            self._resume(future)
+        else:
+            future.add_done_callback(self._resume)
 
-    async def _resume_after(self, pending: Awaitable[None]) -> None:
-        try:
-            await pending
-        except Exception:
-            log.exception("message handler failed for %s", self.address)
+    def _resume(self, future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            log.error("message handler failed for %s", self.address, exc_info=future.exception())
         held = self._held or []
         self._held = None
         if self._lost:

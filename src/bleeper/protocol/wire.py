@@ -52,7 +52,15 @@ def message_tail(msg_id: int, time: str, sender: str, to: str, text: str) -> byt
     return f" {msg_id} {time} {sender} {to} {text}{EOL}".encode()
 
 
+_HEADS: list[bytes] = []  # b"MSG <n>" for small n, made once: every recipient needs one per message
+
+
 def message_head(seq: int) -> bytes:
+    if seq < len(_HEADS):
+        return _HEADS[seq]
+    if seq < 1 << 16:
+        _HEADS.extend(b"MSG %d" % n for n in range(len(_HEADS), seq + 1024))
+        return _HEADS[seq]
     return b"MSG %d" % seq
 
 

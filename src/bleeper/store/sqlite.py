@@ -9,6 +9,7 @@ server; ``synchronous=FULL`` makes an acknowledged commit survive power loss, no
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -139,38 +140,61 @@ class SqliteStore(Store):
         return await self._run(self._store_batch, list(batch))
 
     def _store_batch(self, batch: list[NewMessage]) -> list[StoredMessage]:
+        """One transaction, a handful of statements whatever the batch size: this is the group commit."""
         db = self._db()
-        stored: list[StoredMessage] = []
         with _transaction(db):
-            for message in batch:
+            earlier: dict[int, StoredMessage] = {}  # batch index -> the message stored before with its client id
+            repeats: dict[int, int] = {}  # batch index -> index in fresh of its twin earlier in this batch
+            placed: dict[int, int] = {}  # batch index -> index in fresh
+            firsts: dict[tuple[str | None, str], int] = {}
+            fresh: list[NewMessage] = []
+            for index, message in enumerate(batch):
                 if message.client_id is not None:
+                    ident = (message.sender_key, message.client_id)
+                    if ident in firsts:
+                        repeats[index] = firsts[ident]
+                        continue
                     row = db.execute(
                         SELECT_MESSAGE + " WHERE sender_key IS ? AND client_id = ?",
                         (message.sender_key, message.client_id),
                     ).fetchone()
-                    if row:
-                        stored.append(message_from_row(row, duplicate=True))
+                    if row is not None:
+                        earlier[index] = message_from_row(row, duplicate=True)
                         continue
-                cursor = db.execute(
+                    firsts[ident] = len(fresh)
+                placed[index] = len(fresh)
+                fresh.append(message)
+            ids: list[int] = []
+            if fresh:
+                db.executemany(
                     "INSERT INTO messages (client_id, sender, sender_key, recipient, conversation, body, created_ms)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (message.client_id, message.sender, message.sender_key, message.to, message.conversation,
-                     message.text, message.created_ms),
-                )  # fmt: skip
-                msg_id = int(cursor.lastrowid or 0)
-                seqs = []
-                for account_key in message.recipients:
-                    (seq,) = db.execute(
-                        "INSERT INTO sequences (account_key, last_seq) VALUES (?, 1) ON CONFLICT (account_key)"
-                        " DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
-                        (account_key,),
-                    ).fetchone()
-                    seqs.append((account_key, int(seq)))
-                db.executemany(
-                    "INSERT INTO inbox (account_key, seq, message_id) VALUES (?, ?, ?)",
-                    [(key, seq, msg_id) for key, seq in seqs],
+                    [(m.client_id, m.sender, m.sender_key, m.to, m.conversation, m.text, m.created_ms) for m in fresh],
                 )
-                stored.append(
+                # One writer, one transaction, AUTOINCREMENT: the new ids are consecutive, ending at the last.
+                last_id = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+                ids = list(range(last_id - len(fresh) + 1, last_id + 1))
+            wanted: dict[str, int] = {}
+            for message in fresh:
+                for key in message.recipients:
+                    wanted[key] = wanted.get(key, 0) + 1
+            next_seq: dict[str, int] = {}
+            for key, count in wanted.items():
+                (last,) = db.execute(
+                    "INSERT INTO sequences (account_key, last_seq) VALUES (?, ?) ON CONFLICT (account_key)"
+                    " DO UPDATE SET last_seq = last_seq + excluded.last_seq RETURNING last_seq",
+                    (key, count),
+                ).fetchone()
+                next_seq[key] = int(last) - count + 1
+            rows: list[tuple[str, int, int]] = []
+            stored_fresh: list[StoredMessage] = []
+            for msg_id, message in zip(ids, fresh, strict=True):
+                seqs = []
+                for key in message.recipients:
+                    seqs.append((key, next_seq[key]))
+                    next_seq[key] += 1
+                rows.extend((key, seq, msg_id) for key, seq in seqs)
+                stored_fresh.append(
                     StoredMessage(
                         msg_id,
                         message.sender,
@@ -183,6 +207,16 @@ class SqliteStore(Store):
                         tuple(seqs),
                     )
                 )
+            if rows:
+                db.executemany("INSERT INTO inbox (account_key, seq, message_id) VALUES (?, ?, ?)", rows)
+        stored: list[StoredMessage] = []
+        for index in range(len(batch)):
+            if index in earlier:
+                stored.append(earlier[index])
+            elif index in repeats:
+                stored.append(dataclasses.replace(stored_fresh[repeats[index]], duplicate=True))
+            else:
+                stored.append(stored_fresh[placed[index]])
         return stored
 
     async def inbox(self, account_key: str, after_seq: int, limit: int = 1000) -> list[InboxEntry]:
