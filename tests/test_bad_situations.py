@@ -87,3 +87,20 @@ async def test_a_newer_schema_stops_the_server_with_advice(tmp_path: Path) -> No
     )  # fmt: skip
     assert result.returncode == 1
     assert "schema version 99" in result.stderr and "upgrade Bleeper" in result.stderr
+
+
+async def test_a_second_server_on_the_same_file_is_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "one.db")
+    first = ChatServer(make_config(db=path))
+    await first.start()
+    try:
+        second = ChatServer(make_config(db=path))
+        try:
+            await second.start()
+        except Exception as exc:
+            assert "is in use by Bleeper server pid" in str(exc) and "--db" in str(exc)
+        else:
+            await second.stop()
+            raise AssertionError("a second server opened the same database")
+    finally:
+        await first.stop(grace=0.5)

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pexpect
 import pyte
@@ -13,7 +14,9 @@ import pyte
 from bleeper.client import ChatClient, Message
 from bleeper.client.events import Event
 from bleeper.server import ChatServer
-from tests.conftest import port_of
+from bleeper.store import open_store
+from bleeper.store.passwords import hash_password
+from tests.conftest import make_config, port_of
 from tests.helpers import ROOT
 
 
@@ -176,3 +179,33 @@ async def test_send_failure_says_why_and_exits_one(server: ChatServer) -> None:
     )  # fmt: skip
     _, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 1 and "404 no such user: nobody1" in err.decode()
+
+
+async def test_pipe_mode_logs_in_to_an_account(tmp_path: Path) -> None:
+    db = str(tmp_path / "accounts.db")
+    store = await open_store(db)
+    await store.create_account("nurse.kim", "nurse.kim", hash_password("kim-password"), False, 1)
+    await store.close()
+    server = ChatServer(make_config(db=db))
+    await server.start()
+    try:
+        reader = await person(server, "reader")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bleeper", "chat", "--plain", "--login", "--name", "nurse.kim",
+            "--port", str(port_of(server)), cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env={**os.environ, "BLEEPER_PASSWORD": "kim-password"},
+        )  # fmt: skip
+        _out, err = await asyncio.wait_for(proc.communicate(b"signed in and writing\n"), 20)
+        assert proc.returncode == 0, err.decode()
+        message = await next_message(reader)
+        assert (message.sender, message.text) == ("nurse.kim", "signed in and writing")
+        bad = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bleeper", "chat", "--plain", "--login", "--name", "nurse.kim",
+            "--port", str(port_of(server)), cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env={**os.environ, "BLEEPER_PASSWORD": "wrong-password"},
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(bad.communicate(b""), 20)
+        assert bad.returncode == 1 and "430 login failed" in err.decode()
+        await reader.quit()
+    finally:
+        await server.stop(grace=0.5)

@@ -151,6 +151,11 @@ def _chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _client_options(p)
     p.add_argument("--name", default=os.environ.get("BLEEPER_NAME"),
                    help="screen name (asked for when missing) [env BLEEPER_NAME]")  # fmt: skip
+    p.add_argument(
+        "--login",
+        action="store_true",
+        help="--name is an account: ask for its password (scripts: BLEEPER_PASSWORD); line mode only for now",
+    )
     p.add_argument("--plain", action="store_true",
                    help="line mode instead of the full-screen app; reads standard input when it is not a terminal")  # fmt: skip
     p.set_defaults(func=_chat)
@@ -173,10 +178,10 @@ def _chat(args: argparse.Namespace) -> int:
     port = _client_port(args, "chat")
     if port is None:
         return 2
-    if args.plain or not sys.stdin.isatty() or not sys.stdout.isatty():
+    if args.plain or args.login or not sys.stdin.isatty() or not sys.stdout.isatty():
         from bleeper.client.plain import run_plain
 
-        return run(run_plain(args.host, port, args.name))
+        return run(run_plain(args.host, port, args.name, login=args.login))
     from bleeper.client.tui import ChatApp
 
     app = ChatApp(args.host, port, args.name)
@@ -223,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bleeper.admin import add_parser as user_parser
 
     user_parser(sub)
+    from bleeper.backup import add_parsers as backup_parsers
+
+    backup_parsers(sub)
     return parser
 
 

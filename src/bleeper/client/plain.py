@@ -9,6 +9,7 @@ pipes and scripts.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 
@@ -36,9 +37,19 @@ Show = Callable[["str | Line"], None]
 
 
 async def run_plain(
-    host: str, port: int, name: str | None, *, interactive: bool | None = None, client: ChatClient | None = None
+    host: str,
+    port: int,
+    name: str | None,
+    *,
+    interactive: bool | None = None,
+    client: ChatClient | None = None,
+    login: bool = False,
 ) -> int:
-    """Run the line-mode client until the user quits or input ends; returns the exit status."""
+    """Run the line-mode client until the user quits or input ends; returns the exit status.
+
+    With *login*, *name* is an account: the password is asked for without echo on a terminal, or taken from
+    ``BLEEPER_PASSWORD`` when input is a pipe.
+    """
     interactive = sys.stdin.isatty() if interactive is None else interactive
     client = client or ChatClient(host, port)
     try:
@@ -46,6 +57,26 @@ async def run_plain(
     except BleeperError as exc:
         print(f"bleeper chat: {exc}", file=sys.stderr)
         return 1
+    if login:
+        if not name:
+            print("bleeper chat: --login needs --name (the account)", file=sys.stderr)
+            await client.close()
+            return 2
+        password = os.environ.get("BLEEPER_PASSWORD")
+        if password is None and interactive:
+            from prompt_toolkit import PromptSession
+
+            password = await PromptSession[str]().prompt_async(f"password for {name}: ", is_password=True)
+        if not password:
+            print("bleeper chat: no password: type it, or set BLEEPER_PASSWORD for scripts", file=sys.stderr)
+            await client.close()
+            return 2
+        try:
+            await client.login(name, password)
+        except BleeperError as exc:
+            print(f"bleeper chat: {exc}", file=sys.stderr)
+            await client.close()
+            return 1
     if interactive:
         return await _interactive(client, name)
     if not name:
@@ -120,7 +151,8 @@ async def _piped(client: ChatClient, name: str) -> int:
         print(text if isinstance(text, str) else plain(text), flush=True)
 
     try:
-        await client.register(name)
+        if client.name is None:
+            await client.register(name)
     except NameTaken as taken:
         print(f"bleeper chat: {name} is taken; using {taken.suggestion}", file=sys.stderr)
         await client.register(taken.suggestion)

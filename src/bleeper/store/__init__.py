@@ -13,9 +13,9 @@ from bleeper.store.model import (
 )
 
 
-async def open_store(location: str) -> Store:
+async def open_store(location: str, *, exclusive: bool = False) -> Store:
     """Open (creating or upgrading) the store at *location*: ``postgresql://...``, ``sqlite:///path`` or a
-    plain file path."""
+    plain file path. The server opens it *exclusive* (one server per SQLite file)."""
     if location.startswith(("postgresql://", "postgres://")):
         from bleeper.store.postgres import PostgresStore
 
@@ -23,7 +23,7 @@ async def open_store(location: str) -> Store:
     from bleeper.store.sqlite import SqliteStore
 
     path = location.removeprefix("sqlite:///") if location.startswith("sqlite:///") else location
-    return await SqliteStore.open(path)
+    return await SqliteStore.open(path, exclusive=exclusive)
 
 
 __all__ = [

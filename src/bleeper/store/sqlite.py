@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from bleeper.store import schema
 from bleeper.store.base import SELECT_ACCOUNT, SELECT_MESSAGE, Store, account_from_row, message_from_row
@@ -40,16 +42,27 @@ class SqliteStore(Store):
         self.url = f"sqlite:///{path}"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bleeper-sqlite")
         self._conn: sqlite3.Connection | None = None
+        self._lock: IO[str] | None = None
 
     @classmethod
-    async def open(cls, path: str, *, migrate: bool = True) -> SqliteStore:
+    async def open(cls, path: str, *, migrate: bool = True, exclusive: bool = False) -> SqliteStore:
+        """*exclusive*: the server's claim on the file (``<path>.lock``), so a second server, or a restore,
+        cannot use it at the same time. Readers such as ``bleeper user`` do not need it."""
         store = cls(path)
         try:
+            if exclusive and path != ":memory:":
+                store._lock = claim(path)
             await store._run(store._connect, migrate)
         except BaseException:
+            store._release()
             store._executor.shutdown(wait=False)
             raise
         return store
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file drops the lock
+            self._lock = None
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
@@ -83,6 +96,7 @@ class SqliteStore(Store):
             await self._run(self._db().close)
             self._conn = None
         self._executor.shutdown(wait=True)
+        self._release()
 
     async def schema_version(self) -> int:
         return await self._run(lambda: _version(self._db()))
@@ -316,6 +330,39 @@ class _transaction:
             self.db.execute("COMMIT")
         elif self.db.in_transaction:  # SQLite may already have rolled back (disk full): keep the real error
             self.db.execute("ROLLBACK")
+
+
+def claim(path: str) -> IO[str]:
+    """Take ``<path>.lock`` for this process, or explain who has it."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handle = open(f"{path}.lock", "a+")  # noqa: SIM115 - held open for the server's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise StoreError(f"{path} is in use by {holder}: stop that server, or choose another --db") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"Bleeper server pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
+def in_use(path: str) -> bool:
+    """Whether a server holds the file (see :func:`claim`)."""
+    try:
+        handle = open(f"{path}.lock")  # noqa: SIM115
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        handle.close()
+    return False
 
 
 def _version(db: sqlite3.Connection) -> int:
