@@ -14,6 +14,7 @@ RUNS = [
     ["direct.py", "--pairs", "100", "--messages", "500"],
     ["stalled.py", "--clients", "100", "--senders", "10", "--messages", "5000"],
     ["idle.py", "--connections", "10000"],
+    ["durable.py", "--senders", "100", "--messages", "200"],
 ]
 
 
