@@ -14,6 +14,8 @@ from bleeper.client.events import Event
 from bleeper.client.tui import ChatApp
 from bleeper.client.tui.app import NameScreen
 from bleeper.server import ChatServer
+from bleeper.store import open_store
+from bleeper.store.passwords import hash_password
 from tests.conftest import make_config, port_of
 from tests.helpers import free_port
 
@@ -205,3 +207,28 @@ async def test_reconnects_by_itself_and_says_so() -> None:
                 await second.stop(grace=0.5)
     finally:
         await first.stop(grace=0.5)
+
+
+async def test_login_to_an_account_brings_waiting_messages(tmp_path: Path) -> None:
+    db = str(tmp_path / "tui.db")
+    store = await open_store(db)
+    await store.create_account("dr.lee", "dr.lee", hash_password("lee-password"), False, 1)
+    await store.close()
+    server = ChatServer(make_config(db=db))
+    await server.start()
+    try:
+        sender = await person(server, "ward7")
+        await sender.tell("dr.lee", "bed 9 results are back")  # dr.lee is offline: it waits
+        app = ChatApp("127.0.0.1", port_of(server), "dr.lee", login=True)
+        async with app.run_test(size=(200, 40)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, NameScreen) and app.screen.secret)
+            await pilot.press(*"wrong-password", "enter")
+            await until(pilot, lambda: isinstance(app.screen, NameScreen) and "login failed" in app.screen.message)
+            await pilot.press(*"dr.lee", "enter")
+            await until(pilot, lambda: isinstance(app.screen, NameScreen) and app.screen.secret)
+            await pilot.press(*"lee-password", "enter")
+            await until(pilot, lambda: "bed 9 results are back" in shown(app))
+            assert app.client.logged_in and app.client.name == "dr.lee"
+        await sender.quit()
+    finally:
+        await server.stop(grace=0.5)

@@ -154,7 +154,8 @@ def _chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument(
         "--login",
         action="store_true",
-        help="--name is an account: ask for its password (scripts: BLEEPER_PASSWORD); line mode only for now",
+        help="log in to an account (the name is --name, or asked for); the password is asked for without echo "
+        "(line mode in scripts: BLEEPER_PASSWORD)",
     )
     p.add_argument("--plain", action="store_true",
                    help="line mode instead of the full-screen app; reads standard input when it is not a terminal")  # fmt: skip
@@ -178,13 +179,13 @@ def _chat(args: argparse.Namespace) -> int:
     port = _client_port(args, "chat")
     if port is None:
         return 2
-    if args.plain or args.login or not sys.stdin.isatty() or not sys.stdout.isatty():
+    if args.plain or not sys.stdin.isatty() or not sys.stdout.isatty():
         from bleeper.client.plain import run_plain
 
         return run(run_plain(args.host, port, args.name, login=args.login))
     from bleeper.client.tui import ChatApp
 
-    app = ChatApp(args.host, port, args.name)
+    app = ChatApp(args.host, port, args.name, login=args.login)
     app.run()
     return app.return_code or 0
 

@@ -58,6 +58,10 @@ async def run_plain(
         print(f"bleeper chat: {exc}", file=sys.stderr)
         return 1
     if login:
+        if not name and interactive:
+            from prompt_toolkit import PromptSession
+
+            name = (await PromptSession[str]().prompt_async("account: ")).strip()
         if not name:
             print("bleeper chat: --login needs --name (the account)", file=sys.stderr)
             await client.close()

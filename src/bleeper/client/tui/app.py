@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, ListItem, ListView, RichLog, Static
 
-from bleeper.client.errors import BleeperError, CommandError, NameTaken
+from bleeper.client.errors import BleeperError, CommandError, LoginFailed, NameTaken, RateLimited
 from bleeper.client.events import ClientEvent, Connected, Disconnected, Event, Message
 from bleeper.client.input import EVERYONE, QuitChat, Switch, complete, conversation_label, interpret
 from bleeper.client.library import ChatClient
@@ -51,7 +51,8 @@ def styled(line: Line) -> Text:
 
 
 class NameScreen(ModalScreen[str]):
-    """Asks for a screen name; shown again, with the server's suggestion, while the name is taken."""
+    """Asks for a screen name (shown again, with the server's suggestion, while the name is taken), or for an
+    account's password (``secret``)."""
 
     DEFAULT_CSS = """
     NameScreen { align: center middle; }
@@ -59,15 +60,17 @@ class NameScreen(ModalScreen[str]):
     #name-message { margin-bottom: 1; }
     """
 
-    def __init__(self, message: str, default: str = "") -> None:
+    def __init__(self, message: str, default: str = "", *, secret: bool = False) -> None:
         super().__init__()
         self.message = message
         self.default = default
+        self.secret = secret
 
     def compose(self) -> ComposeResult:
         with Vertical(id="name-box"):
             yield Label(self.message, id="name-message")
-            yield Input(value=self.default, placeholder="your screen name", id="name-input")
+            placeholder = "password" if self.secret else "your screen name"
+            yield Input(value=self.default, placeholder=placeholder, password=self.secret, id="name-input")
 
     @on(Input.Submitted)
     def submitted(self, event: Input.Submitted) -> None:
@@ -126,10 +129,13 @@ class ChatApp(App[int]):
         Binding("ctrl+o", "focus_sidebar", "Conversations"),
     ]
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8090, name: str | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 8090, name: str | None = None, *, login: bool = False
+    ) -> None:
         super().__init__()
         self.client = ChatClient(host, port)
         self.initial_name = name
+        self.login = login
         self.current = EVERYONE
         self.people: dict[str, tuple[str, ...]] = {}
         self.known_groups: set[str] = set()
@@ -197,6 +203,8 @@ class ChatApp(App[int]):
             return
         self.connection = "connected"
         self.update_status()
+        if self.login:
+            await self.sign_in()
         message, default, ask = "Choose your screen name", self.initial_name or "", not self.initial_name
         while self.client.name is None:
             if ask:
@@ -213,6 +221,20 @@ class ChatApp(App[int]):
         self.update_status()
         self.query_one("#input", ChatInput).focus()
         self.pump_events()
+
+    async def sign_in(self) -> None:
+        """Log in to an account: messages that waited arrive as soon as it succeeds."""
+        name = self.initial_name or ""
+        message = "Account name"
+        while not self.client.logged_in:
+            if not name:
+                name = await self.push_screen_wait(NameScreen(message))
+            password = await self.push_screen_wait(NameScreen(f"Password for {name}", secret=True))
+            try:
+                await self.client.login(name, password)
+            except (LoginFailed, RateLimited) as exc:
+                message = f"{exc.reply.text}. Account name"
+                name = ""
 
     async def reload_people(self) -> None:
         people = await self.client.who()
