@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -18,9 +19,11 @@ from bleeper.config import ConfigError, ServeConfig, load_serve_config
 from tests.helpers import ROOT, free_port, server_process
 
 
-def bleeper(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def bleeper(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the CLI; a server it starts keeps its data in memory, never in the checkout."""
+    full_env = {**os.environ, "BLEEPER_DB": ":memory:"} if env is None else {"BLEEPER_DB": ":memory:", **env}
     return subprocess.run([sys.executable, "-m", "bleeper", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=30, **kwargs)  # type: ignore[call-overload]  # fmt: skip
+                          timeout=30, env=full_env)  # fmt: skip
 
 
 def talk(port: int, data: bytes, wait: float = 0.3) -> bytes:

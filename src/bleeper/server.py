@@ -90,13 +90,14 @@ class ChatServer(Server):
         where = ", ".join(f"{host}:{port}" for host, port in self.addresses)
         loop = asyncio.get_running_loop()
         log.info(
-            "start Bleeper %s listening on %s (%s; max line %d bytes; message text %s)",
+            "start Bleeper %s listening on %s (%s; store %s; auth %s; message text %s)",
             __version__,
             where,
             loop_name(loop),
-            self.config.max_line,
+            _safe(self.config.db),
+            self.config.auth,
             "logged" if self.config.log_messages else "not logged",
-            extra={"event": "start", "listen": where, "loop": loop_name(loop)},
+            extra={"event": "start", "listen": where, "loop": loop_name(loop), "store": _safe(self.config.db)},
         )
 
     def on_connect(self, conn: Connection) -> None:

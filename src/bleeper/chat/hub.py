@@ -812,7 +812,7 @@ class Hub:
         if text is not None:
             shown = text if self.limits.log_messages else f"({len(text)} chars)"
             params = f"{params} {shown}".lstrip()
-        log.info("%s %s %s", session.label, name, params,
+        log.info("%s %s%s", session.label, name, f" {params}" if params else "",
                  extra={"event": "command", "who": session.label, "command": name, "params": params})  # fmt: skip
 
 
