@@ -474,6 +474,20 @@ class Hub:
             accounts = sorted(group.accounts - {session.account} if session.account else group.accounts)
             conversation = "#" + name_key(group.name[1:])
             return self._send(session, group.name, conversation, command.text, targets, accounts, command.client_id)
+        if len(target.names) == 1:  # the common case: one person
+            key = name_key(target.names[0])
+            devices = self.users.get(key)
+            if devices or key in self.accounts:
+                shown = devices[0].name if devices else self.accounts[key]
+                targets = [other for other in devices or () if other is not session]
+                accounts = [key] if key in self.accounts and key != session.account else []
+                me = session.key or ""
+                conversation = f"@{key},{me}" if key < me else f"@{me},{key}"
+                if key == me:
+                    conversation = f"@{key}"
+                return self._send(
+                    session, f"@{shown}", conversation, command.text, targets, accounts, command.client_id
+                )
         names: dict[str, str] = {}  # key -> display name
         missing: list[str] = []
         for name in target.names:

@@ -1,6 +1,7 @@
 """Parsing one line of text into a typed command.
 
-Commands are ``WORD params``, case-insensitive, with aliases so that people coming from IRC or chat apps guess
+Commands are plain values (the ones on the message path are not frozen, because frozen dataclasses are slow to
+build). Commands are ``WORD params``, case-insensitive, with aliases so that people coming from IRC or chat apps guess
 right. Each command is described once, in :data:`COMMANDS`; HELP, the parser and docs/protocol.md all read
 from that table so they cannot drift apart.
 """
@@ -14,14 +15,14 @@ from dataclasses import dataclass
 from bleeper.protocol import codes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UserTarget:
     """One or more people by screen name: a private message or an ad-hoc sub-group."""
 
     names: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GroupTarget:
     """A named group, written ``#name``."""
 
@@ -41,13 +42,13 @@ class Name:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Say:
     text: str
     client_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tell:
     target: Target
     text: str

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from bleeper.chat.records import Account, InboxEntry, NewMessage, StoredMessage
 from bleeper.store.base import Store
-from bleeper.store.journal import Journal
+from bleeper.store.journal import Journal, Ticket
 from bleeper.store.passwords import verify_password
 
 log = logging.getLogger("bleeper.store")
@@ -34,7 +34,7 @@ class StoreBackend:
         future.add_done_callback(self._tasks.discard)
         return future
 
-    def store(self, message: NewMessage) -> asyncio.Future[StoredMessage]:
+    def store(self, message: NewMessage) -> Ticket:
         return self.journal.submit(message)
 
     def inbox(self, account_key: str, after_seq: int, limit: int) -> asyncio.Future[list[InboxEntry]]:
