@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bleeper.chat.backend import Done, Pending
-from bleeper.chat.records import Account, InboxEntry, NewMessage, StoredMessage
+from bleeper.chat.records import Account, InboxEntry, NewMessage, StoredMessage, stored_from
 
 
 class MemoryBackend:
@@ -26,8 +26,7 @@ class MemoryBackend:
         for key in message.recipients:
             box = self.inboxes.setdefault(key, [])
             seqs.append((key, len(box) + 1))
-        stored = StoredMessage(msg_id, message.sender, message.to, message.conversation, message.text,
-                               message.created_ms, message.client_id, False, tuple(seqs))  # fmt: skip
+        stored = stored_from(message, msg_id, tuple(seqs))
         for key, seq in seqs:
             self.inboxes[key].append(InboxEntry(seq, stored))
         self.messages.append(stored)

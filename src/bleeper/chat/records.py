@@ -55,6 +55,12 @@ class StoredMessage:
     seqs: tuple[tuple[str, int], ...] = ()  # (account key, inbox sequence number) for each recipient
 
 
+def stored_from(message: NewMessage, msg_id: int, seqs: tuple[tuple[str, int], ...]) -> StoredMessage:
+    """What a backend returns for a message it has just stored."""
+    return StoredMessage(msg_id, message.sender, message.to, message.conversation, message.text, message.created_ms,
+                         message.client_id, False, seqs)  # fmt: skip
+
+
 @dataclass(slots=True)
 class InboxEntry:
     seq: int

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from bleeper.chat.records import stored_from
 from bleeper.store import schema
 from bleeper.store.base import SELECT_ACCOUNT, SELECT_MESSAGE, Store, account_from_row, message_from_row
 from bleeper.store.model import (
@@ -151,19 +152,7 @@ class PostgresStore(Store):
                         "INSERT INTO inbox (account_key, seq, message_id) VALUES ($1, $2, $3)",
                         [(key, seq, msg_id) for key, seq in seqs],
                     )
-                stored.append(
-                    StoredMessage(
-                        int(msg_id),
-                        message.sender,
-                        message.to,
-                        message.conversation,
-                        message.text,
-                        message.created_ms,
-                        message.client_id,
-                        False,
-                        tuple(seqs),
-                    )
-                )
+                stored.append(stored_from(message, int(msg_id), tuple(seqs)))
         return stored
 
     async def inbox(self, account_key: str, after_seq: int, limit: int = 1000) -> list[InboxEntry]:

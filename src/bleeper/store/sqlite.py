@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TypeVar
 
+from bleeper.chat.records import stored_from
 from bleeper.store import schema
 from bleeper.store.base import SELECT_ACCOUNT, SELECT_MESSAGE, Store, account_from_row, message_from_row
 from bleeper.store.model import (
@@ -208,19 +209,7 @@ class SqliteStore(Store):
                     seqs.append((key, next_seq[key]))
                     next_seq[key] += 1
                 rows.extend((key, seq, msg_id) for key, seq in seqs)
-                stored_fresh.append(
-                    StoredMessage(
-                        msg_id,
-                        message.sender,
-                        message.to,
-                        message.conversation,
-                        message.text,
-                        message.created_ms,
-                        message.client_id,
-                        False,
-                        tuple(seqs),
-                    )
-                )
+                stored_fresh.append(stored_from(message, msg_id, tuple(seqs)))
             if rows:
                 db.executemany("INSERT INTO inbox (account_key, seq, message_id) VALUES (?, ?, ?)", rows)
         stored: list[StoredMessage] = []
