@@ -19,7 +19,7 @@ async def bleeper(*args: str) -> subprocess.CompletedProcess[str]:
 
 async def test_backup_while_running_then_restore(tmp_path: Path) -> None:
     db = tmp_path / "live.db"
-    copy = tmp_path / "copy.db"
+    copy = tmp_path / "backups" / "copy.db"  # the folder is created as needed
     server = ChatServer(make_config(db=str(db)))
     await server.start()
     try:

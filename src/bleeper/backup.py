@@ -35,6 +35,7 @@ def backup(args: argparse.Namespace) -> int:
     if not Path(source_path).is_file():
         print(f"bleeper backup: no database at {source_path}; check --db", file=sys.stderr)
         return 1
+    target.parent.mkdir(parents=True, exist_ok=True)
     source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
     copy = sqlite3.connect(target)
     try:
