@@ -3,19 +3,16 @@ HISTORY, persistence across restarts."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from bleeper.chat.names import name_key
 from bleeper.protocol.incoming import Message
 from bleeper.server import ChatServer
-from bleeper.store import open_store
 from bleeper.store.passwords import hash_password
 from tests.conftest import make_config, port_of
-from tests.helpers import LineClient, free_port
+from tests.helpers import LineClient, create_accounts, free_port
 from tests.test_store import location
 
 Start = Callable[..., Awaitable[ChatServer]]
@@ -24,11 +21,7 @@ Start = Callable[..., Awaitable[ChatServer]]
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     async with location(request.param, tmp_path) as where:
-        store = await open_store(where)
-        for name, password in (("alice", "alice-password"), ("bob", "bob-password"), ("carol", "carol-password")):
-            await store.create_account(name_key(name), name, hash_password(password), False, int(time.time() * 1000))
-        await store.close()
-        yield where
+        yield await create_accounts(where, "alice", "bob", "carol")
 
 
 @pytest.fixture
@@ -79,6 +72,33 @@ async def test_account_names_need_login_in_open_mode(start: Start) -> None:
     taken = await guest.command("NAME Alice")
     assert taken.code == 409 and "account" in taken.text
     assert (await guest.command("NAME visitor")).code == 201
+
+
+async def test_an_impostor_on_an_account_name_is_cut_off_when_the_owner_logs_in(start: Start, db: str) -> None:
+    server = await start()
+    assert server.store is not None
+    await server.store.create_account("dave", "dave", hash_password("dave-password"), False, 1)  # not known yet
+    impostor = await LineClient.connect(port_of(server))
+    assert (await impostor.command("NAME dave")).code == 201
+    owner, text = await login(server, "dave")
+    assert text.startswith("dave logged in")
+    rest = await impostor.closed()
+    assert b"CLOSING the name dave belongs to an account that has logged in" in rest
+    assert (await owner.command("WHO")).items == ("dave",)
+
+
+async def test_pipelined_messages_are_answered_in_order_and_quit_waits_for_them(start: Start) -> None:
+    server = await start(rate=0)
+    alice, _ = await login(server, "alice")
+    bob, _ = await login(server, "bob")
+    lines = [f"TELL bob n{number}" for number in range(100)]  # more than 64 waiting for storage at once
+    await alice.send(*lines, "PING between", "TELL bob last", "QUIT")
+    replies = [await alice.reply() for _ in range(103)]
+    assert [r.code for r in replies] == [250] * 100 + [200, 250, 221]
+    ids = [int(r.fields[0]) for r in replies[:100]] + [int(replies[101].fields[0])]
+    assert ids == sorted(ids)
+    got = [(await bob.message()).text for _ in range(101)]
+    assert got == [f"n{number}" for number in range(100)] + ["last"]
 
 
 async def test_required_auth_allows_only_login_first(start: Start) -> None:
@@ -181,6 +201,8 @@ async def test_messages_groups_and_inboxes_survive_a_restart(start: Start) -> No
     server = await start()
     alice, _ = await login(server, "alice")
     await alice.command("JOIN #night")
+    await alice.command("JOIN #day")
+    assert (await alice.command("LEAVE #day")).code == 204  # leaving is kept too
     bob, _ = await login(server, "bob")
     await bob.command("QUIT")
     accepted = await alice.command("TELL bob see you after the restart")
@@ -195,6 +217,7 @@ async def test_messages_groups_and_inboxes_survive_a_restart(start: Start) -> No
     alice, _ = await login(server, "alice")
     assert (await alice.command("WHO #night")).items == ("alice",)
     assert (await alice.command("HISTORY #night")).items[0].endswith("kept")
+    assert (await alice.command("WHO")).items == ("alice groups=#night", "bob")
 
 
 async def test_a_database_it_cannot_use_stops_the_server_with_advice(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ class StoreBackend:
         self._delivered: dict[str, int] = {}  # the highest mark per account, written or not
         self._dirty: set[str] = set()
         self._tasks: set[asyncio.Future[object]] = set()
+        self._last_change: asyncio.Future[None] | None = None
 
     def _later(self, make: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
         future: asyncio.Future[T] = asyncio.ensure_future(make())
@@ -69,11 +71,27 @@ class StoreBackend:
     def verify_password(self, account: Account, password: str) -> asyncio.Future[bool]:
         return self._later(lambda: asyncio.to_thread(verify_password, account.password_hash, password))
 
+    def _in_order(self, make: Callable[[], Awaitable[None]]) -> None:
+        """Membership changes are written one after another, in the order they were made: on PostgreSQL two
+        at once could commit in either order, and a LEAVE could be undone by the JOIN before it."""
+        previous = self._last_change
+
+        async def change() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            try:
+                await make()
+            except Exception as exc:
+                log.error("saving a group membership failed: %s", exc)
+
+        self._last_change = self._later(change)
+
     def add_member(self, group_key: str, group_name: str, account_key: str) -> None:
-        self._later(lambda: self.db.add_member(group_key, group_name, account_key))
+        self._in_order(lambda: self.db.add_member(group_key, group_name, account_key))
 
     def remove_member(self, group_key: str, account_key: str) -> None:
-        self._later(lambda: self.db.remove_member(group_key, account_key))
+        self._in_order(lambda: self.db.remove_member(group_key, account_key))
 
     async def close(self) -> None:
         await self.journal.close()
