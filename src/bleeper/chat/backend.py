@@ -2,17 +2,19 @@
 
 The hub never waits: it asks, registers a callback on the returned :class:`Pending`, and returns. The server
 hands the pending answer to the framework, which holds that connection's next lines until it completes, so
-replies stay in order. ``asyncio.Future`` satisfies :class:`Pending`; :class:`Done` is an answer that is
+replies stay in order. ``asyncio.Future`` satisfies :class:`Pending`, and so does :class:`Answer`, which is
 already there (the in-memory backend, and the unit tests, need no event loop).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 from bleeper.chat.records import Account, InboxEntry, NewMessage, StoredMessage
 
+log = logging.getLogger("bleeper.chat")
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
@@ -25,25 +27,46 @@ class Pending(Protocol[T_co]):
     def result(self) -> T_co: ...
 
 
-class Done(Generic[T]):
-    """An answer that is already known (or an error already raised)."""
+class Answer(Generic[T]):
+    """A :class:`Pending` that its maker completes with :meth:`resolve`; callbacks run then, in order, without
+    an event loop. ``Answer.of(value)`` is an answer already known (the in-memory backend and the unit tests)."""
 
-    __slots__ = ("_error", "_value")
+    __slots__ = ("_callbacks", "_done", "_error", "_value")
 
-    def __init__(self, value: T | None = None, error: BaseException | None = None) -> None:
-        self._value = value
-        self._error = error
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[Answer[T]], object]] = []
+        self._done = False
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    @classmethod
+    def of(cls, value: T | None = None, error: BaseException | None = None) -> Answer[T]:
+        answer: Answer[T] = cls()
+        answer.resolve(value, error)
+        return answer
 
     def add_done_callback(self, fn: Callable[[Any], object], /) -> None:
-        fn(self)
+        if self._done:
+            fn(self)
+        else:
+            self._callbacks.append(fn)
 
     def done(self) -> bool:
-        return True
+        return self._done
 
     def result(self) -> T:
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
+
+    def resolve(self, value: T | None = None, error: BaseException | None = None) -> None:
+        self._value, self._error, self._done = value, error, True
+        callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            try:
+                fn(self)
+            except Exception:
+                log.exception("a callback on a pending answer failed")
 
 
 class Backend(Protocol):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bleeper import __version__
-from bleeper.chat.backend import Backend, Pending
+from bleeper.chat.backend import Answer, Backend, Pending
 from bleeper.chat.memory import MemoryBackend
 from bleeper.chat.names import group_problem, name_key, name_problem, suggest
 from bleeper.chat.ratelimit import ALLOWED, FLOOD, TokenBucket
@@ -41,7 +41,6 @@ from bleeper.protocol.commands import (
     Say,
     Sync,
     Tell,
-    UserTarget,
     Who,
     parse_command,
     resolve,
@@ -83,34 +82,6 @@ class Group:
         self.name = name
         self.members: set[Session] = set()
         self.accounts: set[str] = set()
-
-
-class Flow:
-    """A multi-step answer the hub completes itself (login: account, password, then the inbox)."""
-
-    __slots__ = ("_callbacks", "_done")
-
-    def __init__(self) -> None:
-        self._callbacks: list[Callable[[Flow], object]] = []
-        self._done = False
-
-    def add_done_callback(self, fn: Callable[[Flow], object], /) -> None:
-        if self._done:
-            fn(self)
-        else:
-            self._callbacks.append(fn)
-
-    def done(self) -> bool:
-        return self._done
-
-    def result(self) -> None:
-        return None
-
-    def finish(self) -> None:
-        self._done = True
-        callbacks, self._callbacks = self._callbacks, []
-        for fn in callbacks:
-            fn(self)
 
 
 class Hub:
@@ -371,7 +342,7 @@ class Hub:
                     session, reply(codes.SLOW_DOWN, f"too many failed logins; wait {int(wait) + 1} s and try again")
                 )
                 return None
-        flow = Flow()
+        flow: Answer[None] = Answer()
 
         def failed() -> None:
             for subject in (key, "@" + session.host):
@@ -380,7 +351,7 @@ class Hub:
             log.warning("failed login for %r from %s", command.name[:40], session.address,
                         extra={"event": "login-failed", "peer": session.address})  # fmt: skip
             self._answer(session, reply(codes.LOGIN_FAILED, "login failed: unknown account or wrong password"))
-            flow.finish()
+            flow.resolve()
 
         def found(pending: Pending[Account | None]) -> None:
             account = _result(pending)
@@ -401,7 +372,7 @@ class Hub:
         self.backend.account(key).add_done_callback(found)
         return None if flow.done() else flow
 
-    def _logged_in(self, session: Session, account: Account, flow: Flow) -> None:
+    def _logged_in(self, session: Session, account: Account, flow: Answer[None]) -> None:
         for other in list(self.users.get(account.key, [])):
             if other.account is None:  # someone took the account's name without logging in
                 self.drop(other, f"the name {account.name} belongs to an account that has logged in")
@@ -432,7 +403,7 @@ class Hub:
                 self._answer(
                     session, reply(codes.LOGGED_IN, f"{account.name} logged in; {sent} waiting sent, {more} more{hint}")
                 )
-                flow.finish()
+                flow.resolve()
 
             self.backend.last_seq(account.key).add_done_callback(counted)
 
@@ -613,7 +584,7 @@ class Hub:
         if account is None:
             self._answer(session, reply(codes.FORBIDDEN, "SYNC needs an account: LOGIN <name> <password>"))
             return None
-        flow = Flow()
+        flow: Answer[None] = Answer()
 
         def got_last(pending: Pending[int]) -> None:
             last = _result(pending) or 0
@@ -621,7 +592,7 @@ class Hub:
                 self._answer(
                     session, reply(codes.BAD_SYNTAX, f"your last message is number {last}; SYNC {last} or lower")
                 )
-                flow.finish()
+                flow.resolve()
                 return
 
             def got(entries_pending: Pending[list[InboxEntry]]) -> None:
@@ -631,11 +602,11 @@ class Hub:
                     self._answer(
                         session, reply(codes.GONE, f"{first} gap: messages {command.since + 1} to {first - 1} are gone")
                     )
-                    flow.finish()
+                    flow.resolve()
                     return
                 upto = self._replay(session, entries, command.since)
                 self._answer(session, reply(codes.SYNCED, f"{upto} sent {upto - command.since}; {last - upto} more"))
-                flow.finish()
+                flow.resolve()
 
             self.backend.inbox(account, command.since, SYNC_BATCH).add_done_callback(got)
 
@@ -770,11 +741,11 @@ class Hub:
 
     def _quit(self, session: Session, command: Quit) -> Pending[object] | None:
         if session.slots:  # messages still being stored: answer them first, then say goodbye
-            flow = Flow()
+            flow: Answer[None] = Answer()
 
             def drained() -> None:
                 self._quit(session, command)
-                flow.finish()
+                flow.resolve()
 
             session.when_drained = drained
             return flow
@@ -849,12 +820,20 @@ def _result(pending: Pending[T]) -> T | None:
         return None
 
 
+_NAMES: dict[type, str] = {}
+
+
 def _canonical(command: Command) -> str:
-    return type(command).__name__.upper()
+    """SAY, TELL, ...: looked up, not computed, since every line needs it."""
+    kind = type(command)
+    name = _NAMES.get(kind)
+    if name is None:
+        name = _NAMES[kind] = kind.__name__.upper()
+    return name
 
 
 def _by_key(session: Session) -> str:
     return session.key or ""
 
 
-__all__ = ["Group", "Hub", "HubLimits", "UserTarget"]
+__all__ = ["Group", "Hub", "HubLimits"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bleeper.chat.backend import Done, Pending
+from bleeper.chat.backend import Answer, Pending
 from bleeper.chat.records import Account, InboxEntry, NewMessage, StoredMessage, stored_from
 
 
@@ -20,7 +20,7 @@ class MemoryBackend:
         if message.client_id is not None:
             earlier = self._by_client_id.get((message.sender_key, message.client_id))
             if earlier is not None:
-                return Done(_as_duplicate(earlier))
+                return Answer.of(_as_duplicate(earlier))
         msg_id = len(self.messages) + 1
         seqs = []
         for key in message.recipients:
@@ -32,25 +32,25 @@ class MemoryBackend:
         self.messages.append(stored)
         if message.client_id is not None:
             self._by_client_id[(message.sender_key, message.client_id)] = stored
-        return Done(stored)
+        return Answer.of(stored)
 
     def inbox(self, account_key: str, after_seq: int, limit: int) -> Pending[list[InboxEntry]]:
-        return Done([e for e in self.inboxes.get(account_key, []) if e.seq > after_seq][:limit])
+        return Answer.of([e for e in self.inboxes.get(account_key, []) if e.seq > after_seq][:limit])
 
     def last_seq(self, account_key: str) -> Pending[int]:
-        return Done(len(self.inboxes.get(account_key, [])))
+        return Answer.of(len(self.inboxes.get(account_key, [])))
 
     def mark_delivered(self, account_key: str, seq: int) -> None:
         self.delivered[account_key] = max(seq, self.delivered.get(account_key, 0))
 
     def history(self, conversation: str, limit: int) -> Pending[list[StoredMessage]]:
-        return Done([m for m in self.messages if m.conversation == conversation][-limit:])
+        return Answer.of([m for m in self.messages if m.conversation == conversation][-limit:])
 
     def account(self, key: str) -> Pending[Account | None]:
-        return Done(self.accounts.get(key))
+        return Answer.of(self.accounts.get(key))
 
     def verify_password(self, account: Account, password: str) -> Pending[bool]:
-        return Done(self.passwords.get(account.key) == password)
+        return Answer.of(self.passwords.get(account.key) == password)
 
     def add_member(self, group_key: str, group_name: str, account_key: str) -> None:
         self.groups.setdefault(group_key, (group_name, set()))[1].add(account_key)

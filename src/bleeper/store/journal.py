@@ -9,49 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
+from bleeper.chat.backend import Answer
 from bleeper.store.base import Store
 from bleeper.store.model import NewMessage, StoredMessage
 
 log = logging.getLogger("bleeper.store")
 
 
-class Ticket:
-    """The answer to one submission. Cheaper than an asyncio future: the journal calls the callbacks itself,
-    right after the commit, instead of scheduling each through the event loop."""
-
-    __slots__ = ("_callbacks", "_done", "_error", "_value")
-
-    def __init__(self) -> None:
-        self._callbacks: list[Callable[[Ticket], object]] = []
-        self._done = False
-        self._value: StoredMessage | None = None
-        self._error: BaseException | None = None
-
-    def add_done_callback(self, fn: Callable[[Ticket], object], /) -> None:
-        if self._done:
-            fn(self)
-        else:
-            self._callbacks.append(fn)
-
-    def done(self) -> bool:
-        return self._done
-
-    def result(self) -> StoredMessage:
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value
-
-    def resolve(self, value: StoredMessage | None = None, error: BaseException | None = None) -> None:
-        self._value, self._error, self._done = value, error, True
-        callbacks, self._callbacks = self._callbacks, []
-        for fn in callbacks:
-            try:
-                fn(self)
-            except Exception:
-                log.exception("a callback on a stored message failed")
+Ticket = Answer[StoredMessage]  # a submission's answer: resolved by the journal after the commit
 
 
 def _resolve_all(batch: list[tuple[NewMessage, Ticket]], stored: list[StoredMessage]) -> None:
@@ -71,7 +37,7 @@ class Journal:
         self.committed = 0
 
     def submit(self, message: NewMessage) -> Ticket:
-        ticket = Ticket()
+        ticket: Ticket = Answer()
         if self._closing:
             ticket.resolve(error=RuntimeError("the server is shutting down"))
             return ticket
