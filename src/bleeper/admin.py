@@ -14,6 +14,15 @@ from bleeper.store import AccountExists, Store, StoreError, open_store
 from bleeper.store.passwords import hash_password, password_problem
 
 
+def new_password(from_stdin: bool) -> str:
+    """A password for an account, checked against the rules (ValueError says what is wrong)."""
+    password = read_password(from_stdin)
+    problem = password_problem(password)
+    if problem:
+        raise ValueError(f"password refused: {problem}")
+    return password
+
+
 def read_password(from_stdin: bool, confirm: bool = True) -> str:
     """From standard input (one line) for scripts, else asked twice on the terminal without echo."""
     if from_stdin:
@@ -62,10 +71,7 @@ async def _act(store: Store, args: argparse.Namespace) -> int:
         problem = name_problem(name)
         if problem:
             raise ValueError(problem)
-        password = read_password(args.password_stdin)
-        problem = password_problem(password)
-        if problem:
-            raise ValueError(f"password refused: {problem}")
+        password = new_password(args.password_stdin)
         try:
             await store.create_account(key, name, hash_password(password), args.admin, int(time.time() * 1000))
         except AccountExists:
@@ -79,11 +85,7 @@ async def _act(store: Store, args: argparse.Namespace) -> int:
         await store.delete_account(key)
         print(f"removed account {found.name}")
     elif action == "passwd":
-        password = read_password(args.password_stdin)
-        problem = password_problem(password)
-        if problem:
-            raise ValueError(f"password refused: {problem}")
-        await store.set_password(key, hash_password(password))
+        await store.set_password(key, hash_password(new_password(args.password_stdin)))
         print(f"password changed for {found.name}")
     else:  # show
         waiting = await store.last_seq(key) - found.delivered_seq

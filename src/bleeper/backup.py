@@ -14,16 +14,19 @@ from bleeper.store import StoreError
 from bleeper.store.sqlite import SqliteStore, in_use
 
 
-def _location(args: argparse.Namespace) -> str:
-    return load_serve_config({"db": args.db}, args.config).db
+def _location(args: argparse.Namespace, command: str) -> str | None:
+    """The store the server would use (--db, BLEEPER_DB, bleeper.toml); None after saying what is wrong."""
+    try:
+        return load_serve_config({"db": args.db}, args.config).db
+    except ConfigError as exc:
+        print(f"bleeper {command}: {exc}", file=sys.stderr)
+        return None
 
 
 def backup(args: argparse.Namespace) -> int:
     """SQLite: the online backup API gives a consistent copy while the server runs. PostgreSQL: pg_dump."""
-    try:
-        db = _location(args)
-    except ConfigError as exc:
-        print(f"bleeper backup: {exc}", file=sys.stderr)
+    db = _location(args, "backup")
+    if db is None:
         return 2
     target = Path(args.file)
     if target.exists() and not args.force:
@@ -49,10 +52,8 @@ def backup(args: argparse.Namespace) -> int:
 
 def restore(args: argparse.Namespace) -> int:
     """Put a backup in place of the store. The server must be stopped; the backup is checked first."""
-    try:
-        db = _location(args)
-    except ConfigError as exc:
-        print(f"bleeper restore: {exc}", file=sys.stderr)
+    db = _location(args, "restore")
+    if db is None:
         return 2
     source = Path(args.file)
     if not source.is_file():

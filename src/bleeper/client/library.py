@@ -109,7 +109,7 @@ class ChatClient(Endpoint):
         self._closed_waiter = loop.create_future()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _ClientConnection(self), self.host, self.port, ssl=self.ssl),
+                loop.create_connection(lambda: Connection(self), self.host, self.port, ssl=self.ssl),
                 self.timeout,
             )
         except (OSError, TimeoutError) as exc:
@@ -383,10 +383,6 @@ class ChatClient(Endpoint):
             raise NameTaken(reply)  # the server may not yet have noticed our old connection: retry later
         if not reply.ok:
             raise CommandError(reply)
-
-
-class _ClientConnection(Connection):
-    __slots__ = ()
 
 
 def _sent(reply: Reply) -> Sent:
