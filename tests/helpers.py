@@ -14,7 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from bleeper.chat.names import name_key
 from bleeper.protocol.incoming import Event, Message, Reply, ReplyAssembler
+from bleeper.store import open_store
+from bleeper.store.passwords import hash_password
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 5.0
@@ -105,6 +108,18 @@ class LineClient:
         self.writer.close()
         with suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
+
+
+async def create_accounts(where: str, *names: str) -> str:
+    """Accounts in the store at *where* (a path or URL), each with the password ``<name>-password``."""
+    store = await open_store(where)
+    try:
+        for name in names:
+            await store.create_account(name_key(name), name, hash_password(f"{name}-password"), False,
+                                       int(time.time() * 1000))  # fmt: skip
+    finally:
+        await store.close()
+    return where
 
 
 def _kind(item: Event | Message) -> str:

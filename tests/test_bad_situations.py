@@ -6,25 +6,17 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from bleeper.chat.names import name_key
 from bleeper.server import ChatServer
 from bleeper.store import open_store
-from bleeper.store.passwords import hash_password
 from bleeper.store.sqlite import SqliteStore
 from tests.conftest import make_config, port_of
-from tests.helpers import ROOT, LineClient
+from tests.helpers import ROOT, LineClient, create_accounts
 
 
 async def accounts(path: Path) -> str:
-    store = await open_store(str(path))
-    for name in ("alice", "bob"):
-        await store.create_account(name_key(name), name, hash_password(f"{name}-password"), False,
-                                   int(time.time() * 1000))  # fmt: skip
-    await store.close()
-    return str(path)
+    return await create_accounts(str(path), "alice", "bob")
 
 
 async def test_disk_full_refuses_messages_with_452_and_recovers(tmp_path: Path) -> None:

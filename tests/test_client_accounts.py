@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bleeper.chat.names import name_key
 from bleeper.client import ChatClient, LoginFailed, Message
 from bleeper.server import ChatServer
-from bleeper.store import open_store
-from bleeper.store.passwords import hash_password
 from tests.conftest import make_config, port_of
-from tests.helpers import LineClient, free_port
+from tests.helpers import LineClient, create_accounts, free_port
 from tests.test_store import location
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     async with location(request.param, tmp_path) as where:
-        store = await open_store(where)
-        for name in ("alice", "bob"):
-            await store.create_account(name_key(name), name, hash_password(f"{name}-password"), False,
-                                       int(time.time() * 1000))  # fmt: skip
-        await store.close()
-        yield where
+        yield await create_accounts(where, "alice", "bob")
 
 
 async def messages(client: ChatClient, count: int) -> list[Message]:
@@ -135,6 +126,27 @@ async def test_the_library_resends_after_a_reconnect(db: str) -> None:
         bob = await LineClient.connect(port)
         assert (await bob.command("LOGIN bob bob-password")).text.endswith("1 waiting sent, 0 more")
         assert (await bob.message()).text == "sent while the server was down"
+        await alice.quit()
+    finally:
+        await server.stop(grace=0.5)
+
+
+async def test_a_gap_in_message_numbers_is_filled_with_sync(db: str) -> None:
+    server = ChatServer(make_config(db=db))
+    await server.start()
+    try:
+        bob = await LineClient.connect(port_of(server))
+        await bob.command("LOGIN bob bob-password")
+        alice = ChatClient("127.0.0.1", port_of(server))
+        await alice.connect()
+        await alice.login("alice", "alice-password")
+        for number in range(3):
+            await bob.command(f"TELL alice n{number}")
+        assert [m.seq for m in await messages(alice, 3)] == [1, 2, 3]
+        alice.last_seq = 1  # as if messages 2 and 3 had been lost on the way
+        await bob.command("TELL alice n3")
+        refilled = await messages(alice, 3)  # 4 arrives, the gap is noticed, SYNC brings 2 and 3 back
+        assert sorted(m.seq for m in refilled) == [2, 3, 4] and alice.last_seq == 4
         await alice.quit()
     finally:
         await server.stop(grace=0.5)

@@ -92,6 +92,7 @@ async def test_every_helper(server: ChatServer) -> None:
     assert any(line.startswith("TELL") for line in await alice.help())
     assert (await alice.help("say"))[0] == "SAY <text>"
     assert (await alice.ping("tok")).text == "PONG tok"
+    assert [line.split(" ", 4)[4] for line in await bob.history("#icu")] == ["to the group"]
     await bob.leave("#icu")
     assert bob.groups == set()
     with pytest.raises(CommandError) as missing:

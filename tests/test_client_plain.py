@@ -14,10 +14,8 @@ import pyte
 from bleeper.client import ChatClient, Message
 from bleeper.client.events import Event
 from bleeper.server import ChatServer
-from bleeper.store import open_store
-from bleeper.store.passwords import hash_password
 from tests.conftest import make_config, port_of
-from tests.helpers import ROOT
+from tests.helpers import ROOT, create_accounts
 
 
 async def person(server: ChatServer, name: str) -> ChatClient:
@@ -182,10 +180,7 @@ async def test_send_failure_says_why_and_exits_one(server: ChatServer) -> None:
 
 
 async def test_pipe_mode_logs_in_to_an_account(tmp_path: Path) -> None:
-    db = str(tmp_path / "accounts.db")
-    store = await open_store(db)
-    await store.create_account("nurse.kim", "nurse.kim", hash_password("kim-password"), False, 1)
-    await store.close()
+    db = await create_accounts(str(tmp_path / "accounts.db"), "nurse.kim")
     server = ChatServer(make_config(db=db))
     await server.start()
     try:
@@ -193,7 +188,7 @@ async def test_pipe_mode_logs_in_to_an_account(tmp_path: Path) -> None:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bleeper", "chat", "--plain", "--login", "--name", "nurse.kim",
             "--port", str(port_of(server)), cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env={**os.environ, "BLEEPER_PASSWORD": "kim-password"},
+            stderr=subprocess.PIPE, env={**os.environ, "BLEEPER_PASSWORD": "nurse.kim-password"},
         )  # fmt: skip
         _out, err = await asyncio.wait_for(proc.communicate(b"signed in and writing\n"), 20)
         assert proc.returncode == 0, err.decode()

@@ -14,10 +14,8 @@ from bleeper.client.events import Event
 from bleeper.client.tui import ChatApp
 from bleeper.client.tui.app import NameScreen
 from bleeper.server import ChatServer
-from bleeper.store import open_store
-from bleeper.store.passwords import hash_password
 from tests.conftest import make_config, port_of
-from tests.helpers import free_port
+from tests.helpers import create_accounts, free_port
 
 
 async def until(pilot: Pilot[object], predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -210,10 +208,7 @@ async def test_reconnects_by_itself_and_says_so() -> None:
 
 
 async def test_login_to_an_account_brings_waiting_messages(tmp_path: Path) -> None:
-    db = str(tmp_path / "tui.db")
-    store = await open_store(db)
-    await store.create_account("dr.lee", "dr.lee", hash_password("lee-password"), False, 1)
-    await store.close()
+    db = await create_accounts(str(tmp_path / "tui.db"), "dr.lee")
     server = ChatServer(make_config(db=db))
     await server.start()
     try:
@@ -226,7 +221,7 @@ async def test_login_to_an_account_brings_waiting_messages(tmp_path: Path) -> No
             await until(pilot, lambda: isinstance(app.screen, NameScreen) and "login failed" in app.screen.message)
             await pilot.press(*"dr.lee", "enter")
             await until(pilot, lambda: isinstance(app.screen, NameScreen) and app.screen.secret)
-            await pilot.press(*"lee-password", "enter")
+            await pilot.press(*"dr.lee-password", "enter")
             await until(pilot, lambda: "bed 9 results are back" in shown(app))
             assert app.client.logged_in and app.client.name == "dr.lee"
         await sender.quit()

@@ -9,17 +9,14 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bleeper.chat.names import name_key
 from bleeper.protocol.incoming import Message
 from bleeper.store import open_store
-from bleeper.store.passwords import hash_password
-from tests.helpers import ROOT, LineClient, free_port, wait_for_port
+from tests.helpers import ROOT, LineClient, create_accounts, free_port, wait_for_port
 from tests.test_store import location
 
 SENDERS = ["s0", "s1", "s2", "s3"]
@@ -31,10 +28,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     async with location(request.param, tmp_path) as where:
+        await create_accounts(where, *SENDERS, "online", "offline")
         store = await open_store(where)
-        for name in [*SENDERS, "online", "offline"]:
-            await store.create_account(name_key(name), name, hash_password(f"{name}-password"), False,
-                                       int(time.time() * 1000))  # fmt: skip
         await store.add_member("#ward", "#ward", "online")
         await store.add_member("#ward", "#ward", "offline")
         await store.close()
