@@ -17,6 +17,7 @@ from bleeper.store import (
     Store,
     StoreError,
     open_store,
+    schema,
 )
 from bleeper.store.postgres import PostgresStore
 from bleeper.store.sqlite import SqliteStore
@@ -130,6 +131,23 @@ async def test_history_is_the_latest_messages_oldest_first(store: Store) -> None
     assert await store.history("#nothing") == []
 
 
+async def test_history_keeps_interleaved_conversations_apart(store: Store) -> None:
+    for round_number in range(3):  # several commits, each touching every conversation twice
+        await store.store_messages([
+            message("gus", to, f"{to}-{round_number}-{i}", conversation=to)
+            for i in range(2)
+            for to in ("#a", "#b", "@gus,ida")
+        ])  # fmt: skip
+    expected = [f"#b-{r}-{i}" for r in range(3) for i in range(2)]
+    assert [m.text for m in await store.history("#b", limit=100)] == expected
+    assert [m.text for m in await store.history("@gus,ida", limit=3)] == [
+        "@gus,ida-1-1",
+        "@gus,ida-2-0",
+        "@gus,ida-2-1",
+    ]
+    assert await store.history("#a", limit=0) == []
+
+
 async def test_groups_persist_and_empty_groups_are_forgotten(store: Store) -> None:
     await store.add_member("#icu", "#ICU", "alice")
     await store.add_member("#icu", "#icu", "bob")
@@ -157,27 +175,39 @@ async def test_data_survives_reopening(where: str) -> None:
     try:
         assert (await store.get_account("ivan")) is not None
         assert [e.message.text for e in await store.inbox("ivan", 0)] == ["kept"]
-        assert await store.schema_version() == 2
+        assert await store.schema_version() == schema.LATEST
     finally:
         await store.close()
 
 
 async def test_an_older_schema_is_upgraded_in_place(where: str) -> None:
+    insert = (
+        "INSERT INTO messages (sender, recipient, conversation, body, created_ms)"
+        " VALUES ('gus', '#icu', '#icu', 'old 1', 1), ('gus', '*', '*', 'lobby', 2),"
+        " ('gus', '#icu', '#icu', 'old 2', 3), ('gus', '#icu', '#icu', 'old 3', 4)"
+    )
     if where.startswith("postgresql"):
         old = await PostgresStore.open(where, migrate=False)
-        await old._migrate(upto=1)
+        await old._migrate(upto=2)
+        await old._pool.execute(insert)
     else:
         old = await SqliteStore.open(where, migrate=False)
         from bleeper.store.sqlite import _migrate
 
-        await old._run(lambda: _migrate(old._db(), upto=1))
-    assert await old.schema_version() == 1
+        await old._run(lambda: _migrate(old._db(), upto=2))
+        await old._run(lambda: old._db().execute(insert))
+    assert await old.schema_version() == 2
     await old.create_account("judy", "Judy", "h", False, 1)
     await old.close()
     upgraded = await open_store(where)
     try:
-        assert await upgraded.schema_version() == 2
+        assert await upgraded.schema_version() == schema.LATEST
         assert (await upgraded.get_account("judy")) is not None
+        # Migration 3 linked the old messages into their conversations; new ones carry on the chain.
+        assert [m.text for m in await upgraded.history("#icu")] == ["old 1", "old 2", "old 3"]
+        await upgraded.store_messages([message("gus", "#icu", "new", conversation="#icu")])
+        assert [m.text for m in await upgraded.history("#icu", limit=2)] == ["old 3", "new"]
+        assert [m.text for m in await upgraded.history("*")] == ["lobby"]
     finally:
         await upgraded.close()
 

@@ -10,6 +10,16 @@ from bleeper.store.model import Account, InboxEntry, NewMessage, StoredMessage
 # Shared SQL, written with ? placeholders (the PostgreSQL backend numbers them).
 SELECT_ACCOUNT = "SELECT key, name, password_hash, admin, created_ms, delivered_seq FROM accounts"
 SELECT_MESSAGE = "SELECT id, sender, recipient, conversation, body, created_ms, client_id FROM messages"
+# The latest messages of a conversation, newest first: follow previous_id from the conversation's newest
+# message (see store/batch.py for why there is no index to scan instead).
+HISTORY = (
+    "WITH RECURSIVE chain (id, depth) AS ("
+    " SELECT last_id, 1 FROM conversations WHERE key = ?"
+    " UNION ALL SELECT m.previous_id, chain.depth + 1 FROM messages m JOIN chain ON m.id = chain.id"
+    " WHERE m.previous_id IS NOT NULL AND chain.depth < ?)"
+    " SELECT m.id, m.sender, m.recipient, m.conversation, m.body, m.created_ms, m.client_id"
+    " FROM messages m JOIN chain ON m.id = chain.id ORDER BY m.id DESC"
+)
 
 
 class Store(ABC):

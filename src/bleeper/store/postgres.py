@@ -8,9 +8,9 @@ from typing import Any
 
 import asyncpg
 
-from bleeper.chat.records import stored_from
 from bleeper.store import schema
-from bleeper.store.base import SELECT_ACCOUNT, SELECT_MESSAGE, Store, account_from_row, message_from_row
+from bleeper.store.base import HISTORY, SELECT_ACCOUNT, SELECT_MESSAGE, Store, account_from_row, message_from_row
+from bleeper.store.batch import MESSAGE_COLUMNS, Batch
 from bleeper.store.model import (
     Account,
     AccountExists,
@@ -22,6 +22,13 @@ from bleeper.store.model import (
 )
 
 _MIGRATION_LOCK = 0x626C6565  # "blee": one server migrates at a time
+_WRITER_LOCK = 0x626C6566  # one transaction stores messages at a time
+SELECT_MESSAGE_WITH_SENDER_KEY = "SELECT sender_key, " + SELECT_MESSAGE.removeprefix("SELECT ")
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows to one list per column, the arrays ``unnest`` turns back into rows."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
 def numbered(sql: str) -> str:
@@ -119,41 +126,76 @@ class PostgresStore(Store):
 
     # messages -------------------------------------------------------------------------------------------
 
-    async def store_messages(self, batch: Sequence[NewMessage]) -> list[StoredMessage]:
-        stored: list[StoredMessage] = []
+    async def store_messages(self, messages: Sequence[NewMessage]) -> list[StoredMessage]:
+        """Set-based statements over arrays (``unnest``): a batch costs the same few round trips whatever its
+        size. A transaction lock makes writers, from any number of servers, take turns, so conversation
+        links and inbox sequences are handed out in commit order."""
+        batch = Batch(messages)
         async with self._pool.acquire() as conn, conn.transaction():
-            for message in batch:
-                msg_id = await conn.fetchval(
-                    "INSERT INTO messages (client_id, sender, sender_key, recipient, conversation, body, created_ms)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                    " ON CONFLICT (sender_key, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING id",
-                    message.client_id, message.sender, message.sender_key, message.to, message.conversation,
-                    message.text, message.created_ms,
-                )  # fmt: skip
-                if msg_id is None:  # the same client id was stored before (perhaps by a concurrent retry)
-                    row = await conn.fetchrow(
-                        numbered(SELECT_MESSAGE + " WHERE sender_key IS NOT DISTINCT FROM ? AND client_id = ?"),
-                        message.sender_key, message.client_id,
-                    )  # fmt: skip
-                    if row is None:
-                        raise StoreError("a message id conflicted but the earlier message is missing")
-                    stored.append(message_from_row(tuple(row), duplicate=True))
-                    continue
-                seqs = []
-                for account_key in message.recipients:
-                    seq = await conn.fetchval(
-                        "INSERT INTO sequences (account_key, last_seq) VALUES ($1, 1) ON CONFLICT (account_key)"
-                        " DO UPDATE SET last_seq = sequences.last_seq + 1 RETURNING last_seq",
-                        account_key,
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _WRITER_LOCK)
+            batch.settle(await self._earlier(conn, batch.client_ids()))
+            if batch.fresh:
+                conversations = batch.conversations()
+                rows = await conn.fetch(
+                    "SELECT key, last_id FROM conversations WHERE key = ANY($1::text[])", conversations
+                )
+                last_ids = {str(row[0]): int(row[1]) for row in rows}
+                ids = sorted(
+                    await conn.fetchval(
+                        "SELECT array_agg(nextval(pg_get_serial_sequence('messages', 'id')))"
+                        " FROM generate_series(1, $1)",
+                        len(batch.fresh),
                     )
-                    seqs.append((account_key, int(seq)))
-                if seqs:
-                    await conn.executemany(
-                        "INSERT INTO inbox (account_key, seq, message_id) VALUES ($1, $2, $3)",
-                        [(key, seq, msg_id) for key, seq in seqs],
-                    )
-                stored.append(stored_from(message, int(msg_id), tuple(seqs)))
-        return stored
+                )
+                await conn.execute(
+                    f"INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[],"
+                    " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[])",
+                    *_columns(batch.message_rows(ids, last_ids), 9),
+                )
+                await conn.execute(
+                    "INSERT INTO conversations (key, last_id) SELECT * FROM unnest($1::text[], $2::bigint[])"
+                    " ON CONFLICT (key) DO UPDATE SET last_id = excluded.last_id",
+                    *_columns(batch.conversation_rows(), 2),
+                )
+            counts = batch.recipient_counts()
+            last_seqs: dict[str, int] = {}
+            if counts:
+                rows = await conn.fetch(
+                    "INSERT INTO sequences (account_key, last_seq) SELECT * FROM unnest($1::text[], $2::bigint[])"
+                    " ON CONFLICT (account_key) DO UPDATE SET last_seq = sequences.last_seq + excluded.last_seq"
+                    " RETURNING account_key, last_seq",
+                    *_columns(counts, 2),
+                )
+                last_seqs = {row[0]: int(row[1]) for row in rows}
+            inbox = batch.inbox_rows(last_seqs)
+            if inbox:
+                await conn.execute(
+                    "INSERT INTO inbox (account_key, seq, message_id)"
+                    " SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])",
+                    *_columns(inbox, 3),
+                )
+        return batch.results()
+
+    @staticmethod
+    async def _earlier(conn: Any, idents: list[tuple[str | None, str]]) -> dict[tuple[str | None, str], StoredMessage]:
+        """The messages already stored under these (sender key, client id) pairs; two queries that can use
+        the unique index, as ``IS NOT DISTINCT FROM`` cannot."""
+        found: dict[tuple[str | None, str], StoredMessage] = {}
+        keyed = [(key, cid) for key, cid in idents if key is not None]
+        guests = [cid for key, cid in idents if key is None]
+        if keyed:
+            rows = await conn.fetch(
+                SELECT_MESSAGE_WITH_SENDER_KEY
+                + " WHERE (sender_key, client_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+                *_columns(keyed, 2),
+            )
+            found.update(((row[0], row[7]), message_from_row(tuple(row)[1:])) for row in rows)
+        if guests:
+            rows = await conn.fetch(
+                SELECT_MESSAGE_WITH_SENDER_KEY + " WHERE sender_key IS NULL AND client_id = ANY($1::text[])", guests
+            )
+            found.update(((None, row[7]), message_from_row(tuple(row)[1:])) for row in rows)
+        return found
 
     async def inbox(self, account_key: str, after_seq: int, limit: int = 1000) -> list[InboxEntry]:
         rows = await self._fetch(
@@ -174,9 +216,7 @@ class PostgresStore(Store):
         )
 
     async def history(self, conversation: str, limit: int = 50) -> list[StoredMessage]:
-        rows = await self._fetch(
-            SELECT_MESSAGE + " WHERE conversation = ? ORDER BY id DESC LIMIT ?", conversation, limit
-        )
+        rows = await self._fetch(HISTORY, conversation, limit) if limit > 0 else []
         return [message_from_row(tuple(row)) for row in reversed(rows)]
 
     # groups ---------------------------------------------------------------------------------------------

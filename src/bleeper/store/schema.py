@@ -24,6 +24,14 @@ MIGRATIONS: list[list[str]] = [
     [  # 2: find a message's recipients without scanning every inbox
         "CREATE INDEX inbox_message ON inbox (message_id)",
     ],
+    [  # 3: history by links from each conversation's newest message, not by an index (see store/batch.py)
+        "ALTER TABLE messages ADD COLUMN previous_id BIGINT",
+        "UPDATE messages SET previous_id = (SELECT max(p.id) FROM messages p"
+        " WHERE p.conversation = messages.conversation AND p.id < messages.id)",
+        "CREATE TABLE conversations (key TEXT PRIMARY KEY, last_id BIGINT NOT NULL)",
+        "INSERT INTO conversations (key, last_id) SELECT conversation, max(id) FROM messages GROUP BY conversation",
+        "DROP INDEX messages_conversation",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

@@ -9,18 +9,17 @@ server; ``synchronous=FULL`` makes an acknowledged commit survive power loss, no
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import fcntl
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
-from bleeper.chat.records import stored_from
 from bleeper.store import schema
-from bleeper.store.base import SELECT_ACCOUNT, SELECT_MESSAGE, Store, account_from_row, message_from_row
+from bleeper.store.base import HISTORY, SELECT_ACCOUNT, SELECT_MESSAGE, Store, account_from_row, message_from_row
+from bleeper.store.batch import MESSAGE_COLUMNS, Batch
 from bleeper.store.model import (
     Account,
     AccountExists,
@@ -80,7 +79,9 @@ class SqliteStore(Store):
     def _connect(self, migrate: bool) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=5.0, cached_statements=CACHED_STATEMENTS
+        )
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
@@ -154,73 +155,43 @@ class SqliteStore(Store):
     async def store_messages(self, batch: Sequence[NewMessage]) -> list[StoredMessage]:
         return await self._run(self._store_batch, list(batch))
 
-    def _store_batch(self, batch: list[NewMessage]) -> list[StoredMessage]:
+    def _store_batch(self, messages: list[NewMessage]) -> list[StoredMessage]:
         """One transaction, a handful of statements whatever the batch size: this is the group commit."""
         db = self._db()
+        batch = Batch(messages)
         with _transaction(db):
-            earlier: dict[int, StoredMessage] = {}  # batch index -> the message stored before with its client id
-            repeats: dict[int, int] = {}  # batch index -> index in fresh of its twin earlier in this batch
-            placed: dict[int, int] = {}  # batch index -> index in fresh
-            firsts: dict[tuple[str | None, str], int] = {}
-            fresh: list[NewMessage] = []
-            for index, message in enumerate(batch):
-                if message.client_id is not None:
-                    ident = (message.sender_key, message.client_id)
-                    if ident in firsts:
-                        repeats[index] = firsts[ident]
-                        continue
-                    row = db.execute(
-                        SELECT_MESSAGE + " WHERE sender_key IS ? AND client_id = ?",
-                        (message.sender_key, message.client_id),
-                    ).fetchone()
-                    if row is not None:
-                        earlier[index] = message_from_row(row, duplicate=True)
-                        continue
-                    firsts[ident] = len(fresh)
-                placed[index] = len(fresh)
-                fresh.append(message)
-            ids: list[int] = []
-            if fresh:
-                db.executemany(
-                    "INSERT INTO messages (client_id, sender, sender_key, recipient, conversation, body, created_ms)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(m.client_id, m.sender, m.sender_key, m.to, m.conversation, m.text, m.created_ms) for m in fresh],
+            earlier = {}
+            for ident in batch.client_ids():
+                found = db.execute(SELECT_MESSAGE + " WHERE sender_key IS ? AND client_id = ?", ident).fetchone()
+                if found is not None:
+                    earlier[ident] = message_from_row(found)
+            batch.settle(earlier)
+            if batch.fresh:
+                conversations = batch.conversations()
+                rows = _select_in(db, "SELECT key, last_id FROM conversations WHERE key IN", conversations)
+                last_ids = {str(key): int(last_id) for key, last_id in rows}
+                # AUTOINCREMENT never reuses an id; with one writer the next ones are ours to hand out.
+                (newest,) = db.execute(
+                    "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)"
+                ).fetchone()
+                ids = range(newest + 1, newest + 1 + len(batch.fresh))
+                _insert_rows(db, f"INSERT INTO messages ({MESSAGE_COLUMNS})", 9, batch.message_rows(ids, last_ids))
+                _insert_rows(
+                    db,
+                    "INSERT INTO conversations (key, last_id)",
+                    2,
+                    batch.conversation_rows(),
+                    " ON CONFLICT (key) DO UPDATE SET last_id = excluded.last_id",
                 )
-                # One writer, one transaction, AUTOINCREMENT: the new ids are consecutive, ending at the last.
-                last_id = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
-                ids = list(range(last_id - len(fresh) + 1, last_id + 1))
-            wanted: dict[str, int] = {}
-            for message in fresh:
-                for key in message.recipients:
-                    wanted[key] = wanted.get(key, 0) + 1
-            next_seq: dict[str, int] = {}
-            for key, count in wanted.items():
-                (last,) = db.execute(
+            last_seqs: dict[str, int] = {}
+            for key, count in batch.recipient_counts():
+                (last_seqs[key],) = db.execute(
                     "INSERT INTO sequences (account_key, last_seq) VALUES (?, ?) ON CONFLICT (account_key)"
                     " DO UPDATE SET last_seq = last_seq + excluded.last_seq RETURNING last_seq",
                     (key, count),
                 ).fetchone()
-                next_seq[key] = int(last) - count + 1
-            rows: list[tuple[str, int, int]] = []
-            stored_fresh: list[StoredMessage] = []
-            for msg_id, message in zip(ids, fresh, strict=True):
-                seqs = []
-                for key in message.recipients:
-                    seqs.append((key, next_seq[key]))
-                    next_seq[key] += 1
-                rows.extend((key, seq, msg_id) for key, seq in seqs)
-                stored_fresh.append(stored_from(message, msg_id, tuple(seqs)))
-            if rows:
-                db.executemany("INSERT INTO inbox (account_key, seq, message_id) VALUES (?, ?, ?)", rows)
-        stored: list[StoredMessage] = []
-        for index in range(len(batch)):
-            if index in earlier:
-                stored.append(earlier[index])
-            elif index in repeats:
-                stored.append(dataclasses.replace(stored_fresh[repeats[index]], duplicate=True))
-            else:
-                stored.append(stored_fresh[placed[index]])
-        return stored
+            _insert_rows(db, "INSERT INTO inbox (account_key, seq, message_id)", 3, batch.inbox_rows(last_seqs))
+        return batch.results()
 
     async def inbox(self, account_key: str, after_seq: int, limit: int = 1000) -> list[InboxEntry]:
         def read() -> list[InboxEntry]:
@@ -254,11 +225,7 @@ class SqliteStore(Store):
 
     async def history(self, conversation: str, limit: int = 50) -> list[StoredMessage]:
         def read() -> list[StoredMessage]:
-            rows = (
-                self._db()
-                .execute(SELECT_MESSAGE + " WHERE conversation = ? ORDER BY id DESC LIMIT ?", (conversation, limit))
-                .fetchall()
-            )
+            rows = self._db().execute(HISTORY, (conversation, limit)).fetchall() if limit > 0 else []
             return [message_from_row(row) for row in reversed(rows)]
 
         return await self._run(read)
@@ -303,6 +270,31 @@ class SqliteStore(Store):
             return groups
 
         return await self._run(load)
+
+
+# Multi-row statements differ by row count; keep them all prepared rather than parse them again.
+CACHED_STATEMENTS = 1024
+ROWS_PER_STATEMENT = 200  # 9 columns x 200 stays far below SQLite's limit of 32,766 parameters
+
+
+def _insert_rows(
+    db: sqlite3.Connection, insert: str, width: int, rows: Sequence[tuple[object, ...]], tail: str = ""
+) -> None:
+    """Many rows per statement: executemany steps once per row, and every step hands the GIL to the event
+    loop and waits to get it back, which under load cost more than the insert itself."""
+    one = "(" + ", ".join("?" * width) + ")"
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        db.execute(f"{insert} VALUES {', '.join([one] * len(chunk))}{tail}", [value for row in chunk for value in row])
+
+
+def _select_in(db: sqlite3.Connection, select: str, keys: Sequence[str]) -> list[Any]:
+    """``select`` ending in ``WHERE column IN``, for every key, a chunk of keys per statement."""
+    rows: list[Any] = []
+    for start in range(0, len(keys), ROWS_PER_STATEMENT):
+        chunk = keys[start : start + ROWS_PER_STATEMENT]
+        rows.extend(db.execute(f"{select} ({', '.join('?' * len(chunk))})", chunk).fetchall())
+    return rows
 
 
 class _transaction:

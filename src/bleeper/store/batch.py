@@ -1,0 +1,113 @@
+"""What one group commit writes, worked out in Python so each backend needs a handful of set-based statements.
+
+A backend drives a :class:`Batch` through its steps inside one transaction:
+
+1. look up :meth:`Batch.client_ids` and pass what earlier commits stored to :meth:`Batch.settle`;
+2. read the last message id of each of :meth:`Batch.conversations` and reserve ids for the fresh messages;
+3. write :meth:`Batch.message_rows` and :meth:`Batch.conversation_rows`;
+4. add :meth:`Batch.recipient_counts` to the recipients' sequences and write :meth:`Batch.inbox_rows`;
+5. return :meth:`Batch.results`.
+
+History follows ``previous_id`` links from ``conversations.last_id`` instead of an index on
+``messages(conversation, id)``: with a hundred conversations busy, that index dirtied a page per
+conversation in every commit and cost more than everything else in it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from bleeper.chat.records import NewMessage, StoredMessage, stored_from
+
+MESSAGE_COLUMNS = "id, client_id, sender, sender_key, recipient, conversation, body, created_ms, previous_id"
+MessageRow = tuple[int, str | None, str, str | None, str, str, str, int, int | None]
+
+
+class Batch:
+    def __init__(self, messages: Sequence[NewMessage]) -> None:
+        self.messages = list(messages)
+        self.fresh: list[NewMessage] = []  # what this commit stores, in order
+        self.ids: list[int] = []  # their ids, once reserved
+        self._earlier: dict[int, StoredMessage] = {}  # batch index -> stored by an earlier commit
+        self._repeats: dict[int, int] = {}  # batch index -> index in fresh of its twin earlier in this batch
+        self._placed: dict[int, int] = {}  # batch index -> index in fresh
+        self._last_ids: dict[str, int] = {}  # conversation -> its newest message id
+        self._stored: list[StoredMessage] = []
+
+    def client_ids(self) -> list[tuple[str | None, str]]:
+        """(sender key, client id) of the messages that carry one, each once: look them up, then :meth:`settle`."""
+        return list(dict.fromkeys((m.sender_key, m.client_id) for m in self.messages if m.client_id is not None))
+
+    def settle(self, earlier: Mapping[tuple[str | None, str], StoredMessage]) -> None:
+        """*earlier*: (sender key, client id) -> the message an earlier commit stored with that client id.
+        Those, and repeats within this batch, are answered as duplicates; the rest are :attr:`fresh`."""
+        firsts: dict[tuple[str | None, str], int] = {}
+        for index, message in enumerate(self.messages):
+            if message.client_id is not None:
+                ident = (message.sender_key, message.client_id)
+                if ident in earlier:
+                    self._earlier[index] = dataclasses.replace(earlier[ident], duplicate=True)
+                    continue
+                if ident in firsts:
+                    self._repeats[index] = firsts[ident]
+                    continue
+                firsts[ident] = len(self.fresh)
+            self._placed[index] = len(self.fresh)
+            self.fresh.append(message)
+
+    def conversations(self) -> list[str]:
+        return sorted({message.conversation for message in self.fresh})
+
+    def message_rows(self, ids: Sequence[int], last_ids: Mapping[str, int]) -> list[MessageRow]:
+        """Rows for :data:`MESSAGE_COLUMNS` with the reserved, increasing *ids*, each linked to the message
+        before it in its conversation (*last_ids*: the newest id of each conversation before this commit)."""
+        self.ids = list(ids)
+        self._last_ids = dict(last_ids)
+        rows: list[MessageRow] = []
+        for msg_id, m in zip(self.ids, self.fresh, strict=True):
+            previous = self._last_ids.get(m.conversation)
+            self._last_ids[m.conversation] = msg_id
+            rows.append((msg_id, m.client_id, m.sender, m.sender_key, m.to, m.conversation, m.text, m.created_ms,
+                         previous))  # fmt: skip
+        return rows
+
+    def conversation_rows(self) -> list[tuple[str, int]]:
+        """(conversation, newest id) to upsert; call after :meth:`message_rows`."""
+        return sorted(self._last_ids.items())
+
+    def recipient_counts(self) -> list[tuple[str, int]]:
+        """How many new inbox entries each recipient gets, to add to its sequence (sorted, so concurrent
+        writers lock rows in the same order)."""
+        counts: dict[str, int] = {}
+        for message in self.fresh:
+            for key in message.recipients:
+                counts[key] = counts.get(key, 0) + 1
+        return sorted(counts.items())
+
+    def inbox_rows(self, last_seqs: Mapping[str, int]) -> list[tuple[str, int, int]]:
+        """(account key, seq, message id) rows; *last_seqs* are the sequences after adding the counts."""
+        counts = dict(self.recipient_counts())
+        next_seq = {key: last_seqs[key] - count + 1 for key, count in counts.items()}
+        rows: list[tuple[str, int, int]] = []
+        self._stored = []
+        for msg_id, message in zip(self.ids, self.fresh, strict=True):
+            seqs = []
+            for key in message.recipients:
+                seqs.append((key, next_seq[key]))
+                next_seq[key] += 1
+            rows.extend((key, seq, msg_id) for key, seq in seqs)
+            self._stored.append(stored_from(message, msg_id, tuple(seqs)))
+        return rows
+
+    def results(self) -> list[StoredMessage]:
+        """One answer per submitted message, in order; call after :meth:`inbox_rows`."""
+        out: list[StoredMessage] = []
+        for index in range(len(self.messages)):
+            if index in self._earlier:
+                out.append(self._earlier[index])
+            elif index in self._repeats:
+                out.append(dataclasses.replace(self._stored[self._repeats[index]], duplicate=True))
+            else:
+                out.append(self._stored[self._placed[index]])
+        return out
