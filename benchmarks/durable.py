@@ -21,6 +21,7 @@ import asyncpg
 import uvloop
 from harness import ServerProcess, machine, percentile
 
+from bleeper.chat.records import NewMessage
 from bleeper.store import open_store
 
 
@@ -28,6 +29,22 @@ async def prepare(db: str) -> None:
     store = await open_store(db)
     try:
         await store.create_account("ward", "ward", "not-a-real-hash", False, int(time.time() * 1000))
+    finally:
+        await store.close()
+
+
+async def one_commit_each(db: str, count: int) -> float:
+    """The baseline, measured in the same run: the same store and schema writing one message per transaction,
+    as a server without group commit would. Messages per second."""
+    store = await open_store(db)
+    try:
+        started = time.perf_counter()
+        for number in range(count):
+            await store.store_messages([
+                NewMessage(f"sender{number % 100}", None, "ward", f"@sender{number % 100},ward",
+                           f"{number} observation recorded, all stable", int(time.time() * 1000), ("ward",))
+            ])  # fmt: skip
+        return count / (time.perf_counter() - started)
     finally:
         await store.close()
 
@@ -122,6 +139,7 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=100)
     parser.add_argument("--messages", type=int, default=300, help="per sender, per round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds against one server; the database grows")
+    parser.add_argument("--baseline", type=int, default=2000, help="messages for the one-commit-each baseline")
     parser.add_argument("--postgres", default="postgresql://root@127.0.0.1:5432/postgres", help="admin URL")
     args = parser.parse_args()
     print(f"machine: {machine()}")
@@ -134,6 +152,8 @@ def main() -> None:
         for label, db in backends:
             server = ServerProcess(db)
             uvloop.run(prepare(server.db))  # before the server starts, so it knows the account
+            baseline = uvloop.run(one_commit_each(server.db, args.baseline))
+            print(f"{label:<10} baseline, one commit per message, store alone: {baseline:,.0f} messages/s")
             with server:
                 rates = []
                 for number in range(1, args.rounds + 1):
@@ -142,8 +162,9 @@ def main() -> None:
                     print(f"{label:<10} round {number}: acked {int(r['acked'])}  {rates[-1]:,.0f} messages/s  "
                           f"server CPU {r['cpu']:.2f}s ({r['acked'] / r['cpu']:,.0f} per CPU-s)  "
                           f"ack latency p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms")  # fmt: skip
-                print(f"{label:<10} median {statistics.median(rates):,.0f} messages/s "
-                      f"(range {min(rates):,.0f}-{max(rates):,.0f} over {len(rates)} rounds)")  # fmt: skip
+                median = statistics.median(rates)
+                print(f"{label:<10} median {median:,.0f} messages/s (range {min(rates):,.0f}-{max(rates):,.0f} "
+                      f"over {len(rates)} rounds), {median / baseline:.1f}x the baseline")  # fmt: skip
     finally:
         if pg is not None:
             uvloop.run(drop(args.postgres, pg[1]))

@@ -101,6 +101,14 @@ async def test_client_id_makes_a_retry_idempotent(store: Store) -> None:
     assert [e.message.text for e in await store.inbox("erin", 0)] == ["once", "other sender, same id"]
 
 
+async def test_client_id_without_an_account_is_matched_too(store: Store) -> None:
+    guest = NewMessage("guest", None, "@erin", "@erin,guest", "hello", 1, ("erin",), "g-1")
+    (first,) = await store.store_messages([guest])
+    (again,) = await store.store_messages([guest])
+    assert again.duplicate and again.id == first.id
+    assert [e.message.text for e in await store.inbox("erin", 0)] == ["hello"]
+
+
 async def test_a_repeat_within_one_batch_is_stored_once(store: Store) -> None:
     first, second = await store.store_messages([
         message("dave", "@erin", "twice in one commit", ("erin",), client_id="c-9"),

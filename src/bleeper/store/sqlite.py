@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TypeVar
 
 from bleeper.store import schema
 from bleeper.store.base import HISTORY, SELECT_ACCOUNT, SELECT_MESSAGE, Store, account_from_row, message_from_row
@@ -156,41 +157,34 @@ class SqliteStore(Store):
         return await self._run(self._store_batch, list(batch))
 
     def _store_batch(self, messages: list[NewMessage]) -> list[StoredMessage]:
-        """One transaction, a handful of statements whatever the batch size: this is the group commit."""
+        """One transaction of a few statements whatever the batch size: this is the group commit.
+
+        Every statement step hands the interpreter lock to the event loop and must win it back, which under
+        load costs more than the SQL: so what the batch reads comes back as one row (JSON built by SQLite)
+        and what it writes goes in as one multi-row statement per table.
+        """
         db = self._db()
         batch = Batch(messages)
         with _transaction(db):
-            earlier = {}
-            for ident in batch.client_ids():
-                found = db.execute(SELECT_MESSAGE + " WHERE sender_key IS ? AND client_id = ?", ident).fetchone()
-                if found is not None:
-                    earlier[ident] = message_from_row(found)
-            batch.settle(earlier)
+            batch.settle(_earlier(db, batch.client_ids()))
             if batch.fresh:
-                conversations = batch.conversations()
-                rows = _select_in(db, "SELECT key, last_id FROM conversations WHERE key IN", conversations)
-                last_ids = {str(key): int(last_id) for key, last_id in rows}
+                recipients = [key for key, _ in batch.recipient_counts()]
+                last_ids_json, last_seqs_json, newest = db.execute(READ_FOR_BATCH, (
+                    json.dumps(batch.conversations()), json.dumps(recipients)
+                )).fetchone()  # fmt: skip
                 # AUTOINCREMENT never reuses an id; with one writer the next ones are ours to hand out.
-                (newest,) = db.execute(
-                    "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)"
-                ).fetchone()
                 ids = range(newest + 1, newest + 1 + len(batch.fresh))
-                _insert_rows(db, f"INSERT INTO messages ({MESSAGE_COLUMNS})", 9, batch.message_rows(ids, last_ids))
-                _insert_rows(
-                    db,
-                    "INSERT INTO conversations (key, last_id)",
-                    2,
-                    batch.conversation_rows(),
-                    " ON CONFLICT (key) DO UPDATE SET last_id = excluded.last_id",
-                )
-            last_seqs: dict[str, int] = {}
-            for key, count in batch.recipient_counts():
-                (last_seqs[key],) = db.execute(
-                    "INSERT INTO sequences (account_key, last_seq) VALUES (?, ?) ON CONFLICT (account_key)"
-                    " DO UPDATE SET last_seq = last_seq + excluded.last_seq RETURNING last_seq",
-                    (key, count),
-                ).fetchone()
-            _insert_rows(db, "INSERT INTO inbox (account_key, seq, message_id)", 3, batch.inbox_rows(last_seqs))
+                rows = batch.message_rows(ids, json.loads(last_ids_json))
+                _insert_rows(db, f"INSERT INTO messages ({MESSAGE_COLUMNS})", 9, rows)
+                _insert_rows(db, "INSERT INTO conversations (key, last_id)", 2, batch.conversation_rows(),
+                             " ON CONFLICT (key) DO UPDATE SET last_id = excluded.last_id")  # fmt: skip
+                before = json.loads(last_seqs_json)
+                last_seqs = {key: before.get(key, 0) + count for key, count in batch.recipient_counts()}
+                _insert_rows(db, "INSERT INTO sequences (account_key, last_seq)", 2, sorted(last_seqs.items()),
+                             " ON CONFLICT (account_key) DO UPDATE SET last_seq = excluded.last_seq")  # fmt: skip
+                _insert_rows(db, "INSERT INTO inbox (account_key, seq, message_id)", 3, batch.inbox_rows(last_seqs))
+            else:
+                batch.inbox_rows({})
         return batch.results()
 
     async def inbox(self, account_key: str, after_seq: int, limit: int = 1000) -> list[InboxEntry]:
@@ -288,13 +282,39 @@ def _insert_rows(
         db.execute(f"{insert} VALUES {', '.join([one] * len(chunk))}{tail}", [value for row in chunk for value in row])
 
 
-def _select_in(db: sqlite3.Connection, select: str, keys: Sequence[str]) -> list[Any]:
-    """``select`` ending in ``WHERE column IN``, for every key, a chunk of keys per statement."""
-    rows: list[Any] = []
-    for start in range(0, len(keys), ROWS_PER_STATEMENT):
-        chunk = keys[start : start + ROWS_PER_STATEMENT]
-        rows.extend(db.execute(f"{select} ({', '.join('?' * len(chunk))})", chunk).fetchall())
-    return rows
+# The newest id of each conversation, the last inbox number of each recipient, and the last message id: one
+# row. Keys arrive as JSON arrays, so the statement text never changes.
+READ_FOR_BATCH = (
+    "SELECT (SELECT json_group_object(key, last_id) FROM conversations"
+    "        WHERE key IN (SELECT value FROM json_each(?))),"
+    " (SELECT json_group_object(account_key, last_seq) FROM sequences"
+    "  WHERE account_key IN (SELECT value FROM json_each(?))),"
+    " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)"
+)
+EARLIER = (
+    "SELECT json_group_array(json_array("
+    + SELECT_MESSAGE.removeprefix("SELECT ").removesuffix(" FROM messages")
+    + ", sender_key)) FROM messages WHERE client_id IS NOT NULL AND (sender_key, client_id) IN"
+    " (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
+)
+
+
+def _earlier(
+    db: sqlite3.Connection, idents: list[tuple[str | None, str]]
+) -> dict[tuple[str | None, str], StoredMessage]:
+    """The messages stored before under these (sender key, client id) pairs, looked up in one statement."""
+    found: dict[tuple[str | None, str], StoredMessage] = {}
+    keyed = [ident for ident in idents if ident[0] is not None]
+    if keyed:
+        (text,) = db.execute(EARLIER, (json.dumps(keyed),)).fetchone()
+        for *row, sender_key in json.loads(text):
+            found[(sender_key, row[-1])] = message_from_row(row)
+    for ident in idents:  # a sender without an account: rare, and NULL never matches in IN
+        if ident[0] is None:
+            row = db.execute(SELECT_MESSAGE + " WHERE sender_key IS NULL AND client_id = ?", (ident[1],)).fetchone()
+            if row is not None:
+                found[ident] = message_from_row(row)
+    return found
 
 
 class _transaction:
