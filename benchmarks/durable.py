@@ -51,7 +51,8 @@ async def one_commit_each(db: str, count: int) -> float:
 
 class Sender(asyncio.Protocol):
     """One sender with one message in flight: sends, waits for its reply, sends the next. A protocol rather
-    than streams, so the load generator leaves as much of the machine as it can to the server."""
+    than streams, and a fast path for the usual single reply line, so the load generator leaves as much of the
+    two cores as it can to the server."""
 
     def __init__(self, number: int, count: int, latencies: list[float], done: asyncio.Future[int]) -> None:
         self.number, self.count, self.latencies, self.done = number, count, latencies, done
@@ -60,6 +61,7 @@ class Sender(asyncio.Protocol):
         self.started = 0.0
         self.named = False
         self.transport: asyncio.Transport | None = None
+        self.prefix = b"TELL ward %d-" % number
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -73,10 +75,15 @@ class Sender(asyncio.Protocol):
                 self.done.set_result(self.acked)
             return
         self.started = time.perf_counter()
-        self.transport.write(f"TELL ward {self.number}-{self.sent} observation recorded, all stable\r\n".encode())
+        self.transport.write(self.prefix + b"%d observation recorded, all stable\r\n" % self.sent)
         self.sent += 1
 
     def data_received(self, data: bytes) -> None:
+        if not self.buffer and data.startswith(b"250 ") and data.find(b"\n") == len(data) - 1:
+            self.acked += 1  # the usual case: exactly one acknowledgement
+            self.latencies.append((time.perf_counter() - self.started) * 1000)
+            self.next()
+            return
         lines = (self.buffer + data).split(b"\r\n")
         self.buffer = lines.pop()
         for line in lines:

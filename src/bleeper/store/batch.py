@@ -34,6 +34,7 @@ class Batch:
         self._placed: dict[int, int] = {}  # batch index -> index in fresh
         self._last_ids: dict[str, int] = {}  # conversation -> its newest message id
         self._stored: list[StoredMessage] = []
+        self._counts: list[tuple[str, int]] | None = None
 
     def client_ids(self) -> list[tuple[str | None, str]]:
         """(sender key, client id) of the messages that carry one, each once: look them up, then :meth:`settle`."""
@@ -79,11 +80,13 @@ class Batch:
     def recipient_counts(self) -> list[tuple[str, int]]:
         """How many new inbox entries each recipient gets, to add to its sequence (sorted, so concurrent
         writers lock rows in the same order)."""
-        counts: dict[str, int] = {}
-        for message in self.fresh:
-            for key in message.recipients:
-                counts[key] = counts.get(key, 0) + 1
-        return sorted(counts.items())
+        if self._counts is None:
+            counts: dict[str, int] = {}
+            for message in self.fresh:
+                for key in message.recipients:
+                    counts[key] = counts.get(key, 0) + 1
+            self._counts = sorted(counts.items())
+        return self._counts
 
     def inbox_rows(self, last_seqs: Mapping[str, int]) -> list[tuple[str, int, int]]:
         """(account key, seq, message id) rows; *last_seqs* are the sequences after adding the counts."""
@@ -94,9 +97,10 @@ class Batch:
         for msg_id, message in zip(self.ids, self.fresh, strict=True):
             seqs = []
             for key in message.recipients:
-                seqs.append((key, next_seq[key]))
-                next_seq[key] += 1
-            rows.extend((key, seq, msg_id) for key, seq in seqs)
+                seq = next_seq[key]
+                next_seq[key] = seq + 1
+                seqs.append((key, seq))
+                rows.append((key, seq, msg_id))
             self._stored.append(stored_from(message, msg_id, tuple(seqs)))
         return rows
 
