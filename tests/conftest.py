@@ -1,12 +1,17 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import uvloop
 
 from bleeper.config import ServeConfig
 from bleeper.server import ChatServer
+from tests.helpers import create_accounts, free_port
+from tests.services import location
+
+Start = Callable[..., Awaitable[ChatServer]]
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
@@ -45,3 +50,27 @@ async def server(start_server) -> ChatServer:  # type: ignore[no-untyped-def]
 
 def port_of(server: ChatServer) -> int:
     return server.addresses[0][1]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A store on each backend, with the accounts alice, bob and carol (password ``<name>-password``)."""
+    async with location(request.param, tmp_path) as where:
+        yield await create_accounts(where, "alice", "bob", "carol")
+
+
+@pytest.fixture
+async def start(db: str) -> AsyncIterator[Start]:
+    """Start servers on *db*, one after another on the same port (a restart keeps the address)."""
+    servers: list[ChatServer] = []
+    port = free_port()
+
+    async def starter(**overrides: object) -> ChatServer:
+        server = ChatServer(make_config(db=db, port=port, **overrides))
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield starter
+    for server in servers:
+        await server.stop(grace=0.5)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bleeper.chat.names import name_key
 from bleeper.protocol.incoming import Event, Message, Reply, ReplyAssembler
+from bleeper.server import ChatServer
 from bleeper.store import open_store
 from bleeper.store.passwords import hash_password
 
@@ -173,3 +174,11 @@ def server_process(
                 proc.kill()
                 proc.wait()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def login(server: ChatServer | int, name: str, password: str | None = None) -> tuple[LineClient, str]:
+    """A connection to *server* (or a port) logged in to *name*'s account (password ``<name>-password``)."""
+    client = await LineClient.connect(server if isinstance(server, int) else server.addresses[0][1])
+    reply = await client.command(f"LOGIN {name} {password or name.lower() + '-password'}")
+    assert reply.code == 202, reply
+    return client, reply.text

@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -50,3 +51,13 @@ async def postgres_database() -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@asynccontextmanager
+async def location(kind: str, tmp_path: Path) -> AsyncIterator[str]:
+    """Where a test's store lives: a file under *tmp_path*, or a fresh PostgreSQL database."""
+    if kind == "sqlite":
+        yield str(tmp_path / "data" / "bleeper.db")
+    else:
+        async with postgres_database() as url:
+            yield url

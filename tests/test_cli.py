@@ -84,7 +84,10 @@ def test_log_messages_shows_text_and_json_format_is_machine_readable() -> None:
         log = stop(proc)
     records = [json.loads(line) for line in log.splitlines()]
     events = [r.get("event") for r in records]
-    assert events[0] == "start" and "connect" in events and "disconnect" in events and "stop" in events
+    assert events[:2] == ["audit-head", "start"] and "connect" in events and "disconnect" in events
+    assert "stop" in events
+    heads = [r["head"] for r in records if r.get("event") == "audit-head"]
+    assert heads == ["0:" + "0" * 64, heads[1]] and heads[1].startswith("1:")  # the SAY was recorded
     say = next(r for r in records if r.get("command") == "SAY")
     assert say["who"] == "bob" and say["params"] == "hello there"
     gone = next(r for r in records if r.get("event") == "disconnect" and r["who"] == "bob")

@@ -12,7 +12,7 @@ from bleeper.client import ChatClient, LoginFailed, Message
 from bleeper.server import ChatServer
 from tests.conftest import make_config, port_of
 from tests.helpers import LineClient, create_accounts, free_port
-from tests.test_store import location
+from tests.services import location
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

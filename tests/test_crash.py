@@ -17,7 +17,7 @@ import pytest
 from bleeper.protocol.incoming import Message
 from bleeper.store import open_store
 from tests.helpers import ROOT, LineClient, create_accounts, free_port, wait_for_port
-from tests.test_store import location
+from tests.services import location
 
 SENDERS = ["s0", "s1", "s2", "s3"]
 ROUNDS = 4

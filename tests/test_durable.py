@@ -3,7 +3,6 @@ HISTORY, persistence across restarts."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -11,40 +10,8 @@ import pytest
 from bleeper.protocol.incoming import Message
 from bleeper.server import ChatServer
 from bleeper.store.passwords import hash_password
-from tests.conftest import make_config, port_of
-from tests.helpers import LineClient, create_accounts, free_port
-from tests.test_store import location
-
-Start = Callable[..., Awaitable[ChatServer]]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    async with location(request.param, tmp_path) as where:
-        yield await create_accounts(where, "alice", "bob", "carol")
-
-
-@pytest.fixture
-async def start(db: str) -> AsyncIterator[Start]:
-    servers: list[ChatServer] = []
-    port = free_port()
-
-    async def starter(**overrides: object) -> ChatServer:
-        server = ChatServer(make_config(db=db, port=port, **overrides))
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield starter
-    for server in servers:
-        await server.stop(grace=0.5)
-
-
-async def login(server: ChatServer, name: str, password: str | None = None) -> tuple[LineClient, str]:
-    client = await LineClient.connect(port_of(server))
-    reply = await client.command(f"LOGIN {name} {password or name.lower() + '-password'}")
-    assert reply.code == 202, reply
-    return client, reply.text
+from tests.conftest import Start, make_config, port_of
+from tests.helpers import LineClient, login
 
 
 async def test_login_and_wrong_passwords_get_the_same_answer(start: Start) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
+from bleeper.chat.records import AuditEvent
 from bleeper.store import (
     AccountExists,
     NewMessage,
@@ -19,20 +22,12 @@ from bleeper.store import (
     open_store,
     schema,
 )
+from bleeper.store.audit import GENESIS, AuditEntry, chain, content_hash, verify
 from bleeper.store.postgres import PostgresStore
 from bleeper.store.sqlite import SqliteStore
-from tests.services import postgres_database
+from tests.services import location
 
 Opener = Callable[[], "asyncio.Future[Store]"]
-
-
-@asynccontextmanager
-async def location(kind: str, tmp_path: Path) -> AsyncIterator[str]:
-    if kind == "sqlite":
-        yield str(tmp_path / "data" / "bleeper.db")
-    else:
-        async with postgres_database() as url:
-            yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -262,3 +257,90 @@ async def test_postgres_unreachable_says_what_to_check_without_the_password() ->
     with pytest.raises(StoreError, match="cannot connect to PostgreSQL") as failure:
         await open_store("postgresql://nobody:secret@127.0.0.1:1/none")
     assert "secret" not in str(failure.value) and "nobody:***@" in str(failure.value)
+
+
+# -- the audit chain ----------------------------------------------------------------------------------------
+
+
+async def all_entries(store: Store) -> list[AuditEntry]:
+    entries: list[AuditEntry] = []
+    while page := await store.audit_entries(entries[-1].id if entries else 0, limit=3):
+        entries.extend(page)
+    return entries
+
+
+async def execute(store: Store, sql: str) -> None:
+    if isinstance(store, PostgresStore):
+        await store._pool.execute(sql)
+    else:
+        assert isinstance(store, SqliteStore)
+        await store._run(lambda: store._db().execute(sql))
+
+
+async def test_every_message_and_event_is_chained_in_the_audit_log(store: Store) -> None:
+    await store.append_audit([AuditEvent(10, "login", "ivan", "ivan", (("address", "127.0.0.1:5000"),))])
+    stored = await store.store_messages(
+        [message("ivan", "@judy", "patient in bed 4 needs review", ("judy",))],
+        [AuditEvent(11, "login-failed", "judy", "judy", (("address", "10.0.0.9:4000"),))],
+    )
+    await store.store_messages([message("ivan", "@judy", "duplicate?", ("judy",), client_id="x")])
+    await store.store_messages([message("ivan", "@judy", "duplicate?", ("judy",), client_id="x")])  # not again
+    entries = await all_entries(store)
+    assert [(e.id, e.kind, e.actor) for e in entries] == [
+        (1, "login", "ivan"), (2, "login-failed", "judy"), (3, "message", "ivan"), (4, "message", "ivan")
+    ]  # fmt: skip
+    assert entries[2].subject == str(stored[0].id)
+    detail = json.loads(entries[2].detail)
+    assert detail == {"to": "@judy", "recipients": 1, "sha256": content_hash("patient in bed 4 needs review")}
+    assert "bed 4" not in "".join(e.as_json() for e in entries)  # the log never holds message text
+    assert entries[0].prev_hash == GENESIS and all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
+    verdict = verify(entries)
+    assert verdict.ok and verdict.count == 4 and verdict.head_id == 4 and verdict.head_hash == entries[-1].hash
+    assert [e.id for e in await store.audit_entries(since_ms=11, until_ms=12)] == [2]
+
+
+async def chain_of_five(store: Store) -> list[AuditEntry]:
+    await store.append_audit([AuditEvent(n, "admin", "cli:root", f"thing-{n}") for n in range(1, 6)])
+    return await all_entries(store)
+
+
+async def test_verify_finds_an_altered_entry(store: Store) -> None:
+    await chain_of_five(store)
+    await execute(store, "UPDATE audit SET subject = 'something else' WHERE id = 3")
+    verdict = verify(await all_entries(store))
+    assert not verdict.ok and verdict.problem == "entry 3 altered: its contents do not match its hash"
+    assert verdict.count == 2
+
+
+async def test_verify_finds_a_removed_entry(store: Store) -> None:
+    await chain_of_five(store)
+    await execute(store, "DELETE FROM audit WHERE id = 2")
+    assert verify(await all_entries(store)).problem == "entry 2 removed: entry 3 follows entry 1"
+
+
+async def test_verify_finds_an_inserted_entry_even_with_a_valid_hash(store: Store) -> None:
+    entries = await chain_of_five(store)
+    # Make room after entry 2 and insert an entry whose own hash is right: the next entry no longer follows.
+    await execute(store, "UPDATE audit SET id = id + 100 WHERE id > 2")
+    await execute(store, "UPDATE audit SET id = id - 99 WHERE id > 100")
+    forged = chain(2, entries[1].hash, [AuditEvent(3, "admin", "cli:mallory", "forged")])[0]
+    values = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in dataclasses.astuple(forged))
+    await execute(
+        store, f"INSERT INTO audit (id, at_ms, kind, actor, subject, detail, prev_hash, hash) VALUES ({values})"
+    )
+    verdict = verify(await all_entries(store))
+    assert not verdict.ok and verdict.problem.startswith("entry 4 altered")  # renumbered: its hash covers its id
+
+
+async def test_a_recorded_head_catches_a_rewritten_or_shortened_log(store: Store) -> None:
+    entries = await chain_of_five(store)
+    head = (entries[3].id, entries[3].hash)
+    assert verify(entries, expect_head=head).ok
+    await execute(store, "DELETE FROM audit WHERE id >= 4")  # cut short: the chain itself is still whole
+    shortened = await all_entries(store)
+    assert verify(shortened).ok
+    assert (
+        verify(shortened, expect_head=head).problem == "the recorded head, entry 4, is missing: the log was cut short"
+    )
+    rewritten = chain(3, shortened[-1].hash, [AuditEvent(4, "admin", "cli:mallory", "other")])
+    assert "was rewritten" in verify([*shortened, *rewritten], expect_head=head).problem

@@ -9,7 +9,8 @@ import time
 from datetime import datetime
 
 from bleeper.chat.names import name_key, name_problem
-from bleeper.config import ConfigError, load_serve_config
+from bleeper.chat.records import AuditEvent
+from bleeper.config import store_location
 from bleeper.store import AccountExists, Store, StoreError, open_store
 from bleeper.store.passwords import hash_password, password_problem
 
@@ -36,13 +37,11 @@ def read_password(from_stdin: bool, confirm: bool = True) -> str:
 
 
 async def run_user(args: argparse.Namespace) -> int:
-    try:
-        config = load_serve_config({"db": args.db}, args.config)
-    except ConfigError as exc:
-        print(f"bleeper user: {exc}", file=sys.stderr)
+    db = store_location(args.db, args.config, "user")
+    if db is None:
         return 2
     try:
-        store = await open_store(config.db)
+        store = await open_store(db)
     except StoreError as exc:
         print(f"bleeper user: {exc}", file=sys.stderr)
         return 1
@@ -76,6 +75,7 @@ async def _act(store: Store, args: argparse.Namespace) -> int:
             await store.create_account(key, name, hash_password(password), args.admin, int(time.time() * 1000))
         except AccountExists:
             raise ValueError(f"{name} already has an account; use 'bleeper user passwd {name}' to reset it") from None
+        await store.append_audit([admin_event(key, "account added", admin=int(args.admin))])
         print(f"added {'admin ' if args.admin else ''}account {name}")
         return 0
     found = await store.get_account(key)
@@ -83,9 +83,11 @@ async def _act(store: Store, args: argparse.Namespace) -> int:
         raise ValueError(f"no account named {name}; 'bleeper user list' shows them")
     if action == "remove":
         await store.delete_account(key)
+        await store.append_audit([admin_event(key, "account removed")])
         print(f"removed account {found.name}")
     elif action == "passwd":
         await store.set_password(key, hash_password(new_password(args.password_stdin)))
+        await store.append_audit([admin_event(key, "password changed")])
         print(f"password changed for {found.name}")
     else:  # show
         waiting = await store.last_seq(key) - found.delivered_seq
@@ -96,6 +98,12 @@ async def _act(store: Store, args: argparse.Namespace) -> int:
         print(f"groups:   {', '.join(groups) or '-'}")
         print(f"waiting:  {max(0, waiting)} message(s) not yet delivered")
     return 0
+
+
+def admin_event(account_key: str, action: str, **detail: str | int) -> AuditEvent:
+    """An audit entry for something done with the admin tools, by the operating-system user who did it."""
+    return AuditEvent(int(time.time() * 1000), "admin", f"cli:{getpass.getuser()}", account_key,
+                      (("action", action), *sorted(detail.items())))  # fmt: skip
 
 
 def _when(created_ms: int) -> str:

@@ -9,23 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bleeper.config import ConfigError, load_serve_config
+from bleeper.config import store_location
 from bleeper.store import StoreError
 from bleeper.store.sqlite import SqliteStore, in_use
 
 
-def _location(args: argparse.Namespace, command: str) -> str | None:
-    """The store the server would use (--db, BLEEPER_DB, bleeper.toml); None after saying what is wrong."""
-    try:
-        return load_serve_config({"db": args.db}, args.config).db
-    except ConfigError as exc:
-        print(f"bleeper {command}: {exc}", file=sys.stderr)
-        return None
-
-
 def backup(args: argparse.Namespace) -> int:
     """SQLite: the online backup API gives a consistent copy while the server runs. PostgreSQL: pg_dump."""
-    db = _location(args, "backup")
+    db = store_location(args.db, args.config, "backup")
     if db is None:
         return 2
     target = Path(args.file)
@@ -52,7 +43,7 @@ def backup(args: argparse.Namespace) -> int:
 
 def restore(args: argparse.Namespace) -> int:
     """Put a backup in place of the store. The server must be stopped; the backup is checked first."""
-    db = _location(args, "restore")
+    db = store_location(args.db, args.config, "restore")
     if db is None:
         return 2
     source = Path(args.file)

@@ -232,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bleeper.backup import add_parsers as backup_parsers
 
     backup_parsers(sub)
+    from bleeper.audit import add_parser as audit_parser
+
+    audit_parser(sub)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -110,3 +111,13 @@ def load_serve_config(
 
 def as_dict(config: ServeConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def store_location(db: str | None, config_file: str | None, command: str) -> str | None:
+    """The store the server would use (--db, BLEEPER_DB, the TOML file), for the admin tools; None after
+    saying on stderr what is wrong."""
+    try:
+        return load_serve_config({"db": db}, config_file).db
+    except ConfigError as exc:
+        print(f"bleeper {command}: {exc}", file=sys.stderr)
+        return None

@@ -53,6 +53,7 @@ class ChatServer(Server):
             self.hub.backend = self.backend
             self.hub.know_accounts(await self.store.list_accounts())
             self.hub.load_groups(await self.store.load_groups())
+            await self._log_audit_head("start")
             await super().start()
         except BaseException:
             await self.store.close()
@@ -63,8 +64,18 @@ class ChatServer(Server):
         if self.backend is not None:
             await self.backend.close()
         if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self._log_audit_head("stop")
             await self.store.close()
             self.store = None
+
+    async def _log_audit_head(self, when: str) -> None:
+        """Written to the console log, which lives apart from the database: a copy of the head there catches a
+        log rewritten from some entry on (``bleeper audit verify --head``)."""
+        assert self.store is not None
+        number, digest = await self.store.audit_head()
+        log.info("audit chain head at %s: %d:%s", when, number, digest,
+                 extra={"event": "audit-head", "head": f"{number}:{digest}"})  # fmt: skip
 
     def _chore(self, make: Callable[[], Coroutine[Any, Any, None]]) -> None:
         if len(self._chores) < 4:

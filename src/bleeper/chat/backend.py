@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-from bleeper.chat.records import Account, InboxEntry, NewMessage, StoredMessage
+from bleeper.chat.records import Account, AuditEvent, InboxEntry, NewMessage, StoredMessage
 
 log = logging.getLogger("bleeper.chat")
 T = TypeVar("T")
@@ -73,6 +73,9 @@ class Backend(Protocol):
     """Storage as the hub sees it."""
 
     def store(self, message: NewMessage) -> Pending[StoredMessage]: ...
+
+    def audit(self, event: AuditEvent) -> None:
+        """Append to the audit log, in order, soon (with the next commit); messages are recorded by store."""
 
     def inbox(self, account_key: str, after_seq: int, limit: int) -> Pending[list[InboxEntry]]: ...
 

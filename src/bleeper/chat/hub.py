@@ -20,7 +20,7 @@ from bleeper.chat.backend import Answer, Backend, Pending
 from bleeper.chat.memory import MemoryBackend
 from bleeper.chat.names import group_problem, name_key, name_problem, suggest
 from bleeper.chat.ratelimit import ALLOWED, FLOOD, TokenBucket
-from bleeper.chat.records import Account, InboxEntry, NewMessage, StorageFull, StoredMessage
+from bleeper.chat.records import Account, AuditEvent, InboxEntry, NewMessage, StorageFull, StoredMessage
 from bleeper.chat.session import Peer, Session
 from bleeper.protocol import codes
 from bleeper.protocol.commands import (
@@ -338,13 +338,15 @@ class Hub:
             failures, last = self._failures.get(subject, (0, 0.0))
             wait = self.limits.login_lockout - (now - last)
             if failures >= self.limits.login_failures and wait > 0:
+                self.audit("login-refused", key, key, address=session.address, reason="too many failures")
                 self._answer(
                     session, reply(codes.SLOW_DOWN, f"too many failed logins; wait {int(wait) + 1} s and try again")
                 )
                 return None
         flow: Answer[None] = Answer()
 
-        def failed() -> None:
+        def failed(reason: str) -> None:
+            self.audit("login-failed", key, key, address=session.address, reason=reason)
             for subject in (key, "@" + session.host):
                 failures, _ = self._failures.get(subject, (0, 0.0))
                 self._failures[subject] = (failures + 1, self._monotonic())
@@ -356,13 +358,13 @@ class Hub:
         def found(pending: Pending[Account | None]) -> None:
             account = _result(pending)
             if account is None or session.closing:
-                failed()
+                failed("no such account" if account is None else "disconnected")
                 return
             self.accounts[account.key] = account.name
 
             def checked(verdict: Pending[bool]) -> None:
                 if not _result(verdict) or session.closing:
-                    failed()
+                    failed("wrong password" if not _result(verdict) else "disconnected")
                     return
                 self._failures.pop(key, None)
                 self._logged_in(session, account, flow)
@@ -385,6 +387,7 @@ class Hub:
                 if session.groups is None:
                     session.groups = set()
                 session.groups.add(group_key)
+        self.audit("login", account.key, account.key, address=session.address)
         log.info("login %s from %s", account.name, session.address,
                  extra={"event": "login", "who": account.name, "peer": session.address})  # fmt: skip
 
@@ -758,6 +761,11 @@ class Hub:
         return None
 
     # -- helpers ----------------------------------------------------------------------------------------
+
+    def audit(self, kind: str, actor: str, subject: str, **detail: str | int) -> None:
+        """Record in the audit log (through the backend, in order with the messages)."""
+        event = AuditEvent(int(self._clock() * 1000), kind, actor, subject, tuple(sorted(detail.items())))
+        self.backend.audit(event)
 
     def now(self) -> str:
         return format_time(self._clock())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bleeper.chat.backend import Answer, Pending
-from bleeper.chat.records import Account, InboxEntry, NewMessage, StoredMessage, stored_from
+from bleeper.chat.records import Account, AuditEvent, InboxEntry, NewMessage, StoredMessage, stored_from
 
 
 class MemoryBackend:
@@ -15,6 +15,7 @@ class MemoryBackend:
         self.groups: dict[str, tuple[str, set[str]]] = {}
         self.delivered: dict[str, int] = {}
         self._by_client_id: dict[tuple[str | None, str], StoredMessage] = {}
+        self.audit_log: list[AuditEvent] = []
 
     def store(self, message: NewMessage) -> Pending[StoredMessage]:
         if message.client_id is not None:
@@ -33,6 +34,9 @@ class MemoryBackend:
         if message.client_id is not None:
             self._by_client_id[(message.sender_key, message.client_id)] = stored
         return Answer.of(stored)
+
+    def audit(self, event: AuditEvent) -> None:
+        self.audit_log.append(event)
 
     def inbox(self, account_key: str, after_seq: int, limit: int) -> Pending[list[InboxEntry]]:
         return Answer.of([e for e in self.inboxes.get(account_key, []) if e.seq > after_seq][:limit])

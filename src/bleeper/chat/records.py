@@ -55,6 +55,18 @@ class StoredMessage:
     seqs: tuple[tuple[str, int], ...] = ()  # (account key, inbox sequence number) for each recipient
 
 
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """Something the audit log must record: who did what to what. *detail* holds no message text, only
+    metadata and hashes: the log outlives retention and is read by auditors, not clinicians."""
+
+    at_ms: int
+    kind: str  # "login", "login-failed", "message", "admin", ...
+    actor: str  # an account key, "guest:<name>", or "cli:<user>" for the admin tools
+    subject: str  # what it was done to: a message id, an account, a role...
+    detail: tuple[tuple[str, str | int], ...] = ()
+
+
 def stored_from(message: NewMessage, msg_id: int, seqs: tuple[tuple[str, int], ...]) -> StoredMessage:
     """What a backend returns for a message it has just stored."""
     return StoredMessage(msg_id, message.sender, message.to, message.conversation, message.text, message.created_ms,

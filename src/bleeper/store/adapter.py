@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from bleeper.chat.records import Account, InboxEntry, NewMessage, StoredMessage
+from bleeper.chat.records import Account, AuditEvent, InboxEntry, NewMessage, StoredMessage
 from bleeper.store.base import Store
 from bleeper.store.journal import Journal, Ticket
 from bleeper.store.passwords import verify_password
@@ -38,6 +38,9 @@ class StoreBackend:
 
     def store(self, message: NewMessage) -> Ticket:
         return self.journal.submit(message)
+
+    def audit(self, event: AuditEvent) -> None:
+        self.journal.record(event)
 
     def inbox(self, account_key: str, after_seq: int, limit: int) -> asyncio.Future[list[InboxEntry]]:
         return self._later(lambda: self.db.inbox(account_key, after_seq, limit))

@@ -5,10 +5,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from bleeper.store.model import Account, InboxEntry, NewMessage, StoredMessage
+from bleeper.store.audit import AuditEntry
+from bleeper.store.model import Account, AuditEvent, InboxEntry, NewMessage, StoredMessage
 
 # Shared SQL, written with ? placeholders (the PostgreSQL backend numbers them).
 SELECT_ACCOUNT = "SELECT key, name, password_hash, admin, created_ms, delivered_seq FROM accounts"
+AUDIT_HEAD = "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1"
+SELECT_AUDIT = "SELECT id, at_ms, kind, actor, subject, detail, prev_hash, hash FROM audit"
 SELECT_MESSAGE = "SELECT id, sender, recipient, conversation, body, created_ms, client_id FROM messages"
 # The latest messages of a conversation, newest first: follow previous_id from the conversation's newest
 # message (see store/batch.py for why there is no index to scan instead).
@@ -55,10 +58,28 @@ class Store(ABC):
     # messages -------------------------------------------------------------------------------------------
 
     @abstractmethod
-    async def store_messages(self, batch: Sequence[NewMessage]) -> list[StoredMessage]:
+    async def store_messages(
+        self, batch: Sequence[NewMessage], events: Sequence[AuditEvent] = ()
+    ) -> list[StoredMessage]:
         """Store a batch in one transaction (group commit) and return them with ids and inbox sequence
         numbers. A message whose (sender, client_id) was stored before comes back as that earlier message,
-        marked ``duplicate``, and is not stored again."""
+        marked ``duplicate``, and is not stored again. The same transaction appends *events* and an entry
+        per stored message to the audit chain."""
+
+    async def append_audit(self, events: Sequence[AuditEvent]) -> None:
+        """Append to the audit chain on its own (the admin tools' actions)."""
+        await self.store_messages([], events)
+
+    @abstractmethod
+    async def audit_head(self) -> tuple[int, str]:
+        """The last entry's id and hash, ``(0, GENESIS)`` for an empty log: record it to check later."""
+
+    @abstractmethod
+    async def audit_entries(
+        self, after_id: int = 0, limit: int = 1000, since_ms: int | None = None, until_ms: int | None = None
+    ) -> list[AuditEntry]:
+        """Audit entries with ids above *after_id*, in order, optionally within a time range (ms, inclusive
+        since, exclusive until); page through with the last id returned."""
 
     @abstractmethod
     async def inbox(self, account_key: str, after_seq: int, limit: int = 1000) -> list[InboxEntry]:
@@ -106,3 +127,15 @@ def message_from_row(row: Sequence[object], duplicate: bool = False) -> StoredMe
 def account_from_row(row: Sequence[object]) -> Account:
     key, name, password_hash, admin, created_ms, delivered_seq = row
     return Account(str(key), str(name), str(password_hash), bool(admin), int(created_ms), int(delivered_seq))  # type: ignore[call-overload]
+
+
+def audit_filter(after_id: int, since_ms: int | None, until_ms: int | None) -> tuple[str, list[int]]:
+    """The WHERE clause (with ? placeholders) of an audit page."""
+    clauses, params = ["id > ?"], [after_id]
+    if since_ms is not None:
+        clauses.append("at_ms >= ?")
+        params.append(since_ms)
+    if until_ms is not None:
+        clauses.append("at_ms < ?")
+        params.append(until_ms)
+    return " WHERE " + " AND ".join(clauses), params

@@ -6,7 +6,9 @@ A backend drives a :class:`Batch` through its steps inside one transaction:
 2. read the last message id of each of :meth:`Batch.conversations` and reserve ids for the fresh messages;
 3. write :meth:`Batch.message_rows` and :meth:`Batch.conversation_rows`;
 4. add :meth:`Batch.recipient_counts` to the recipients' sequences and write :meth:`Batch.inbox_rows`;
-5. return :meth:`Batch.results`.
+5. continue the audit chain with :meth:`Batch.audit_rows` (one entry per stored message, and the batch's other
+   events);
+6. return :meth:`Batch.results`.
 
 History follows ``previous_id`` links from ``conversations.last_id`` instead of an index on
 ``messages(conversation, id)``: with a hundred conversations busy, that index dirtied a page per
@@ -18,15 +20,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from bleeper.chat.records import NewMessage, StoredMessage, stored_from
+from bleeper.chat.records import AuditEvent, NewMessage, StoredMessage, stored_from
+from bleeper.store.audit import AuditEntry, chain, content_hash
 
 MESSAGE_COLUMNS = "id, client_id, sender, sender_key, recipient, conversation, body, created_ms, previous_id"
+AUDIT_COLUMNS = "id, at_ms, kind, actor, subject, detail, prev_hash, hash"
 MessageRow = tuple[int, str | None, str, str | None, str, str, str, int, int | None]
 
 
 class Batch:
-    def __init__(self, messages: Sequence[NewMessage]) -> None:
+    def __init__(self, messages: Sequence[NewMessage], events: Sequence[AuditEvent] = ()) -> None:
         self.messages = list(messages)
+        self.events = list(events)
         self.fresh: list[NewMessage] = []  # what this commit stores, in order
         self.ids: list[int] = []  # their ids, once reserved
         self._earlier: dict[int, StoredMessage] = {}  # batch index -> stored by an earlier commit
@@ -103,6 +108,16 @@ class Batch:
                 rows.append((key, seq, msg_id))
             self._stored.append(stored_from(message, msg_id, tuple(seqs)))
         return rows
+
+    def audit_rows(self, last_id: int, last_hash: str) -> list[AuditEntry]:
+        """The chain's next entries, after entry *last_id*: the batch's events, then one per stored message
+        (metadata and a hash of the text, never the text). Call after :meth:`message_rows`."""
+        recorded = list(self.events)
+        for msg_id, m in zip(self.ids, self.fresh, strict=True):
+            actor = m.sender_key if m.sender_key is not None else f"guest:{m.sender}"
+            detail = (("to", m.to), ("sha256", content_hash(m.text)), ("recipients", len(m.recipients)))
+            recorded.append(AuditEvent(m.created_ms, "message", actor, str(msg_id), detail))
+        return chain(last_id, last_hash, recorded)
 
     def results(self) -> list[StoredMessage]:
         """One answer per submitted message, in order; call after :meth:`inbox_rows`."""

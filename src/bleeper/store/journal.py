@@ -12,11 +12,12 @@ import logging
 
 from bleeper.chat.backend import Answer
 from bleeper.store.base import Store
-from bleeper.store.model import NewMessage, StoredMessage
+from bleeper.store.model import AuditEvent, NewMessage, StoredMessage
 
 log = logging.getLogger("bleeper.store")
 
 
+RETRY_DELAY = 1.0  # seconds before audit entries from a failed commit are tried again
 Ticket = Answer[StoredMessage]  # a submission's answer: resolved by the journal after the commit
 
 
@@ -30,6 +31,7 @@ class Journal:
         self.store = store
         self.max_batch = max_batch
         self._queue: list[tuple[NewMessage, Ticket]] = []
+        self._events: list[AuditEvent] = []  # audit entries to write with the next commit
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -47,18 +49,32 @@ class Journal:
             self._writer = asyncio.ensure_future(self._write_loop())
         return ticket
 
+    def record(self, event: AuditEvent) -> None:
+        """Add an entry to the audit chain with the next commit (the journal orders the chain)."""
+        if self._closing:
+            log.error("audit entry after shutdown began, not recorded: %s", event)
+            return
+        self._events.append(event)
+        self._wake.set()
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write_loop())
+
     async def _write_loop(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue:
+            while self._queue or self._events:
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                events, self._events = self._events, []
                 try:
-                    stored = await self.store.store_messages([message for message, _ in batch])
+                    stored = await self.store.store_messages([message for message, _ in batch], events)
                 except Exception as exc:
-                    log.error("commit of %d message(s) failed: %s", len(batch), exc)
+                    log.error("commit of %d message(s) and %d audit entries failed: %s", len(batch), len(events), exc)
                     for _, ticket in batch:
                         ticket.resolve(error=exc)
+                    if events and not self._closing:
+                        self._events[:0] = events  # keep them for the next commit: the log must not lose them
+                        await asyncio.sleep(RETRY_DELAY)
                     continue
                 self.commits += 1
                 self.committed += len(batch)

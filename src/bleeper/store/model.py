@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bleeper.chat.records import (
     Account,
+    AuditEvent,
     InboxEntry,
     NewMessage,
     StorageError,
@@ -31,6 +32,7 @@ class AccountExists(StoreError):
 __all__ = [
     "Account",
     "AccountExists",
+    "AuditEvent",
     "InboxEntry",
     "NewMessage",
     "SchemaTooNew",

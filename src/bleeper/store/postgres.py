@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -9,11 +10,23 @@ from typing import Any
 import asyncpg
 
 from bleeper.store import schema
-from bleeper.store.base import HISTORY, SELECT_ACCOUNT, SELECT_MESSAGE, Store, account_from_row, message_from_row
-from bleeper.store.batch import MESSAGE_COLUMNS, Batch
+from bleeper.store.audit import GENESIS, AuditEntry, entries_from_rows
+from bleeper.store.base import (
+    AUDIT_HEAD,
+    HISTORY,
+    SELECT_ACCOUNT,
+    SELECT_AUDIT,
+    SELECT_MESSAGE,
+    Store,
+    account_from_row,
+    audit_filter,
+    message_from_row,
+)
+from bleeper.store.batch import AUDIT_COLUMNS, MESSAGE_COLUMNS, Batch
 from bleeper.store.model import (
     Account,
     AccountExists,
+    AuditEvent,
     InboxEntry,
     NewMessage,
     SchemaTooNew,
@@ -126,11 +139,13 @@ class PostgresStore(Store):
 
     # messages -------------------------------------------------------------------------------------------
 
-    async def store_messages(self, messages: Sequence[NewMessage]) -> list[StoredMessage]:
+    async def store_messages(
+        self, messages: Sequence[NewMessage], events: Sequence[AuditEvent] = ()
+    ) -> list[StoredMessage]:
         """Set-based statements over arrays (``unnest``): a batch costs the same few round trips whatever its
         size. A transaction lock makes writers, from any number of servers, take turns, so conversation
         links and inbox sequences are handed out in commit order."""
-        batch = Batch(messages)
+        batch = Batch(messages, events)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _WRITER_LOCK)
             batch.settle(await self._earlier(conn, batch.client_ids()))
@@ -173,6 +188,14 @@ class PostgresStore(Store):
                     "INSERT INTO inbox (account_key, seq, message_id)"
                     " SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])",
                     *_columns(inbox, 3),
+                )
+            if batch.fresh or batch.events:
+                head = await conn.fetchrow(AUDIT_HEAD)
+                entries = batch.audit_rows(*((int(head[0]), str(head[1])) if head else (0, GENESIS)))
+                await conn.execute(
+                    f"INSERT INTO audit ({AUDIT_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::bigint[],"
+                    " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])",
+                    *_columns([dataclasses.astuple(e) for e in entries], 8),
                 )
         return batch.results()
 
@@ -218,6 +241,17 @@ class PostgresStore(Store):
     async def history(self, conversation: str, limit: int = 50) -> list[StoredMessage]:
         rows = await self._fetch(HISTORY, conversation, limit) if limit > 0 else []
         return [message_from_row(tuple(row)) for row in reversed(rows)]
+
+    async def audit_head(self) -> tuple[int, str]:
+        row = await self._pool.fetchrow(AUDIT_HEAD)
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    async def audit_entries(
+        self, after_id: int = 0, limit: int = 1000, since_ms: int | None = None, until_ms: int | None = None
+    ) -> list[AuditEntry]:
+        where, params = audit_filter(after_id, since_ms, until_ms)
+        rows = await self._fetch(f"{SELECT_AUDIT}{where} ORDER BY id LIMIT ?", *params, limit)
+        return list(entries_from_rows(tuple(row) for row in rows))
 
     # groups ---------------------------------------------------------------------------------------------
 

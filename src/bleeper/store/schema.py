@@ -1,6 +1,6 @@
 """The schema, as numbered migrations. A database records the last one applied and is upgraded in place.
 
-Statements are written once with ``{id}`` and ``{bool}`` standing for the column types that differ between
+Statements are written once with ``{id}``, ``{int_pk}`` and ``{bool}`` standing for the column types that differ between
 SQLite and PostgreSQL.
 """
 
@@ -32,13 +32,18 @@ MIGRATIONS: list[list[str]] = [
         "INSERT INTO conversations (key, last_id) SELECT conversation, max(id) FROM messages GROUP BY conversation",
         "DROP INDEX messages_conversation",
     ],
+    [  # 4: the hash-chained audit log (see store/audit.py)
+        "CREATE TABLE audit (id {int_pk}, at_ms BIGINT NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL,"
+        " subject TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)",
+        "CREATE INDEX audit_time ON audit (at_ms)",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)
 
 DIALECTS = {
-    "sqlite": {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "bool": "BOOLEAN"},
-    "postgres": {"id": "BIGSERIAL PRIMARY KEY", "bool": "BOOLEAN"},
+    "sqlite": {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "int_pk": "INTEGER PRIMARY KEY", "bool": "BOOLEAN"},
+    "postgres": {"id": "BIGSERIAL PRIMARY KEY", "int_pk": "BIGINT PRIMARY KEY", "bool": "BOOLEAN"},
 }
 
 

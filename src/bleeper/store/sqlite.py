@@ -9,6 +9,7 @@ server; ``synchronous=FULL`` makes an acknowledged commit survive power loss, no
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import json
 import os
@@ -19,11 +20,23 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 from bleeper.store import schema
-from bleeper.store.base import HISTORY, SELECT_ACCOUNT, SELECT_MESSAGE, Store, account_from_row, message_from_row
-from bleeper.store.batch import MESSAGE_COLUMNS, Batch
+from bleeper.store.audit import GENESIS, AuditEntry, entries_from_rows
+from bleeper.store.base import (
+    AUDIT_HEAD,
+    HISTORY,
+    SELECT_ACCOUNT,
+    SELECT_AUDIT,
+    SELECT_MESSAGE,
+    Store,
+    account_from_row,
+    audit_filter,
+    message_from_row,
+)
+from bleeper.store.batch import AUDIT_COLUMNS, MESSAGE_COLUMNS, Batch
 from bleeper.store.model import (
     Account,
     AccountExists,
+    AuditEvent,
     InboxEntry,
     NewMessage,
     SchemaTooNew,
@@ -153,10 +166,12 @@ class SqliteStore(Store):
 
     # messages -------------------------------------------------------------------------------------------
 
-    async def store_messages(self, batch: Sequence[NewMessage]) -> list[StoredMessage]:
-        return await self._run(self._store_batch, list(batch))
+    async def store_messages(
+        self, batch: Sequence[NewMessage], events: Sequence[AuditEvent] = ()
+    ) -> list[StoredMessage]:
+        return await self._run(self._store_batch, list(batch), list(events))
 
-    def _store_batch(self, messages: list[NewMessage]) -> list[StoredMessage]:
+    def _store_batch(self, messages: list[NewMessage], events: list[AuditEvent]) -> list[StoredMessage]:
         """One transaction of a few statements whatever the batch size: this is the group commit.
 
         Every statement step hands the interpreter lock to the event loop and must win it back, which under
@@ -164,12 +179,12 @@ class SqliteStore(Store):
         and what it writes goes in as one multi-row statement per table.
         """
         db = self._db()
-        batch = Batch(messages)
+        batch = Batch(messages, events)
         with _transaction(db):
             batch.settle(_earlier(db, batch.client_ids()))
-            if batch.fresh:
+            if batch.fresh or batch.events:
                 recipients = [key for key, _ in batch.recipient_counts()]
-                last_ids_json, last_seqs_json, newest = db.execute(READ_FOR_BATCH, (
+                last_ids_json, last_seqs_json, newest, audit_head = db.execute(READ_FOR_BATCH, (
                     json.dumps(batch.conversations()), json.dumps(recipients)
                 )).fetchone()  # fmt: skip
                 # AUTOINCREMENT never reuses an id; with one writer the next ones are ours to hand out.
@@ -183,6 +198,9 @@ class SqliteStore(Store):
                 _insert_rows(db, "INSERT INTO sequences (account_key, last_seq)", 2, sorted(last_seqs.items()),
                              " ON CONFLICT (account_key) DO UPDATE SET last_seq = excluded.last_seq")  # fmt: skip
                 _insert_rows(db, "INSERT INTO inbox (account_key, seq, message_id)", 3, batch.inbox_rows(last_seqs))
+                last_audit_id, last_hash = json.loads(audit_head) if audit_head else (0, GENESIS)
+                entries = batch.audit_rows(last_audit_id, last_hash)
+                _insert_rows(db, f"INSERT INTO audit ({AUDIT_COLUMNS})", 8, [dataclasses.astuple(e) for e in entries])
             else:
                 batch.inbox_rows({})
         return batch.results()
@@ -223,6 +241,17 @@ class SqliteStore(Store):
             return [message_from_row(row) for row in reversed(rows)]
 
         return await self._run(read)
+
+    async def audit_head(self) -> tuple[int, str]:
+        row = await self._run(lambda: self._db().execute(AUDIT_HEAD).fetchone())
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    async def audit_entries(
+        self, after_id: int = 0, limit: int = 1000, since_ms: int | None = None, until_ms: int | None = None
+    ) -> list[AuditEntry]:
+        where, params = audit_filter(after_id, since_ms, until_ms)
+        sql = f"{SELECT_AUDIT}{where} ORDER BY id LIMIT ?"
+        return await self._run(lambda: list(entries_from_rows(self._db().execute(sql, (*params, limit)))))
 
     # groups ---------------------------------------------------------------------------------------------
 
@@ -282,14 +311,15 @@ def _insert_rows(
         db.execute(f"{insert} VALUES {', '.join([one] * len(chunk))}{tail}", [value for row in chunk for value in row])
 
 
-# The newest id of each conversation, the last inbox number of each recipient, and the last message id: one
-# row. Keys arrive as JSON arrays, so the statement text never changes.
+# The newest id of each conversation, the last inbox number of each recipient, the last message id and the
+# audit chain's head: one row. Keys arrive as JSON arrays, so the statement text never changes.
 READ_FOR_BATCH = (
     "SELECT (SELECT json_group_object(key, last_id) FROM conversations"
     "        WHERE key IN (SELECT value FROM json_each(?))),"
     " (SELECT json_group_object(account_key, last_seq) FROM sequences"
     "  WHERE account_key IN (SELECT value FROM json_each(?))),"
-    " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)"
+    " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0),"
+    " (SELECT json_array(id, hash) FROM audit ORDER BY id DESC LIMIT 1)"
 )
 EARLIER = (
     "SELECT json_group_array(json_array("

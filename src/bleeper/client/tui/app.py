@@ -16,7 +16,15 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, ListItem, ListView, RichLog, Static
 
-from bleeper.client.errors import BleeperError, CommandError, LoginFailed, NameTaken, RateLimited
+from bleeper.client.errors import (
+    BleeperError,
+    CommandError,
+    ConnectionClosed,
+    LoginFailed,
+    NameTaken,
+    NotConnected,
+    RateLimited,
+)
 from bleeper.client.events import ClientEvent, Connected, Disconnected, Event, Message
 from bleeper.client.input import EVERYONE, QuitChat, Switch, complete, conversation_label, interpret
 from bleeper.client.library import ChatClient
@@ -237,9 +245,13 @@ class ChatApp(App[int]):
                 name = ""
 
     async def reload_people(self) -> None:
-        people = await self.client.who()
+        try:
+            people = await self.client.who()
+            groups = await self.client.list_groups()
+        except (ConnectionClosed, NotConnected):
+            return  # the connection went while asking: the next Connected event asks again
         self.people = {person.name: person.groups for person in people}
-        self.known_groups = {group.name for group in await self.client.list_groups()}
+        self.known_groups = {group.name for group in groups}
         self.refresh_sidebar()
 
     # -- events -------------------------------------------------------------------------------------------
