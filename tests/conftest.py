@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -27,24 +28,32 @@ def make_config(**overrides: object) -> ServeConfig:
     return config
 
 
-@pytest.fixture
-async def start_server() -> AsyncIterator[object]:
-    """Start in-process chat servers on free ports: ``server = await start_server(rate=5)``."""
+@asynccontextmanager
+async def starting(**fixed: object) -> AsyncIterator[Start]:
+    """A function that starts in-process servers with *fixed* settings (and its own overrides); all are
+    stopped afterwards."""
     started: list[ChatServer] = []
 
     async def start(**overrides: object) -> ChatServer:
-        server = ChatServer(make_config(**overrides))
+        server = ChatServer(make_config(**{**fixed, **overrides}))
         await server.start()
         started.append(server)
         return server
 
     yield start
     for server in started:
-        await server.stop(grace=1.0)
+        await server.stop(grace=0.5)
 
 
 @pytest.fixture
-async def server(start_server) -> ChatServer:  # type: ignore[no-untyped-def]
+async def start_server() -> AsyncIterator[Start]:
+    """Start in-process chat servers on free ports: ``server = await start_server(rate=5)``."""
+    async with starting() as start:
+        yield start
+
+
+@pytest.fixture
+async def server(start_server: Start) -> ChatServer:
     return await start_server()
 
 
@@ -62,15 +71,5 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[st
 @pytest.fixture
 async def start(db: str) -> AsyncIterator[Start]:
     """Start servers on *db*, one after another on the same port (a restart keeps the address)."""
-    servers: list[ChatServer] = []
-    port = free_port()
-
-    async def starter(**overrides: object) -> ChatServer:
-        server = ChatServer(make_config(db=db, port=port, **overrides))
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield starter
-    for server in servers:
-        await server.stop(grace=0.5)
+    async with starting(db=db, port=free_port()) as start:
+        yield start

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from bleeper.chat.names import name_key, name_problem
 from bleeper.chat.records import AuditEvent
-from bleeper.config import store_location
+from bleeper.config import add_store_arguments, store_location
 from bleeper.store import AccountExists, Store, StoreError, open_store
 from bleeper.store.passwords import hash_password, password_problem
 
@@ -118,8 +118,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "seconds. Passwords are asked for without echo, or read from standard input with --password-stdin.",
         epilog="Examples: bleeper user add dr.smith --admin;  echo 'secret pw' | bleeper user add bot --password-stdin",
     )
-    p.add_argument("--db", metavar="PATH|URL", help="the store (as for 'bleeper serve'; env BLEEPER_DB)")
-    p.add_argument("--config", metavar="FILE", help="TOML settings file, as for 'bleeper serve'")
+    add_store_arguments(p)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="create an account", description="Create an account.")
     add.add_argument("name")

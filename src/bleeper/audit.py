@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import TextIO
 
-from bleeper.config import store_location
+from bleeper.config import add_store_arguments, store_location
 from bleeper.store import Store, StoreError, open_store
 from bleeper.store.audit import AuditEntry, ChainCheck, parse_head
 
@@ -105,8 +105,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "administrative actions and more, each entry holding the hash of the one before.",
         epilog="Examples: bleeper audit verify;  bleeper audit export --since 2026-11-01 --output nov.jsonl",
     )
-    p.add_argument("--db", metavar="PATH|URL", help="the store (as for 'bleeper serve'; env BLEEPER_DB)")
-    p.add_argument("--config", metavar="FILE", help="TOML settings file, as for 'bleeper serve'")
+    add_store_arguments(p)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = actions.add_parser(
         "verify",

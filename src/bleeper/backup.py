@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bleeper.config import store_location
+from bleeper.config import add_store_arguments, store_location
 from bleeper.store import StoreError
 from bleeper.store.sqlite import SqliteStore, in_use
 
@@ -99,8 +99,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     ):
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         p.add_argument("file", metavar="FILE")
-        p.add_argument("--db", metavar="PATH|URL", help="the store (as for 'bleeper serve'; env BLEEPER_DB)")
-        p.add_argument("--config", metavar="FILE", help="TOML settings file, as for 'bleeper serve'")
+        add_store_arguments(p)
         if name == "backup":
             p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
         p.set_defaults(func=func)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import sys
@@ -121,3 +122,9 @@ def store_location(db: str | None, config_file: str | None, command: str) -> str
     except ConfigError as exc:
         print(f"bleeper {command}: {exc}", file=sys.stderr)
         return None
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--db`` and ``--config``, as every admin tool takes them: the same store as ``bleeper serve``."""
+    parser.add_argument("--db", metavar="PATH|URL", help="the store (as for 'bleeper serve'; env BLEEPER_DB)")
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file, as for 'bleeper serve'")
