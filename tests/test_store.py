@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import json
 import sqlite3
@@ -22,7 +21,7 @@ from bleeper.store import (
     open_store,
     schema,
 )
-from bleeper.store.audit import GENESIS, AuditEntry, chain, content_hash, verify
+from bleeper.store.audit import GENESIS, AuditEntry, chain, content_hash, record, verify
 from bleeper.store.postgres import PostgresStore
 from bleeper.store.sqlite import SqliteStore
 from tests.services import location
@@ -323,8 +322,8 @@ async def test_verify_finds_an_inserted_entry_even_with_a_valid_hash(store: Stor
     # Make room after entry 2 and insert an entry whose own hash is right: the next entry no longer follows.
     await execute(store, "UPDATE audit SET id = id + 100 WHERE id > 2")
     await execute(store, "UPDATE audit SET id = id - 99 WHERE id > 100")
-    forged = chain(2, entries[1].hash, [AuditEvent(3, "admin", "cli:mallory", "forged")])[0]
-    values = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in dataclasses.astuple(forged))
+    forged = chain(2, entries[1].hash, [record(AuditEvent(3, "admin", "cli:mallory", "forged"))])[0]
+    values = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in forged)
     await execute(
         store, f"INSERT INTO audit (id, at_ms, kind, actor, subject, detail, prev_hash, hash) VALUES ({values})"
     )
@@ -342,5 +341,5 @@ async def test_a_recorded_head_catches_a_rewritten_or_shortened_log(store: Store
     assert (
         verify(shortened, expect_head=head).problem == "the recorded head, entry 4, is missing: the log was cut short"
     )
-    rewritten = chain(3, shortened[-1].hash, [AuditEvent(4, "admin", "cli:mallory", "other")])
+    rewritten = chain(3, shortened[-1].hash, [record(AuditEvent(4, "admin", "cli:mallory", "other"))])
     assert "was rewritten" in verify([*shortened, *rewritten], expect_head=head).problem

@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from bleeper.chat.records import AuditEvent, NewMessage, StoredMessage, stored_from
-from bleeper.store.audit import AuditEntry, chain, content_hash
+from bleeper.store.audit import AuditEntry, chain, message_record, record
 
 MESSAGE_COLUMNS = "id, client_id, sender, sender_key, recipient, conversation, body, created_ms, previous_id"
 AUDIT_COLUMNS = "id, at_ms, kind, actor, subject, detail, prev_hash, hash"
@@ -112,12 +112,11 @@ class Batch:
     def audit_rows(self, last_id: int, last_hash: str) -> list[AuditEntry]:
         """The chain's next entries, after entry *last_id*: the batch's events, then one per stored message
         (metadata and a hash of the text, never the text). Call after :meth:`message_rows`."""
-        recorded = list(self.events)
+        records = [record(event) for event in self.events]
         for msg_id, m in zip(self.ids, self.fresh, strict=True):
             actor = m.sender_key if m.sender_key is not None else f"guest:{m.sender}"
-            detail = (("to", m.to), ("sha256", content_hash(m.text)), ("recipients", len(m.recipients)))
-            recorded.append(AuditEvent(m.created_ms, "message", actor, str(msg_id), detail))
-        return chain(last_id, last_hash, recorded)
+            records.append(message_record(msg_id, m.created_ms, actor, m.to, m.text, len(m.recipients)))
+        return chain(last_id, last_hash, records)
 
     def results(self) -> list[StoredMessage]:
         """One answer per submitted message, in order; call after :meth:`inbox_rows`."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -195,7 +194,7 @@ class PostgresStore(Store):
                 await conn.execute(
                     f"INSERT INTO audit ({AUDIT_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::bigint[],"
                     " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])",
-                    *_columns([dataclasses.astuple(e) for e in entries], 8),
+                    *_columns(entries, 8),
                 )
         return batch.results()
 

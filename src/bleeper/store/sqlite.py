@@ -9,7 +9,6 @@ server; ``synchronous=FULL`` makes an acknowledged commit survive power loss, no
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import fcntl
 import json
 import os
@@ -200,7 +199,7 @@ class SqliteStore(Store):
                 _insert_rows(db, "INSERT INTO inbox (account_key, seq, message_id)", 3, batch.inbox_rows(last_seqs))
                 last_audit_id, last_hash = json.loads(audit_head) if audit_head else (0, GENESIS)
                 entries = batch.audit_rows(last_audit_id, last_hash)
-                _insert_rows(db, f"INSERT INTO audit ({AUDIT_COLUMNS})", 8, [dataclasses.astuple(e) for e in entries])
+                _insert_rows(db, f"INSERT INTO audit ({AUDIT_COLUMNS})", 8, entries)
             else:
                 batch.inbox_rows({})
         return batch.results()
