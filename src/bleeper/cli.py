@@ -6,6 +6,7 @@ import argparse
 import errno
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Sequence
 
@@ -89,6 +90,15 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         choices=["open", "required"],
         help="open: anyone may take a free name (account names need LOGIN); required: LOGIN first [default: open]",
     )
+    p.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain: turns on a TLS listener on --tls-port")
+    p.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert (may be the same file)")
+    p.add_argument("--tls-port", type=int, metavar="PORT", help=f"TLS listener's port [default: {d.tls_port}]")
+    p.add_argument(
+        "--plain-host",
+        metavar="ADDRESS",
+        help="where the plain (unencrypted) listener binds, when it should differ from --host: 127.0.0.1 keeps "
+        "it to this machine while TLS listens on --host",
+    )
     p.add_argument(
         "--no-uvloop",
         dest="uvloop",
@@ -112,7 +122,11 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"bleeper serve: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log_format, config.log_level)
-    server = ChatServer(config)
+    try:
+        server = ChatServer(config)
+    except ConfigError as exc:
+        print(f"bleeper serve: {exc}", file=sys.stderr)
+        return 2
     try:
         run(server.serve(), use_uvloop=config.uvloop)
     except StoreError as exc:
@@ -125,9 +139,9 @@ def _serve(args: argparse.Namespace) -> int:
             hint = "ports below 1024 need privileges; choose a port above 1024"
         else:
             hint = "check --host and --port"
-        logging.getLogger("bleeper.events").error(
-            "cannot listen on %s:%s: %s; %s", config.host, config.port, exc.strerror, hint
-        )
+        ports = f"{config.port} or TLS port {config.tls_port}" if config.tls_cert else str(config.port)
+        logging.getLogger("bleeper.events").error("cannot listen on %s:%s: %s; %s", config.host, ports,
+                                                  exc.strerror, hint)  # fmt: skip
         return 1
     except KeyboardInterrupt:
         pass
@@ -137,7 +151,35 @@ def _serve(args: argparse.Namespace) -> int:
 def _client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=os.environ.get("BLEEPER_HOST", "127.0.0.1"),
                    help="server address [env BLEEPER_HOST, default 127.0.0.1]")  # fmt: skip
-    p.add_argument("--port", type=int, help="server port [env BLEEPER_PORT, default 8090]")  # fmt: skip
+    p.add_argument("--port", type=int, help="server port [env BLEEPER_PORT, default 8090, 8091 with --tls]")  # fmt: skip
+    p.add_argument("--tls", action="store_true", default=os.environ.get("BLEEPER_TLS", "") not in ("", "0"),
+                   help="connect with TLS, checking the server's certificate [env BLEEPER_TLS=1]")  # fmt: skip
+    p.add_argument("--ca", metavar="FILE", default=os.environ.get("BLEEPER_CA"),
+                   help="trust this CA (PEM) instead of the system's; implies --tls [env BLEEPER_CA]")  # fmt: skip
+
+
+def _client_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context for --tls/--ca, or None for plain. ConfigError when the CA file cannot be used."""
+    if not args.tls and not args.ca:
+        return None
+    from bleeper.tls import client_context
+
+    try:
+        return client_context(args.ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot use --ca {args.ca}: {exc}; give a PEM file of CA certificates") from None
+
+
+def _client_setup(args: argparse.Namespace, command: str) -> tuple[int, ssl.SSLContext | None] | None:
+    """Port and TLS context for a client command; None after saying on stderr what is wrong."""
+    port = _client_port(args, command)
+    if port is None:
+        return None
+    try:
+        return port, _client_tls(args)
+    except ConfigError as exc:
+        print(f"bleeper {command}: {exc}", file=sys.stderr)
+        return None
 
 
 def _chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -163,10 +205,11 @@ def _chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _client_port(args: argparse.Namespace, command: str) -> int | None:
-    """--port, else BLEEPER_PORT, else 8090; None (after saying why) when the variable is not a number."""
+    """--port, else BLEEPER_PORT, else 8090 (8091 with TLS); None (after saying why) when the variable is not
+    a number."""
     if args.port is not None:
         return int(args.port)
-    raw = os.environ.get("BLEEPER_PORT", "8090")
+    raw = os.environ.get("BLEEPER_PORT", "8091" if args.tls or args.ca else "8090")
     if raw.isdigit() and 0 < int(raw) < 65536:
         return int(raw)
     print(f"bleeper {command}: BLEEPER_PORT={raw!r} is not a port number; fix it or pass --port", file=sys.stderr)
@@ -176,16 +219,17 @@ def _client_port(args: argparse.Namespace, command: str) -> int | None:
 def _chat(args: argparse.Namespace) -> int:
     from bleeper.framework.runner import run
 
-    port = _client_port(args, "chat")
-    if port is None:
+    setup = _client_setup(args, "chat")
+    if setup is None:
         return 2
+    port, tls = setup
     if args.plain or not sys.stdin.isatty() or not sys.stdout.isatty():
         from bleeper.client.plain import run_plain
 
-        return run(run_plain(args.host, port, args.name, login=args.login))
+        return run(run_plain(args.host, port, args.name, login=args.login, ssl=tls))
     from bleeper.client.tui import ChatApp
 
-    app = ChatApp(args.host, port, args.name, login=args.login)
+    app = ChatApp(args.host, port, args.name, login=args.login, ssl=tls)
     app.run()
     return app.return_code or 0
 
@@ -209,10 +253,11 @@ def _send(args: argparse.Namespace) -> int:
     from bleeper.client.send import send_once
     from bleeper.framework.runner import run
 
-    port = _client_port(args, "send")
-    if port is None:
+    setup = _client_setup(args, "send")
+    if setup is None:
         return 2
-    return run(send_once(args.host, port, args.to, " ".join(args.text), args.name))
+    port, tls = setup
+    return run(send_once(args.host, port, args.to, " ".join(args.text), args.name, ssl=tls))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,6 +35,10 @@ class ServeConfig:
     uvloop: bool = True
     db: str = "data/bleeper.db"
     auth: str = "open"
+    tls_port: int = 8091
+    tls_cert: str = ""  # a PEM certificate chain: setting it turns the TLS listener on
+    tls_key: str = ""  # its private key (PEM); may be the same file as the certificate
+    plain_host: str = ""  # where the plain listener binds, when not --host (127.0.0.1 keeps it local)
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -45,6 +49,10 @@ class ServeConfig:
             raise ConfigError("send_buffer must be at least four times max_line")
         if self.auth not in ("open", "required"):
             raise ConfigError(f'auth "{self.auth}" is unknown: use "open" or "required"')
+        if not 0 <= self.tls_port <= 65535:
+            raise ConfigError(f"tls_port {self.tls_port} is out of range: use 1-65535 (or 0 for any free port)")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("TLS needs both tls_cert and tls_key (they may name the same PEM file)")
         if not self.db:
             raise ConfigError("db is empty: give a file path or a postgresql:// URL")
         if self.log_format not in ("text", "json"):

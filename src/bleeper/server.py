@@ -18,6 +18,7 @@ from bleeper.framework.runner import loop_name
 from bleeper.protocol.framing import FramingError
 from bleeper.store import Store, open_store
 from bleeper.store.adapter import StoreBackend
+from bleeper.tls import server_context
 
 log = logging.getLogger("bleeper.events")
 
@@ -27,7 +28,10 @@ class ChatServer(Server):
 
     def __init__(self, config: ServeConfig | None = None) -> None:
         self.config = config = config or ServeConfig()
-        super().__init__(config.host, config.port, max_line=config.max_line, max_send_buffer=config.send_buffer)
+        super().__init__(config.plain_host or config.host, config.port, max_line=config.max_line,
+                         max_send_buffer=config.send_buffer)  # fmt: skip
+        self.tls_context = server_context(config)  # checked now: a bad certificate stops the start
+        self.tls_addresses: list[tuple[str, int]] = []
         self.hub = Hub(
             HubLimits(
                 rate=config.rate,
@@ -95,10 +99,14 @@ class ChatServer(Server):
 
     async def on_start(self) -> None:
         _raise_file_limit()
+        if self.tls_context is not None:
+            self.tls_addresses = await self.add_listener(self.config.host, self.config.tls_port, self.tls_context)
         if self.config.ping_interval:
             self.every(min(1.0, self.config.ping_interval / 4), self.hub.keepalive)
         self.every(5.0, lambda: self._chore(self._refresh))
-        where = ", ".join(f"{host}:{port}" for host, port in self.addresses)
+        where = ", ".join(f"{host}:{port}" for host, port in self.addresses if (host, port) not in self.tls_addresses)
+        if self.tls_addresses:
+            where += ", TLS on " + ", ".join(f"{host}:{port}" for host, port in self.tls_addresses)
         loop = asyncio.get_running_loop()
         log.info(
             "start Bleeper %s listening on %s (%s; store %s; auth %s; message text %s)",

@@ -408,6 +408,10 @@ def _describe(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is the server running, and on this port?)"
+    if isinstance(exc, ssl_module.SSLCertVerificationError):
+        return f"its certificate is not trusted ({exc.verify_message}); pass --ca with the CA that signed it"
+    if isinstance(exc, ssl_module.SSLError):
+        return f"TLS failed ({exc.reason or exc}); is this the server's TLS port?"
     return str(exc) or type(exc).__name__
 
 

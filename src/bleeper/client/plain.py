@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl as ssl_module
 import sys
 from collections.abc import Callable
 
@@ -44,6 +45,7 @@ async def run_plain(
     interactive: bool | None = None,
     client: ChatClient | None = None,
     login: bool = False,
+    ssl: ssl_module.SSLContext | None = None,
 ) -> int:
     """Run the line-mode client until the user quits or input ends; returns the exit status.
 
@@ -51,7 +53,7 @@ async def run_plain(
     ``BLEEPER_PASSWORD`` when input is a pipe.
     """
     interactive = sys.stdin.isatty() if interactive is None else interactive
-    client = client or ChatClient(host, port)
+    client = client or ChatClient(host, port, ssl=ssl)
     try:
         await client.connect()
     except BleeperError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import ssl as ssl_module
 import sys
 
 from bleeper.client.errors import BleeperError, NameTaken
@@ -15,9 +16,11 @@ def default_name() -> str:
     return f"{user}-send"
 
 
-async def send_once(host: str, port: int, to: str, text: str, name: str | None = None) -> int:
+async def send_once(
+    host: str, port: int, to: str, text: str, name: str | None = None, *, ssl: ssl_module.SSLContext | None = None
+) -> int:
     """Connect, take a name, send, quit. Exit status 0 when the server accepted the message."""
-    client = ChatClient(host, port, reconnect=False)
+    client = ChatClient(host, port, reconnect=False, ssl=ssl)
     try:
         await client.connect()
         wanted = name or default_name()

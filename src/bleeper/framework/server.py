@@ -83,13 +83,22 @@ class Server(Endpoint):
             self._protocol, self.host, self.port, ssl=self.ssl, backlog=self.backlog, reuse_address=True
         )
         self._servers.append(server)
-        await self.on_start()
+        try:
+            await self.on_start()
+        except BaseException:
+            for opened in self._servers:  # a half-started server must not keep listening
+                opened.close()
+            self._servers.clear()
+            raise
 
-    async def add_listener(self, host: str, port: int, ssl: ssl_module.SSLContext | None = None) -> None:
-        """Listen on another address too (a TLS port beside the plain one, for instance)."""
+    async def add_listener(
+        self, host: str, port: int, ssl: ssl_module.SSLContext | None = None
+    ) -> list[tuple[str, int]]:
+        """Listen on another address too (a TLS port beside the plain one, for instance); returns where."""
         loop = self._loop or asyncio.get_running_loop()
         server = await loop.create_server(self._protocol, host, port, ssl=ssl, backlog=self.backlog, reuse_address=True)
         self._servers.append(server)
+        return [(str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock in server.sockets]
 
     def every(self, seconds: float, callback: Callable[[], None]) -> None:
         """Call *callback* every *seconds* until the server stops (one timer, not one per connection)."""

@@ -6,6 +6,7 @@ Everything from the wire is shown as plain text (never markup) after control cha
 
 from __future__ import annotations
 
+import ssl as ssl_module
 from zlib import crc32
 
 from rich.text import Text
@@ -138,10 +139,16 @@ class ChatApp(App[int]):
     ]
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 8090, name: str | None = None, *, login: bool = False
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8090,
+        name: str | None = None,
+        *,
+        login: bool = False,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         super().__init__()
-        self.client = ChatClient(host, port)
+        self.client = ChatClient(host, port, ssl=ssl)
         self.initial_name = name
         self.login = login
         self.current = EVERYONE
