@@ -111,12 +111,13 @@ class LineClient:
             await self.writer.wait_closed()
 
 
-async def create_accounts(where: str, *names: str) -> str:
-    """Accounts in the store at *where* (a path or URL), each with the password ``<name>-password``."""
+async def create_accounts(where: str, *names: str, admins: tuple[str, ...] = ()) -> str:
+    """Accounts in the store at *where* (a path or URL), each with the password ``<name>-password``; those
+    in *admins* are administrators."""
     store = await open_store(where)
     try:
-        for name in names:
-            await store.create_account(name_key(name), name, hash_password(f"{name}-password"), False,
+        for name in (*names, *admins):
+            await store.create_account(name_key(name), name, hash_password(f"{name}-password"), name in admins,
                                        int(time.time() * 1000))  # fmt: skip
     finally:
         await store.close()

@@ -87,6 +87,9 @@ async def test_every_helper(server: ChatServer) -> None:
     assert (await next_of(bob, Message)).group == "#ICU"  # type: ignore[attr-defined]
 
     assert await alice.who() == [Person("alice", ("#ICU",)), Person("bob", ("#ICU",))]
+    await bob.command("STATUS busy on the ward round")
+    (_, busy_bob) = await alice.who()
+    assert (busy_bob.status, busy_bob.note, busy_bob.groups) == ("busy", "on the ward round", ("#ICU",))
     assert [p.name for p in await alice.who("#icu")] == ["alice", "bob"]
     assert await alice.list_groups() == [GroupInfo("#ICU", 2)]
     assert any(line.startswith("TELL") for line in await alice.help())

@@ -165,3 +165,17 @@ def test_reply_and_event_lines() -> None:
     assert format_time(1763737925.123) == "2025-11-21T15:12:05.123Z"
     assert format_time(1763737925.9996) == "2025-11-21T15:12:05.999Z"  # never rounds into the next second
     assert event("JOIN", "#icu", "bob") == b"JOIN #icu bob\r\n"
+
+
+def test_the_protocol_document_covers_every_command_and_reply_code() -> None:
+    from pathlib import Path
+
+    from bleeper.protocol import codes
+
+    text = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
+    for spec in COMMANDS.values():
+        assert f"| `{spec.name}" in text, f"{spec.name} is missing from the command table of docs/protocol.md"
+        assert f"**{spec.name}" in text, f"{spec.name} has no paragraph in docs/protocol.md"
+    for name, value in vars(codes).items():
+        if name.isupper():
+            assert f"| {value} |" in text, f"reply code {value} ({name}) is missing from docs/protocol.md"

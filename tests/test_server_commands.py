@@ -51,6 +51,9 @@ async def test_help_lists_every_command_and_explains_one(server: ChatServer) -> 
         "LOGIN",
         "SYNC",
         "HISTORY",
+        "STATUS",
+        "KICK",
+        "ANNOUNCE",
     }
     detail = await client.command("help msg")
     assert detail.code == 214 and detail.items[0] == "TELL <to> <text>" and "also: MSG, PM" in detail.items

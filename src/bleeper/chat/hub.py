@@ -19,18 +19,29 @@ from bleeper import __version__
 from bleeper.chat.backend import Answer, Backend, Pending
 from bleeper.chat.memory import MemoryBackend
 from bleeper.chat.names import group_problem, name_key, name_problem, suggest
+from bleeper.chat.presence import Presence
 from bleeper.chat.ratelimit import ALLOWED, FLOOD, TokenBucket
-from bleeper.chat.records import Account, AuditEvent, InboxEntry, NewMessage, StorageFull, StoredMessage
+from bleeper.chat.records import (
+    Account,
+    AuditEvent,
+    InboxEntry,
+    NewMessage,
+    StorageFull,
+    StoredMessage,
+    content_hash,
+)
 from bleeper.chat.session import Peer, Session
 from bleeper.protocol import codes
 from bleeper.protocol.commands import (
     COMMANDS,
+    Announce,
     Command,
     Groups,
     GroupTarget,
     Help,
     History,
     Join,
+    Kick,
     Leave,
     Login,
     Name,
@@ -39,6 +50,7 @@ from bleeper.protocol.commands import (
     Pong,
     Quit,
     Say,
+    Status,
     Sync,
     Tell,
     Who,
@@ -108,6 +120,7 @@ class Hub:
         self._per_address: dict[str, int] = {}
         self._failures: dict[str, tuple[int, float]] = {}  # account key or address -> (failures, last)
         self._ping_counter = 0
+        self.presence = Presence()
         self._handlers: dict[type, Callable[[Session, object], Pending[object] | None]] = {
             Help: self._help,  # type: ignore[dict-item]
             Name: self._name,  # type: ignore[dict-item]
@@ -118,6 +131,9 @@ class Hub:
             Leave: self._leave,  # type: ignore[dict-item]
             Who: self._who,  # type: ignore[dict-item]
             Groups: self._groups,  # type: ignore[dict-item]
+            Status: self._status,  # type: ignore[dict-item]
+            Kick: self._kick,  # type: ignore[dict-item]
+            Announce: self._announce,  # type: ignore[dict-item]
             Sync: self._sync,  # type: ignore[dict-item]
             History: self._history,  # type: ignore[dict-item]
             Ping: self._ping,  # type: ignore[dict-item]
@@ -198,6 +214,7 @@ class Hub:
                         del self.groups[key]
             if not devices:
                 self.users.pop(session.key, None)
+                self.presence.forget(session.key)
                 self._to_everyone(event("OFFLINE", session.name or "", reason), None)
         if log.isEnabledFor(logging.INFO):
             log.info("disconnect %s: %s (%d active)", session.label, reason, len(self.sessions),
@@ -379,6 +396,7 @@ class Hub:
             if other.account is None:  # someone took the account's name without logging in
                 self.drop(other, f"the name {account.name} belongs to an account that has logged in")
         session.account = account.key
+        session.admin = account.admin
         session.held = []  # live messages wait until the inbox replay is out, so numbers arrive in order
         self._register(session, account.name, account.key)
         for group_key, group in self.groups.items():
@@ -459,6 +477,8 @@ class Hub:
                 conversation = f"@{key},{me}" if key < me else f"@{me},{key}"
                 if key == me:
                     conversation = f"@{key}"
+                if self.presence.get(key) is not None:
+                    self._tell_not_disturbed(session, key, shown or key)
                 return self._send(
                     session, f"@{shown}", conversation, command.text, targets, accounts, command.client_id
                 )
@@ -476,6 +496,8 @@ class Hub:
             shown = ", ".join(missing[:10])
             self._answer(session, reply(codes.NOT_FOUND, f"no such user: {shown}; nothing was sent (WHO lists people)"))
             return None
+        for key, shown in names.items():
+            self._tell_not_disturbed(session, key, shown)
         targets = [other for key in names for other in self.users.get(key, ()) if other is not session]
         accounts = [key for key in names if key in self.accounts and key != session.account]
         conversation = "@" + ",".join(sorted({*names, session.key or ""}))
@@ -705,16 +727,60 @@ class Hub:
         self._answer(session, multiline(codes.WHO_LIST, names, f"{len(names)} in {group.name}"))
 
     def _who_item(self, other: Session) -> str:
-        if not other.groups:
-            return other.name or ""
-        names = sorted(self.groups[key].name for key in other.groups if key in self.groups)
-        return f"{other.name} groups={','.join(names)}"
+        item = other.name or ""
+        if other.groups:
+            names = sorted(self.groups[key].name for key in other.groups if key in self.groups)
+            item += f" groups={','.join(names)}"
+        status = self.presence.get(other.key or "")
+        if status is not None:
+            item += f" status={status.state}" + (f" note={status.note}" if status.note else "")
+        return item
 
     def _groups(self, session: Session, command: Groups) -> None:
         groups = sorted(self.groups.items())
         items = [f"{group.name} members={len({m.key for m in group.members})}" for _, group in groups]
         noun = "group" if len(items) == 1 else "groups"
         self._answer(session, multiline(codes.GROUP_LIST, items, f"{len(items)} {noun}"))
+
+    # -- presence and administration --------------------------------------------------------------------
+
+    def _status(self, session: Session, command: Status) -> None:
+        status = self.presence.set(session.key or "", command.state, command.note)
+        note = f" ({status.note})" if status.note else ""
+        dnd = "; private messages still arrive, and senders are told once" if status.state == "dnd" else ""
+        self._answer(session, reply(codes.STATUS_SET, f"{status.state}{note}{dnd}"))
+
+    def _tell_not_disturbed(self, sender: Session, key: str, shown: str) -> None:
+        """Do-not-disturb answers each private sender once with the note; the message is delivered anyway."""
+        status = self.presence.do_not_disturb(key, sender.key or "")
+        if status is not None:
+            self._answer(sender, event("STATUS", shown, status.state, *([status.note] if status.note else [])))
+
+    def _kick(self, session: Session, command: Kick) -> None:
+        if not session.admin:
+            self._answer(session, reply(codes.FORBIDDEN, "KICK is for administrators (accounts added with --admin)"))
+            return
+        key = name_key(command.name)
+        devices = list(self.users.get(key, ()))
+        if not devices:
+            self._answer(session, reply(codes.NOT_FOUND, f"{command.name} is not online; WHO lists who is"))
+            return
+        reason = f"kicked by {session.name}" + (f": {command.reason}" if command.reason else "")
+        for other in devices:
+            self.drop(other, reason)
+        self.audit("admin", session.account or "", key, action="kick", reason=command.reason, connections=len(devices))
+        self._answer(session, reply(codes.OK, f"disconnected {command.name} ({len(devices)} connection(s))"))
+
+    def _announce(self, session: Session, command: Announce) -> None:
+        if not session.admin:
+            self._answer(
+                session, reply(codes.FORBIDDEN, "ANNOUNCE is for administrators (accounts added with --admin)")
+            )
+            return
+        reached = self._to_everyone(event("ANNOUNCE", session.name or "", command.text), session)
+        self.audit("admin", session.account or "", "*", action="announce", sha256=content_hash(command.text),
+                   reached=reached)  # fmt: skip
+        self._answer(session, reply(codes.OK, f"announced to {reached} connection(s)"))
 
     # -- the rest ---------------------------------------------------------------------------------------
 

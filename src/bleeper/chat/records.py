@@ -7,6 +7,7 @@ values all the same."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 
@@ -77,3 +78,8 @@ def stored_from(message: NewMessage, msg_id: int, seqs: tuple[tuple[str, int], .
 class InboxEntry:
     seq: int
     message: StoredMessage
+
+
+def content_hash(text: str) -> str:
+    """What an audit entry keeps of a text: enough to prove what was said, nothing to read."""
+    return hashlib.sha256(text.encode()).hexdigest()

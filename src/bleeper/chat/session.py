@@ -22,6 +22,7 @@ class Session:
     __slots__ = (
         "account",
         "address",
+        "admin",
         "bucket",
         "closing",
         "groups",
@@ -51,6 +52,7 @@ class Session:
         self.last_active = now
         self.ping_sent: float | None = None
         self.account: str | None = None  # the account key once logged in
+        self.admin = False  # logged in to an administrator's account
         self.seq = 0  # messages delivered to this connection (anonymous sessions number their own)
         self.held: list[tuple[int, bytes]] | None = None  # live messages waiting while LOGIN replays the inbox
         # Replies waiting for storage, in command order: [ready, bytes]. Empty when nothing is in flight.

@@ -41,6 +41,15 @@ class Person:
     groups: tuple[str, ...] = ()
     extra: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def status(self) -> str:
+        """available, busy, away or dnd (STATUS)."""
+        return dict(self.extra).get("status", "available")
+
+    @property
+    def note(self) -> str:
+        return dict(self.extra).get("note", "")
+
 
 @dataclass(frozen=True, slots=True)
 class GroupInfo:

@@ -391,16 +391,17 @@ def _sent(reply: Reply) -> Sent:
 
 
 def _person(item: str) -> Person:
+    item, _, note = item.partition(" note=")  # the note is last and may hold spaces
     name, *pairs = item.split(" ")
     groups: tuple[str, ...] = ()
-    extra = []
+    extra = [("note", note)] if note else []
     for pair in pairs:
         key, _, value = pair.partition("=")
         if key == "groups":
             groups = tuple(value.split(","))
         else:
             extra.append((key, value))
-    return Person(name, groups, tuple(extra))
+    return Person(name, groups, tuple(sorted(extra)))
 
 
 def _describe(exc: BaseException) -> str:

@@ -107,9 +107,45 @@ class History:
     count: int = 20
 
 
-Command = Help | Name | Say | Tell | Join | Leave | Who | Groups | Ping | Pong | Quit | Login | Sync | History
+@dataclass(frozen=True, slots=True)
+class Status:
+    state: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Kick:
+    name: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    text: str
+
+
+Command = (
+    Help
+    | Name
+    | Say
+    | Tell
+    | Join
+    | Leave
+    | Who
+    | Groups
+    | Ping
+    | Pong
+    | Quit
+    | Login
+    | Sync
+    | History
+    | Status
+    | Kick
+    | Announce
+)
 
 MAX_HISTORY = 500
+STATUS_STATES = ("available", "busy", "away", "dnd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +201,16 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec(
             "HISTORY", (), "HISTORY <#group|name> [count]", "recent messages of a conversation", True, "216 403 404"
         ),
+        CommandSpec(
+            "STATUS",
+            ("AWAY",),
+            "STATUS available|busy|away|dnd [note]",
+            "tell others whether you can be reached (shown in WHO)",
+            True,
+            "205 400",
+        ),
+        CommandSpec("KICK", (), "KICK <name> [reason]", "disconnect someone (administrators)", True, "200 403 404"),
+        CommandSpec("ANNOUNCE", (), "ANNOUNCE <text>", "tell everyone online (administrators)", True, "200 403"),
     )
 }
 
@@ -266,4 +312,14 @@ def _parse(line: str) -> Command | ParseError:
         if isinstance(target, UserTarget) and not target.names:
             return _usage(COMMANDS["HISTORY"])
         return History(target, count)
+    if canonical == "STATUS":
+        state, _, note = rest.partition(" ")
+        if state.lower() not in STATUS_STATES:
+            return _usage(COMMANDS["STATUS"])
+        return Status(state.lower(), note.strip())
+    if canonical == "KICK":
+        name, _, reason = rest.partition(" ")
+        return Kick(name, reason.strip()) if name else _usage(COMMANDS["KICK"])
+    if canonical == "ANNOUNCE":
+        return Announce(rest) if rest else _usage(COMMANDS["ANNOUNCE"])
     return Quit(rest)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from bleeper.chat.records import AuditEvent
+from bleeper.chat.records import AuditEvent, content_hash
 
 GENESIS = "0" * 64  # the "previous hash" of the first entry
 
@@ -69,11 +69,6 @@ def entry_hash(entry_id: int, at_ms: int, kind: str, actor: str, subject: str, d
     previous hash last. No field holds a newline: names cannot, and the detail is JSON."""
     fields = f"{entry_id}\n{at_ms}\n{kind}\n{actor}\n{subject}\n{detail}\n{prev_hash}"
     return hashlib.sha256(fields.encode()).hexdigest()
-
-
-def content_hash(text: str) -> str:
-    """What the log keeps of a message's text: enough to prove what was said, nothing to read."""
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def chain(last_id: int, last_hash: str, records: Sequence[Record]) -> list[AuditEntry]:
@@ -162,3 +157,6 @@ def entries_from_rows(rows: Iterable[Sequence[object]]) -> Iterator[AuditEntry]:
         entry_id, at_ms, kind, actor, subject, detail, prev_hash, digest = row
         yield AuditEntry(int(entry_id), int(at_ms), str(kind), str(actor), str(subject), str(detail),  # type: ignore[call-overload]
                          str(prev_hash), str(digest))  # fmt: skip
+
+
+__all__ = ["GENESIS", "AuditEntry", "ChainCheck", "Verdict", "chain", "content_hash", "record", "verify"]
