@@ -52,6 +52,9 @@ async def test_help_lists_every_command_and_explains_one(server: ChatServer) -> 
         "SYNC",
         "HISTORY",
         "STATUS",
+        "URGENT",
+        "ACK",
+        "BACKUP",
         "KICK",
         "ANNOUNCE",
     }

@@ -90,6 +90,19 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         choices=["open", "required"],
         help="open: anyone may take a free name (account names need LOGIN); required: LOGIN first [default: open]",
     )
+    p.add_argument(
+        "--urgent-interval",
+        type=float,
+        metavar="SECONDS",
+        help=f"time between alerts for an unacknowledged URGENT message [default: {d.urgent_interval:g}]",
+    )
+    p.add_argument(
+        "--urgent-attempts",
+        type=int,
+        metavar="N",
+        help=f"alerts (the delivery included) before it escalates to the recipient's BACKUP "
+        f"[default: {d.urgent_attempts}]",
+    )
     p.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain: turns on a TLS listener on --tls-port")
     p.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert (may be the same file)")
     p.add_argument("--tls-port", type=int, metavar="PORT", help=f"TLS listener's port [default: {d.tls_port}]")

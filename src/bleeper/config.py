@@ -35,6 +35,8 @@ class ServeConfig:
     uvloop: bool = True
     db: str = "data/bleeper.db"
     auth: str = "open"
+    urgent_interval: float = 120.0
+    urgent_attempts: int = 3
     tls_port: int = 8091
     tls_cert: str = ""  # a PEM certificate chain: setting it turns the TLS listener on
     tls_key: str = ""  # its private key (PEM); may be the same file as the certificate
@@ -53,6 +55,8 @@ class ServeConfig:
             raise ConfigError(f"tls_port {self.tls_port} is out of range: use 1-65535 (or 0 for any free port)")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("TLS needs both tls_cert and tls_key (they may name the same PEM file)")
+        if self.urgent_interval <= 0 or self.urgent_attempts < 1:
+            raise ConfigError("urgent_interval must be above 0 seconds and urgent_attempts at least 1")
         if not self.db:
             raise ConfigError("db is empty: give a file path or a postgresql:// URL")
         if self.log_format not in ("text", "json"):

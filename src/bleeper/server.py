@@ -42,6 +42,8 @@ class ChatServer(Server):
                 ping_timeout=config.ping_timeout,
                 log_messages=config.log_messages,
                 auth=config.auth,
+                urgent_interval=config.urgent_interval,
+                urgent_attempts=config.urgent_attempts,
             ),
             server_name=config.server_name,
         )
@@ -104,6 +106,7 @@ class ChatServer(Server):
         if self.config.ping_interval:
             self.every(min(1.0, self.config.ping_interval / 4), self.hub.keepalive)
         self.every(5.0, lambda: self._chore(self._refresh))
+        self.every(min(1.0, self.config.urgent_interval / 4), self.hub.alert_urgent)
         where = ", ".join(f"{host}:{port}" for host, port in self.addresses if (host, port) not in self.tls_addresses)
         if self.tls_addresses:
             where += ", TLS on " + ", ".join(f"{host}:{port}" for host, port in self.tls_addresses)

@@ -31,10 +31,13 @@ from bleeper.chat.records import (
     content_hash,
 )
 from bleeper.chat.session import Peer, Session
+from bleeper.chat.urgent import NotWaiting, Urgent, UrgentDesk
 from bleeper.protocol import codes
 from bleeper.protocol.commands import (
     COMMANDS,
+    Ack,
     Announce,
+    Backup,
     Command,
     Groups,
     GroupTarget,
@@ -58,7 +61,16 @@ from bleeper.protocol.commands import (
     resolve,
 )
 from bleeper.protocol.framing import FramingError, LineTooLong
-from bleeper.protocol.wire import event, format_ms, format_time, message_head, message_tail, multiline, reply
+from bleeper.protocol.wire import (
+    event,
+    format_ms,
+    format_time,
+    message_head,
+    message_tail,
+    multiline,
+    reply,
+    urgent_head,
+)
 
 log = logging.getLogger("bleeper.events")
 T = TypeVar("T")
@@ -83,6 +95,8 @@ class HubLimits:
     auth: str = "open"  # "open": anyone may take a free name; "required": LOGIN first
     login_failures: int = 5  # failed logins before an account or address must wait
     login_lockout: float = 60.0  # seconds to wait after too many failures
+    urgent_interval: float = 120.0  # seconds between alerts for an unacknowledged urgent message
+    urgent_attempts: int = 3  # alerts (the delivery included) before it escalates
 
 
 class Group:
@@ -121,6 +135,8 @@ class Hub:
         self._failures: dict[str, tuple[int, float]] = {}  # account key or address -> (failures, last)
         self._ping_counter = 0
         self.presence = Presence()
+        self.urgent = UrgentDesk(self.limits.urgent_interval, self.limits.urgent_attempts)
+        self.backups: dict[str, str] = {}  # person's name key -> their backup's, for escalation
         self._handlers: dict[type, Callable[[Session, object], Pending[object] | None]] = {
             Help: self._help,  # type: ignore[dict-item]
             Name: self._name,  # type: ignore[dict-item]
@@ -134,6 +150,8 @@ class Hub:
             Status: self._status,  # type: ignore[dict-item]
             Kick: self._kick,  # type: ignore[dict-item]
             Announce: self._announce,  # type: ignore[dict-item]
+            Ack: self._ack,  # type: ignore[dict-item]
+            Backup: self._backup,  # type: ignore[dict-item]
             Sync: self._sync,  # type: ignore[dict-item]
             History: self._history,  # type: ignore[dict-item]
             Ping: self._ping,  # type: ignore[dict-item]
@@ -415,9 +433,9 @@ class Hub:
 
             def counted(last: Pending[int]) -> None:
                 held, session.held = session.held or [], None
-                for seq, tail in held:
+                for seq, head, tail in held:
                     if seq > upto:
-                        self._answer(session, message_head(seq))
+                        self._answer(session, head)
                         self._answer(session, tail)
                 more = max(0, (_result(last) or 0) - upto)
                 hint = f" (SYNC {upto} for the rest)" if more else ""
@@ -438,7 +456,7 @@ class Hub:
         for entry in entries:
             message = entry.message
             tail = message_tail(message.id, format_ms(message.created_ms), message.sender, message.to, message.text)
-            self._answer(session, message_head(entry.seq))
+            self._answer(session, urgent_head(entry.seq) if message.urgent else message_head(entry.seq))
             self._answer(session, tail)
             upto = entry.seq
             size += len(tail)
@@ -465,7 +483,11 @@ class Hub:
             targets = [other for other in group.members if other is not session]
             accounts = sorted(group.accounts - {session.account} if session.account else group.accounts)
             conversation = "#" + name_key(group.name[1:])
-            return self._send(session, group.name, conversation, command.text, targets, accounts, command.client_id)
+            waiting = None
+            if command.urgent:
+                waiting = sorted((group.accounts | {m.key for m in group.members if m.key}) - {session.key})
+            return self._send(session, group.name, conversation, command.text, targets, accounts, command.client_id,
+                              waiting)  # fmt: skip
         if len(target.names) == 1:  # the common case: one person
             key = name_key(target.names[0])
             devices = self.users.get(key)
@@ -479,9 +501,8 @@ class Hub:
                     conversation = f"@{key}"
                 if self.presence.get(key) is not None:
                     self._tell_not_disturbed(session, key, shown or key)
-                return self._send(
-                    session, f"@{shown}", conversation, command.text, targets, accounts, command.client_id
-                )
+                return self._send(session, f"@{shown}", conversation, command.text, targets, accounts,
+                                  command.client_id, [key] if command.urgent else None)  # fmt: skip
         names: dict[str, str] = {}  # key -> display name
         missing: list[str] = []
         for name in target.names:
@@ -502,7 +523,8 @@ class Hub:
         accounts = [key for key in names if key in self.accounts and key != session.account]
         conversation = "@" + ",".join(sorted({*names, session.key or ""}))
         to = "@" + ",".join(names.values())
-        return self._send(session, to, conversation, command.text, targets, accounts, command.client_id)
+        waiting = [key for key in names if key != session.key] if command.urgent else None
+        return self._send(session, to, conversation, command.text, targets, accounts, command.client_id, waiting)
 
     def _send(
         self,
@@ -513,15 +535,17 @@ class Hub:
         targets: list[Session],
         accounts: list[str],
         client_id: str | None,
+        waiting: list[str] | None = None,
     ) -> Pending[object] | None:
         """Store, then deliver and acknowledge: nobody sees a message that could still be lost.
 
         A client id counts only for accounts: an anonymous name is not the same sender after a reconnect.
+        *waiting* (name keys) makes the message urgent: any one of them must acknowledge it.
         """
         created_ms = int(self._clock() * 1000)
         client_id = client_id if session.account is not None else None
         new = NewMessage(session.name or "", session.account, to, conversation, text, created_ms, tuple(accounts),
-                         client_id)  # fmt: skip
+                         client_id, waiting is not None)  # fmt: skip
         pending = self.backend.store(new)
         slot: list[Any] | None = None
         if not pending.done():
@@ -551,6 +575,11 @@ class Hub:
             if not message.duplicate:
                 reached = self._deliver(message, stamp, targets)
             note = "; already sent (same ID), not sent again" if message.duplicate else ""
+            if waiting is not None and not message.duplicate:
+                self.urgent.add(message.id, session.key or "", session.name or "", to, text, waiting,
+                                self._monotonic())  # fmt: skip
+                every = f"{self.limits.urgent_interval:g}"
+                note += f"; urgent: alerts every {every} s until acknowledged, then escalates"
             answer(reply(codes.MESSAGE_ACCEPTED, f"{message.id} {stamp} reached {reached}{note}"))
 
         pending.add_done_callback(stored)
@@ -580,7 +609,7 @@ class Hub:
         """The hot loop: one shared tail, a cached per-recipient head, two appends per recipient."""
         tail = message_tail(message.id, stamp, message.sender, message.to, message.text)
         seqs = dict(message.seqs) if message.seqs else None
-        head = message_head
+        head = urgent_head if message.urgent else message_head
         reached = 0
         delivered: dict[str, int] = {}
         for other in targets:
@@ -590,7 +619,7 @@ class Hub:
             if seqs is not None and account is not None and account in seqs:
                 seq = seqs[account]
                 if other.held is not None:
-                    other.held.append((seq, tail))
+                    other.held.append((seq, head(seq), tail))
                     continue
                 delivered[account] = seq
             else:
@@ -741,6 +770,100 @@ class Hub:
         items = [f"{group.name} members={len({m.key for m in group.members})}" for _, group in groups]
         noun = "group" if len(items) == 1 else "groups"
         self._answer(session, multiline(codes.GROUP_LIST, items, f"{len(items)} {noun}"))
+
+    # -- urgent messages --------------------------------------------------------------------------------
+
+    def _shown(self, key: str) -> str:
+        devices = self.users.get(key)
+        return (devices[0].name if devices else None) or self.accounts.get(key, key)
+
+    def _to_person(self, key: str, data: bytes, but: Session | None = None) -> None:
+        for other in self.users.get(key, ()):
+            if other is not but:
+                other.send(data)
+
+    def _ack(self, session: Session, command: Ack) -> None:
+        key = session.key or ""
+        now = self._monotonic()
+        try:
+            urgent = self.urgent.ack(command.message_id, key, now)
+        except KeyError:
+            self._answer(session, reply(codes.NOT_FOUND, f"no urgent message {command.message_id} is waiting; "
+                                        "ACK takes the <id> of URGENT <seq> <id> ..."))  # fmt: skip
+            return
+        except NotWaiting:
+            self._answer(session, reply(codes.FORBIDDEN, f"urgent message {command.message_id} was not sent to you"))
+            return
+        by = self._shown(urgent.acked_by or key)
+        if urgent.acked_by != key or urgent.acked_at != now:
+            self._answer(session, reply(codes.ACKNOWLEDGED, f"{urgent.id} already acknowledged by {by}"))
+            return
+        done = event("ACKED", str(urgent.id), by)
+        for other in {urgent.sender_key, *urgent.waiting}:
+            self._to_person(other, done, but=session)
+        self.audit("ack", session.account or f"guest:{session.name}", str(urgent.id), alerts=urgent.alerts,
+                   escalated=",".join(urgent.escalated))  # fmt: skip
+        self._answer(session, reply(codes.ACKNOWLEDGED, f"{urgent.id} acknowledged; {urgent.sender} is told"))
+
+    def _backup(self, session: Session, command: Backup) -> None:
+        key = session.key or ""
+        if command.name is None:
+            current = self.backups.get(key)
+            shown = f"your backup is {self._shown(current)}" if current else "you have no backup: BACKUP <name>"
+            self._answer(session, reply(codes.BACKUP_SET, shown))
+            return
+        if command.name.lower() == "none":
+            self.backups.pop(key, None)
+            self._answer(session, reply(codes.BACKUP_SET, "no backup: urgent messages to you keep alerting you"))
+            return
+        backup = name_key(command.name)
+        if backup not in self.users and backup not in self.accounts:
+            self._answer(session, reply(codes.NOT_FOUND, f"no such user: {command.name} (WHO lists people)"))
+            return
+        self.backups[key] = backup
+        self.audit("backup", session.account or f"guest:{session.name}", key, backup=backup)
+        self._answer(session, reply(codes.BACKUP_SET, f"your backup is {self._shown(backup)}: they get urgent "
+                                    f"messages you have not acknowledged after {self.limits.urgent_attempts} alerts"))  # fmt: skip
+
+    def alert_urgent(self) -> None:
+        """Called every second or so: alert again, or escalate, what nobody has acknowledged in time."""
+        for urgent, action in self.urgent.due(self._monotonic()):
+            if action == "alert":
+                for key in urgent.waiting:  # lock-screen safe: who and how many, never the text
+                    self._to_person(key, event("ALERT", str(urgent.id), urgent.sender,
+                                               str(self.urgent.waiting_for(key))))  # fmt: skip
+                names = ",".join(self._shown(key) for key in urgent.waiting)
+                self._to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), "alerted",
+                                                         f"{urgent.alerts}/{self.urgent.attempts}", names))  # fmt: skip
+            else:
+                self._escalate(urgent)
+
+    def _escalate(self, urgent: Urgent) -> None:
+        """Send the message on to the backups of those who have not answered; with none, keep alerting."""
+        targets = {self.backups[key]: key for key in urgent.waiting if key in self.backups}
+        targets = {backup: of for backup, of in targets.items() if backup not in urgent.waiting}
+        if not targets:
+            names = ",".join(self._shown(key) for key in urgent.waiting)
+            self._to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), "no-backup", names))
+            return
+        for backup, of in targets.items():
+            shown, of_shown = self._shown(backup), self._shown(of)
+            new = NewMessage(urgent.sender, urgent.sender_key or None, f"@{shown}", f"@{backup}", urgent.text,
+                             int(self._clock() * 1000), (backup,) if backup in self.accounts else (), None, True)  # fmt: skip
+
+            def stored(result: Pending[StoredMessage], backup: str = backup, shown: str = shown, of: str = of,
+                       of_shown: str = of_shown) -> None:  # fmt: skip
+                message = _result(result)
+                if message is None:
+                    return  # logged by the store; the next round tries again
+                self.urgent.escalated(urgent, backup, message.id)
+                self._deliver(message, format_ms(message.created_ms), list(self.users.get(backup, ())))
+                self._to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), "escalated", shown,
+                                                         "backup-of", of_shown))  # fmt: skip
+                self.audit("escalation", urgent.sender_key, str(urgent.id), to=backup, backup_of=of,
+                           message=message.id)  # fmt: skip
+
+            self.backend.store(new).add_done_callback(stored)
 
     # -- presence and administration --------------------------------------------------------------------
 
@@ -900,6 +1023,8 @@ _NAMES: dict[type, str] = {}
 def _canonical(command: Command) -> str:
     """SAY, TELL, ...: looked up, not computed, since every line needs it."""
     kind = type(command)
+    if kind is Tell and command.urgent:  # type: ignore[union-attr]
+        return "URGENT"
     name = _NAMES.get(kind)
     if name is None:
         name = _NAMES[kind] = kind.__name__.upper()

@@ -41,6 +41,7 @@ class NewMessage:
     created_ms: int
     recipients: tuple[str, ...] = ()
     client_id: str | None = None
+    urgent: bool = False  # must be acknowledged (ACK); alerts again until it is
 
 
 @dataclass(slots=True)
@@ -54,6 +55,7 @@ class StoredMessage:
     client_id: str | None = None
     duplicate: bool = False  # the client_id was seen before: this is the earlier message
     seqs: tuple[tuple[str, int], ...] = ()  # (account key, inbox sequence number) for each recipient
+    urgent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,7 @@ class AuditEvent:
 def stored_from(message: NewMessage, msg_id: int, seqs: tuple[tuple[str, int], ...]) -> StoredMessage:
     """What a backend returns for a message it has just stored."""
     return StoredMessage(msg_id, message.sender, message.to, message.conversation, message.text, message.created_ms,
-                         message.client_id, False, seqs)  # fmt: skip
+                         message.client_id, False, seqs, message.urgent)  # fmt: skip
 
 
 @dataclass(slots=True)

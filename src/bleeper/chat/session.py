@@ -54,7 +54,7 @@ class Session:
         self.account: str | None = None  # the account key once logged in
         self.admin = False  # logged in to an administrator's account
         self.seq = 0  # messages delivered to this connection (anonymous sessions number their own)
-        self.held: list[tuple[int, bytes]] | None = None  # live messages waiting while LOGIN replays the inbox
+        self.held: list[tuple[int, bytes, bytes]] | None = None  # (seq, head, tail) held while LOGIN replays
         # Replies waiting for storage, in command order: [ready, bytes]. Empty when nothing is in flight.
         self.slots: list[list[Any]] = []  # a list, not a deque: 56 bytes idle, and never more than 64 long
         self.when_drained: Callable[[], None] | None = None

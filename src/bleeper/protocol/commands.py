@@ -53,6 +53,7 @@ class Tell:
     target: Target
     text: str
     client_id: str | None = None
+    urgent: bool = False  # URGENT: must be acknowledged, alerts again until it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,16 @@ class Announce:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class Ack:
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Backup:
+    name: str | None = None  # None: show it; "none": clear it
+
+
 Command = (
     Help
     | Name
@@ -142,6 +153,8 @@ Command = (
     | Status
     | Kick
     | Announce
+    | Ack
+    | Backup
 )
 
 MAX_HISTORY = 500
@@ -209,6 +222,23 @@ COMMANDS: dict[str, CommandSpec] = {
             True,
             "205 400",
         ),
+        CommandSpec(
+            "URGENT",
+            ("PAGE", "BLEEP"),
+            "URGENT <to> <text>",
+            "send a message that alerts until someone acknowledges it (ACK), then escalates",
+            True,
+            "250 400 404",
+        ),
+        CommandSpec("ACK", ("ACKNOWLEDGE",), "ACK <id>", "acknowledge an urgent message", True, "206 403 404"),
+        CommandSpec(
+            "BACKUP",
+            (),
+            "BACKUP [name|none]",
+            "who gets your unacknowledged urgent messages (shows it without a name)",
+            True,
+            "207 404",
+        ),
         CommandSpec("KICK", (), "KICK <name> [reason]", "disconnect someone (administrators)", True, "200 403 404"),
         CommandSpec("ANNOUNCE", (), "ANNOUNCE <text>", "tell everyone online (administrators)", True, "200 403"),
     )
@@ -239,7 +269,7 @@ def parse_target(word: str) -> Target:
 
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-ID_USAGE = "usage: ID <client-id> SAY|TELL ... (client-id: 1-64 letters, digits, _ . : -)"
+ID_USAGE = "usage: ID <client-id> SAY|TELL|URGENT ... (client-id: 1-64 letters, digits, _ . : -)"
 
 
 def parse_command(line: str) -> Command | ParseError:
@@ -269,15 +299,18 @@ def _parse(line: str) -> Command | ParseError:
     rest = rest.strip()
     if canonical == "SAY":
         return Say(rest) if rest else _usage(COMMANDS["SAY"])
-    if canonical == "TELL":
+    if canonical == "TELL" or canonical == "URGENT":
         to, _, text = rest.partition(" ")
         text = text.strip()
         if not to or not text:
-            return _usage(COMMANDS["TELL"])
+            return _usage(COMMANDS[canonical])
         target = parse_target(to)
         if isinstance(target, UserTarget) and not target.names:
-            return _usage(COMMANDS["TELL"])
-        return Tell(target, text)
+            return _usage(COMMANDS[canonical])
+        return Tell(target, text, urgent=canonical == "URGENT")
+    if canonical == "ACK":
+        number = rest.removeprefix("#")
+        return Ack(int(number)) if number.isdigit() and len(number) <= 18 else _usage(COMMANDS["ACK"])
     args = rest.split()
     if canonical == "NAME":
         return Name(args[0]) if len(args) == 1 else _usage(COMMANDS["NAME"])
@@ -322,4 +355,8 @@ def _parse(line: str) -> Command | ParseError:
         return Kick(name, reason.strip()) if name else _usage(COMMANDS["KICK"])
     if canonical == "ANNOUNCE":
         return Announce(rest) if rest else _usage(COMMANDS["ANNOUNCE"])
+    if canonical == "BACKUP":
+        if len(args) > 1:
+            return _usage(COMMANDS["BACKUP"])
+        return Backup(args[0] if args else None)
     return Quit(rest)

@@ -67,6 +67,7 @@ class Message:
     sender: str
     to: str
     text: str
+    urgent: bool = False  # an URGENT line: ACK <id> stops its alerts
 
     @property
     def is_broadcast(self) -> bool:
@@ -87,9 +88,10 @@ class ProtocolViolation(ValueError):
 
 def parse_message(line: str) -> Message:
     parts = line.split(" ", 6)
-    if len(parts) < 6 or parts[0] != "MSG" or not parts[1].isdigit() or not parts[2].isdigit():
+    if len(parts) < 6 or parts[0] not in ("MSG", "URGENT") or not parts[1].isdigit() or not parts[2].isdigit():
         raise ProtocolViolation(f"not a MSG event: {line[:80]!r}")
-    return Message(int(parts[1]), int(parts[2]), parts[3], parts[4], parts[5], parts[6] if len(parts) > 6 else "")
+    return Message(int(parts[1]), int(parts[2]), parts[3], parts[4], parts[5], parts[6] if len(parts) > 6 else "",
+                   parts[0] == "URGENT")  # fmt: skip
 
 
 class ReplyAssembler:
@@ -116,7 +118,7 @@ class ReplyAssembler:
             return Reply(int(head), "", items)
         if not line or line[0].isdigit():
             raise ProtocolViolation(f"malformed server line: {line[:80]!r}")
-        if line.startswith("MSG "):
+        if line.startswith(("MSG ", "URGENT ")):
             return parse_message(line)
         kind, *args = line.split(" ")
         return Event(kind, tuple(args))

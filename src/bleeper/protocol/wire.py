@@ -64,6 +64,11 @@ def message_head(seq: int) -> bytes:
     return b"MSG %d" % seq
 
 
+def urgent_head(seq: int) -> bytes:
+    """``URGENT <seq>``: an urgent message has the same fields as ``MSG`` after its first word."""
+    return b"URGENT %d" % seq
+
+
 def message_event(seq: int, msg_id: int, time: str, sender: str, to: str, text: str) -> bytes:
     """A whole ``MSG`` line for one recipient."""
     return message_head(seq) + message_tail(msg_id, time, sender, to, text)

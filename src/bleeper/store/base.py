@@ -12,7 +12,7 @@ from bleeper.store.model import Account, AuditEvent, InboxEntry, NewMessage, Sto
 SELECT_ACCOUNT = "SELECT key, name, password_hash, admin, created_ms, delivered_seq FROM accounts"
 AUDIT_HEAD = "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1"
 SELECT_AUDIT = "SELECT id, at_ms, kind, actor, subject, detail, prev_hash, hash FROM audit"
-SELECT_MESSAGE = "SELECT id, sender, recipient, conversation, body, created_ms, client_id FROM messages"
+SELECT_MESSAGE = "SELECT id, sender, recipient, conversation, body, created_ms, client_id, urgent FROM messages"
 # The latest messages of a conversation, newest first: follow previous_id from the conversation's newest
 # message (see store/batch.py for why there is no index to scan instead).
 HISTORY = (
@@ -20,7 +20,7 @@ HISTORY = (
     " SELECT last_id, 1 FROM conversations WHERE key = ?"
     " UNION ALL SELECT m.previous_id, chain.depth + 1 FROM messages m JOIN chain ON m.id = chain.id"
     " WHERE m.previous_id IS NOT NULL AND chain.depth < ?)"
-    " SELECT m.id, m.sender, m.recipient, m.conversation, m.body, m.created_ms, m.client_id"
+    " SELECT m.id, m.sender, m.recipient, m.conversation, m.body, m.created_ms, m.client_id, m.urgent"
     " FROM messages m JOIN chain ON m.id = chain.id ORDER BY m.id DESC"
 )
 
@@ -111,7 +111,7 @@ class Store(ABC):
 
 
 def message_from_row(row: Sequence[object], duplicate: bool = False) -> StoredMessage:
-    msg_id, sender, to, conversation, body, created_ms, client_id = row
+    msg_id, sender, to, conversation, body, created_ms, client_id, urgent = row
     return StoredMessage(
         int(msg_id),  # type: ignore[call-overload]
         str(sender),
@@ -121,6 +121,7 @@ def message_from_row(row: Sequence[object], duplicate: bool = False) -> StoredMe
         int(created_ms),  # type: ignore[call-overload]
         None if client_id is None else str(client_id),
         duplicate,
+        urgent=bool(urgent),
     )
 
 

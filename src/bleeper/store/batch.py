@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 from bleeper.chat.records import AuditEvent, NewMessage, StoredMessage, stored_from
 from bleeper.store.audit import AuditEntry, chain, message_record, record
 
-MESSAGE_COLUMNS = "id, client_id, sender, sender_key, recipient, conversation, body, created_ms, previous_id"
+MESSAGE_COLUMNS = "id, client_id, sender, sender_key, recipient, conversation, body, created_ms, previous_id, urgent"
 AUDIT_COLUMNS = "id, at_ms, kind, actor, subject, detail, prev_hash, hash"
-MessageRow = tuple[int, str | None, str, str | None, str, str, str, int, int | None]
+MessageRow = tuple[int, str | None, str, str | None, str, str, str, int, int | None, bool]
 
 
 class Batch:
@@ -75,7 +75,7 @@ class Batch:
             previous = self._last_ids.get(m.conversation)
             self._last_ids[m.conversation] = msg_id
             rows.append((msg_id, m.client_id, m.sender, m.sender_key, m.to, m.conversation, m.text, m.created_ms,
-                         previous))  # fmt: skip
+                         previous, m.urgent))  # fmt: skip
         return rows
 
     def conversation_rows(self) -> list[tuple[str, int]]:

@@ -163,8 +163,8 @@ class PostgresStore(Store):
                 )
                 await conn.execute(
                     f"INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[],"
-                    " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[])",
-                    *_columns(batch.message_rows(ids, last_ids), 9),
+                    " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::boolean[])",
+                    *_columns(batch.message_rows(ids, last_ids), 10),
                 )
                 await conn.execute(
                     "INSERT INTO conversations (key, last_id) SELECT * FROM unnest($1::text[], $2::bigint[])"
@@ -221,7 +221,7 @@ class PostgresStore(Store):
 
     async def inbox(self, account_key: str, after_seq: int, limit: int = 1000) -> list[InboxEntry]:
         rows = await self._fetch(
-            "SELECT i.seq, m.id, m.sender, m.recipient, m.conversation, m.body, m.created_ms, m.client_id"
+            "SELECT i.seq, m.id, m.sender, m.recipient, m.conversation, m.body, m.created_ms, m.client_id, m.urgent"
             " FROM inbox i JOIN messages m ON m.id = i.message_id"
             " WHERE i.account_key = ? AND i.seq > ? ORDER BY i.seq LIMIT ?",
             account_key, after_seq, limit,

@@ -37,6 +37,9 @@ MIGRATIONS: list[list[str]] = [
         " subject TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)",
         "CREATE INDEX audit_time ON audit (at_ms)",
     ],
+    [  # 5: urgent messages (URGENT): they alert until acknowledged, and replay as URGENT
+        "ALTER TABLE messages ADD COLUMN urgent {bool} NOT NULL DEFAULT FALSE",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

@@ -189,7 +189,7 @@ class SqliteStore(Store):
                 # AUTOINCREMENT never reuses an id; with one writer the next ones are ours to hand out.
                 ids = range(newest + 1, newest + 1 + len(batch.fresh))
                 rows = batch.message_rows(ids, json.loads(last_ids_json))
-                _insert_rows(db, f"INSERT INTO messages ({MESSAGE_COLUMNS})", 9, rows)
+                _insert_rows(db, f"INSERT INTO messages ({MESSAGE_COLUMNS})", 10, rows)
                 _insert_rows(db, "INSERT INTO conversations (key, last_id)", 2, batch.conversation_rows(),
                              " ON CONFLICT (key) DO UPDATE SET last_id = excluded.last_id")  # fmt: skip
                 before = json.loads(last_seqs_json)
@@ -209,7 +209,7 @@ class SqliteStore(Store):
             rows = (
                 self._db()
                 .execute(
-                    "SELECT i.seq, m.id, m.sender, m.recipient, m.conversation, m.body, m.created_ms, m.client_id"
+                    "SELECT i.seq, m.id, m.sender, m.recipient, m.conversation, m.body, m.created_ms, m.client_id, m.urgent"
                     " FROM inbox i JOIN messages m ON m.id = i.message_id"
                     " WHERE i.account_key = ? AND i.seq > ? ORDER BY i.seq LIMIT ?",
                     (account_key, after_seq, limit),
@@ -337,7 +337,7 @@ def _earlier(
     if keyed:
         (text,) = db.execute(EARLIER, (json.dumps(keyed),)).fetchone()
         for *row, sender_key in json.loads(text):
-            found[(sender_key, row[-1])] = message_from_row(row)
+            found[(sender_key, row[6])] = message_from_row(row)  # row[6]: the client id
     for ident in idents:  # a sender without an account: rare, and NULL never matches in IN
         if ident[0] is None:
             row = db.execute(SELECT_MESSAGE + " WHERE sender_key IS NULL AND client_id = ?", (ident[1],)).fetchone()

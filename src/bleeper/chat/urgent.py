@@ -1,0 +1,88 @@
+"""Urgent messages: who still has to acknowledge, when to alert again, and when to escalate. Pure state fed
+the time, so the rules are tested without waiting (the hub sends what :meth:`UrgentDesk.due` asks for)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+CLOSED_KEPT = 1000  # acknowledged messages remembered, to answer a late ACK kindly
+
+
+@dataclass(slots=True)
+class Urgent:
+    id: int
+    sender_key: str
+    sender: str  # display name
+    to: str
+    text: str  # kept in memory only, to pass on when escalating
+    waiting: list[str]  # name keys of the people any one of whom may acknowledge it
+    next_at: float
+    alerts: int = 1  # the delivery counts as the first
+    escalated: list[str] = field(default_factory=list)
+    acked_by: str | None = None
+    acked_at: float = 0.0
+
+
+class NotWaiting(Exception):
+    """ACK from someone the message was not sent to."""
+
+
+class UrgentDesk:
+    def __init__(self, interval: float = 120.0, attempts: int = 3) -> None:
+        self.interval = interval
+        self.attempts = attempts
+        self.open: dict[int, Urgent] = {}
+        self.aliases: dict[int, int] = {}  # escalation message id -> the original's id
+        self.closed: OrderedDict[int, Urgent] = OrderedDict()
+
+    def add(self, msg_id: int, sender_key: str, sender: str, to: str, text: str, waiting: list[str],
+            now: float) -> Urgent:  # fmt: skip
+        urgent = Urgent(msg_id, sender_key, sender, to, text, list(dict.fromkeys(waiting)), now + self.interval)
+        self.open[msg_id] = urgent
+        return urgent
+
+    def find(self, msg_id: int) -> Urgent | None:
+        msg_id = self.aliases.get(msg_id, msg_id)
+        return self.open.get(msg_id) or self.closed.get(msg_id)
+
+    def ack(self, msg_id: int, key: str, now: float) -> Urgent:
+        """Close the message on the first acknowledgement by anyone it waits for. KeyError: no such urgent
+        message; NotWaiting: not sent to *key*. Acknowledging again returns the closed message as it is."""
+        urgent = self.find(msg_id)
+        if urgent is None:
+            raise KeyError(msg_id)
+        if key not in urgent.waiting:
+            raise NotWaiting(key)
+        if urgent.acked_by is None:
+            urgent.acked_by, urgent.acked_at = key, now
+            del self.open[urgent.id]
+            self.closed[urgent.id] = urgent
+            while len(self.closed) > CLOSED_KEPT:
+                self.closed.popitem(last=False)
+        return urgent
+
+    def escalated(self, urgent: Urgent, to_key: str, escalation_id: int) -> None:
+        """*to_key* now has the message too (as message *escalation_id*) and may acknowledge it."""
+        urgent.escalated.append(to_key)
+        if to_key not in urgent.waiting:
+            urgent.waiting.append(to_key)
+        self.aliases[escalation_id] = urgent.id
+
+    def due(self, now: float) -> list[tuple[Urgent, str]]:
+        """What to do now: ``("alert", ...)`` again, or ``("escalate", ...)`` once the alerts are used up."""
+        actions: list[tuple[Urgent, str]] = []
+        for urgent in self.open.values():
+            if urgent.next_at > now:
+                continue
+            urgent.next_at = now + self.interval
+            if urgent.alerts < self.attempts:
+                urgent.alerts += 1
+                actions.append((urgent, "alert"))
+            else:
+                urgent.alerts = 0  # the escalation target gets a fresh round of alerts
+                actions.append((urgent, "escalate"))
+        return actions
+
+    def waiting_for(self, key: str) -> int:
+        return sum(1 for urgent in self.open.values() if key in urgent.waiting)
