@@ -33,6 +33,12 @@ class LineClient:
         self.assembler = ReplyAssembler()
         self.events: list[Event | Message] = []
 
+    @property
+    def address(self) -> str:
+        """This end as the server names it: ``host:port``."""
+        host, port = self.writer.get_extra_info("sockname")[:2]
+        return f"{host}:{port}"
+
     @classmethod
     async def connect(cls, port: int, host: str = "127.0.0.1", *, greet: bool = True) -> LineClient:
         reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)

@@ -59,6 +59,7 @@ def test_message_ids_increase_and_time_comes_from_the_clock() -> None:
     assert alice_wire.lines() == [
         "250 1 2025-11-21T15:12:05.500Z reached 1",
         "250 2 2025-11-21T15:12:05.500Z reached 1",
+        "DELIVERED 2 bob",
     ]
     assert bob_wire.lines() == [
         "MSG 1 1 2025-11-21T15:12:05.500Z alice * one",

@@ -7,7 +7,7 @@ import socket
 
 from tests.helpers import ROOT, server_process
 
-SERVER_WORDS = {"MSG", "ONLINE", "OFFLINE", "CLOSING", "PING", "URGENT", "ALERT", "ESCALATION", "ACKED"}
+SERVER_WORDS = {"MSG", "ONLINE", "OFFLINE", "CLOSING", "PING", "URGENT", "ALERT", "ESCALATION", "ACKED", "DELIVERED"}
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 INTERVAL = re.compile(r"alerts every [\d.]+ s")
 

@@ -54,6 +54,8 @@ async def test_help_lists_every_command_and_explains_one(server: ChatServer) -> 
         "STATUS",
         "URGENT",
         "ACK",
+        "READ",
+        "TRACE",
         "BACKUP",
         "KICK",
         "ANNOUNCE",

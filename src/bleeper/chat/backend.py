@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-from bleeper.chat.records import Account, AuditEvent, InboxEntry, NewMessage, StoredMessage
+from bleeper.chat.records import Account, AuditEvent, InboxEntry, Ledger, NewMessage, StoredMessage
 
 log = logging.getLogger("bleeper.chat")
 T = TypeVar("T")
@@ -84,6 +84,9 @@ class Backend(Protocol):
     def mark_delivered(self, account_key: str, seq: int) -> None: ...
 
     def history(self, conversation: str, limit: int) -> Pending[list[StoredMessage]]: ...
+
+    def ledger(self, message_id: int) -> Pending[Ledger | None]:
+        """The message and its audit entries so far (recent ones may still wait for their commit)."""
 
     def account(self, key: str) -> Pending[Account | None]: ...
 

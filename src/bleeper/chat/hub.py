@@ -25,6 +25,7 @@ from bleeper.chat.records import (
     Account,
     AuditEvent,
     InboxEntry,
+    Ledger,
     NewMessage,
     StorageFull,
     StoredMessage,
@@ -52,10 +53,12 @@ from bleeper.protocol.commands import (
     Ping,
     Pong,
     Quit,
+    Read,
     Say,
     Status,
     Sync,
     Tell,
+    Trace,
     Who,
     parse_command,
     resolve,
@@ -152,6 +155,8 @@ class Hub:
             Announce: self._announce,  # type: ignore[dict-item]
             Ack: self._ack,  # type: ignore[dict-item]
             Backup: self._backup,  # type: ignore[dict-item]
+            Read: self._read,  # type: ignore[dict-item]
+            Trace: self._trace,  # type: ignore[dict-item]
             Sync: self._sync,  # type: ignore[dict-item]
             History: self._history,  # type: ignore[dict-item]
             Ping: self._ping,  # type: ignore[dict-item]
@@ -457,6 +462,8 @@ class Hub:
             message = entry.message
             tail = message_tail(message.id, format_ms(message.created_ms), message.sender, message.to, message.text)
             self._answer(session, urgent_head(entry.seq) if message.urgent else message_head(entry.seq))
+            if message.to != "*":
+                self._note_delivered(message, (session,), name_key(message.sender))
             self._answer(session, tail)
             upto = entry.seq
             size += len(tail)
@@ -581,6 +588,8 @@ class Hub:
                 every = f"{self.limits.urgent_interval:g}"
                 note += f"; urgent: alerts every {every} s until acknowledged, then escalates"
             answer(reply(codes.MESSAGE_ACCEPTED, f"{message.id} {stamp} reached {reached}{note}"))
+            if not message.duplicate and message.to != "*" and (message.seqs or message.urgent or message.to[0] == "@"):
+                self._note_delivered(message, targets, session.key or "", session)
 
         pending.add_done_callback(stored)
         # Pipelining: the next lines are read at once, unless too many messages already wait for storage.
@@ -771,6 +780,77 @@ class Hub:
         noun = "group" if len(items) == 1 else "groups"
         self._answer(session, multiline(codes.GROUP_LIST, items, f"{len(items)} {noun}"))
 
+    # -- receipts ---------------------------------------------------------------------------------------
+
+    def _note_delivered(
+        self, message: StoredMessage, reached: Iterable[Session], sender_key: str, sender: Session | None = None
+    ) -> None:
+        """Receipts: an audit entry per account device reached, and for private, sub-group and urgent
+        messages a ``DELIVERED`` event to the sender, once per person. (Not for SAY, nor group messages'
+        live events: a sender to a hundred people would get a hundred events per message.)"""
+        live = message.urgent or message.to[0] == "@"
+        told: set[str] = set()
+        for other in reached:
+            key = other.key
+            if other.closing or key is None or key == sender_key:
+                continue
+            if other.account is not None:
+                self.audit("delivered", other.account, str(message.id), device=other.address)
+            if live and key not in told:
+                told.add(key)
+                receipt = event("DELIVERED", str(message.id), other.name or key)
+                self._to_person(sender_key, receipt, but=sender)
+                if sender is not None:
+                    self._answer(sender, receipt)  # after the 250 that gives the id, even when pipelining
+
+    def _received(self, session: Session, ledger: Ledger) -> bool:
+        """Whether the message was sent to this person (READ is only for recipients)."""
+        conversation = ledger.message.conversation
+        if conversation == "*":
+            return True
+        if conversation.startswith("#"):
+            group = self.groups.get(conversation)
+            return group is not None and (session.account in group.accounts or session in group.members)
+        return (session.key or "") in conversation[1:].split(",") and ledger.sender_key != session.key
+
+    def _read(self, session: Session, command: Read) -> Pending[object] | None:
+        flow: Answer[None] = Answer()
+
+        def got(pending: Pending[Ledger | None]) -> None:
+            ledger = _result(pending)
+            if ledger is None or not self._received(session, ledger):
+                self._answer(session, reply(codes.NOT_FOUND, f"no message {command.message_id} was sent to you"))
+            else:
+                message = ledger.message
+                self.audit("read", session.account or f"guest:{session.name}", str(message.id),
+                           device=session.address)  # fmt: skip
+                if message.urgent or message.to[0] == "@":
+                    sender = ledger.sender_key or name_key(message.sender)
+                    self._to_person(sender, event("READ", str(message.id), session.name or ""))
+                self._answer(session, reply(codes.READ_NOTED, f"{message.id} marked read; {message.sender} is told"))
+            flow.resolve()
+
+        self.backend.ledger(command.message_id).add_done_callback(got)
+        return None if flow.done() else flow
+
+    def _trace(self, session: Session, command: Trace) -> Pending[object] | None:
+        flow: Answer[None] = Answer()
+
+        def got(pending: Pending[Ledger | None]) -> None:
+            ledger = _result(pending)
+            if ledger is None:
+                self._answer(session, reply(codes.NOT_FOUND, f"no message {command.message_id}"))
+            elif not session.admin and (ledger.sender_key or name_key(ledger.message.sender)) != session.key:
+                self._answer(session, reply(codes.FORBIDDEN, "TRACE is for the message's sender and administrators"))
+            else:
+                items = _ledger_lines(ledger)
+                self._answer(session, multiline(codes.TRACE_LIST, items,
+                                                f"{len(items)} entries for message {ledger.message.id}"))  # fmt: skip
+            flow.resolve()
+
+        self.backend.ledger(command.message_id).add_done_callback(got)
+        return None if flow.done() else flow
+
     # -- urgent messages --------------------------------------------------------------------------------
 
     def _shown(self, key: str) -> str:
@@ -857,9 +937,11 @@ class Hub:
                 if message is None:
                     return  # logged by the store; the next round tries again
                 self.urgent.escalated(urgent, backup, message.id)
-                self._deliver(message, format_ms(message.created_ms), list(self.users.get(backup, ())))
+                reached = list(self.users.get(backup, ()))
+                self._deliver(message, format_ms(message.created_ms), reached)
                 self._to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), "escalated", shown,
                                                          "backup-of", of_shown))  # fmt: skip
+                self._note_delivered(message, reached, urgent.sender_key)
                 self.audit("escalation", urgent.sender_key, str(urgent.id), to=backup, backup_of=of,
                            message=message.id)  # fmt: skip
 
@@ -1018,6 +1100,29 @@ def _result(pending: Pending[T]) -> T | None:
 
 
 _NAMES: dict[type, str] = {}
+
+
+def _ledger_lines(ledger: Ledger) -> list[str]:
+    """A message's ledger, one line per step, oldest first."""
+    message = ledger.message
+    urgent = " (urgent)" if message.urgent else ""
+    lines = [f"{format_ms(message.created_ms)} stored: from {message.sender} to {message.to}{urgent}"]
+    for entry in ledger.entries:
+        detail = dict(entry.detail)
+        when = format_ms(entry.at_ms)
+        if entry.kind == "message":
+            continue
+        if entry.kind == "delivered":
+            lines.append(f"{when} delivered to {entry.actor} ({detail.get('device', '?')})")
+        elif entry.kind == "read":
+            lines.append(f"{when} read by {entry.actor}")
+        elif entry.kind == "ack":
+            lines.append(f"{when} acknowledged by {entry.actor}")
+        elif entry.kind == "escalation":
+            lines.append(f"{when} escalated to {detail.get('to')} (backup of {detail.get('backup_of')})")
+        else:
+            lines.append(f"{when} {entry.kind} by {entry.actor}")
+    return lines
 
 
 def _canonical(command: Command) -> str:

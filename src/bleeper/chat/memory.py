@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from bleeper.chat.backend import Answer, Pending
-from bleeper.chat.records import Account, AuditEvent, InboxEntry, NewMessage, StoredMessage, stored_from
+from bleeper.chat.records import (
+    Account,
+    AuditEvent,
+    InboxEntry,
+    Ledger,
+    LedgerEntry,
+    NewMessage,
+    StoredMessage,
+    stored_from,
+)
 
 
 class MemoryBackend:
@@ -16,6 +25,7 @@ class MemoryBackend:
         self.delivered: dict[str, int] = {}
         self._by_client_id: dict[tuple[str | None, str], StoredMessage] = {}
         self.audit_log: list[AuditEvent] = []
+        self.sender_keys: dict[int, str | None] = {}
 
     def store(self, message: NewMessage) -> Pending[StoredMessage]:
         if message.client_id is not None:
@@ -31,6 +41,7 @@ class MemoryBackend:
         for key, seq in seqs:
             self.inboxes[key].append(InboxEntry(seq, stored))
         self.messages.append(stored)
+        self.sender_keys[msg_id] = message.sender_key
         if message.client_id is not None:
             self._by_client_id[(message.sender_key, message.client_id)] = stored
         return Answer.of(stored)
@@ -49,6 +60,15 @@ class MemoryBackend:
 
     def history(self, conversation: str, limit: int) -> Pending[list[StoredMessage]]:
         return Answer.of([m for m in self.messages if m.conversation == conversation][-limit:])
+
+    def ledger(self, message_id: int) -> Pending[Ledger | None]:
+        if not 0 < message_id <= len(self.messages):
+            return Answer.of(None)
+        message = self.messages[message_id - 1]
+        entries = tuple(LedgerEntry(e.at_ms, e.kind, e.actor, e.detail) for e in self.audit_log
+                        if e.subject == str(message_id))  # fmt: skip
+        sender_key = self.sender_keys.get(message_id)
+        return Answer.of(Ledger(message, sender_key, entries))
 
     def account(self, key: str) -> Pending[Account | None]:
         return Answer.of(self.accounts.get(key))

@@ -70,6 +70,25 @@ class AuditEvent:
     detail: tuple[tuple[str, str | int], ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One audit entry about a message: delivered, read, ack, escalation..."""
+
+    at_ms: int
+    kind: str
+    actor: str
+    detail: tuple[tuple[str, str | int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """A message and everything recorded about it, for TRACE (and to check who may READ it)."""
+
+    message: StoredMessage
+    sender_key: str | None
+    entries: tuple[LedgerEntry, ...] = ()
+
+
 def stored_from(message: NewMessage, msg_id: int, seqs: tuple[tuple[str, int], ...]) -> StoredMessage:
     """What a backend returns for a message it has just stored."""
     return StoredMessage(msg_id, message.sender, message.to, message.conversation, message.text, message.created_ms,

@@ -131,6 +131,16 @@ class Ack:
 
 
 @dataclass(frozen=True, slots=True)
+class Read:
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Backup:
     name: str | None = None  # None: show it; "none": clear it
 
@@ -155,6 +165,8 @@ Command = (
     | Announce
     | Ack
     | Backup
+    | Read
+    | Trace
 )
 
 MAX_HISTORY = 500
@@ -231,6 +243,15 @@ COMMANDS: dict[str, CommandSpec] = {
             "250 400 404",
         ),
         CommandSpec("ACK", ("ACKNOWLEDGE",), "ACK <id>", "acknowledge an urgent message", True, "206 403 404"),
+        CommandSpec("READ", (), "READ <id>", "tell the sender you have read a message", True, "208 404"),
+        CommandSpec(
+            "TRACE",
+            (),
+            "TRACE <id>",
+            "a message's ledger: stored, delivered, read, acknowledged...",
+            True,
+            "217 403 404",
+        ),
         CommandSpec(
             "BACKUP",
             (),
@@ -308,9 +329,13 @@ def _parse(line: str) -> Command | ParseError:
         if isinstance(target, UserTarget) and not target.names:
             return _usage(COMMANDS[canonical])
         return Tell(target, text, urgent=canonical == "URGENT")
-    if canonical == "ACK":
+    if canonical in ("ACK", "READ", "TRACE"):
         number = rest.removeprefix("#")
-        return Ack(int(number)) if number.isdigit() and len(number) <= 18 else _usage(COMMANDS["ACK"])
+        if not number.isdigit() or len(number) > 18:
+            return _usage(COMMANDS[canonical])
+        if canonical == "ACK":
+            return Ack(int(number))
+        return Read(int(number)) if canonical == "READ" else Trace(int(number))
     args = rest.split()
     if canonical == "NAME":
         return Name(args[0]) if len(args) == 1 else _usage(COMMANDS["NAME"])

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from bleeper.chat.records import Account, AuditEvent, InboxEntry, NewMessage, StoredMessage
+from bleeper.chat.records import Account, AuditEvent, InboxEntry, Ledger, NewMessage, StoredMessage
 from bleeper.store.base import Store
 from bleeper.store.journal import Journal, Ticket
 from bleeper.store.passwords import verify_password
@@ -60,6 +60,13 @@ class StoreBackend:
 
     def history(self, conversation: str, limit: int) -> asyncio.Future[list[StoredMessage]]:
         return self._later(lambda: self.db.history(conversation, limit))
+
+    def ledger(self, message_id: int) -> asyncio.Future[Ledger | None]:
+        async def read() -> Ledger | None:
+            await self.journal.settled()  # receipts recorded a moment ago are part of the answer
+            return await self.db.ledger(message_id)
+
+        return self._later(read)
 
     def account(self, key: str) -> asyncio.Future[Account | None]:
         async def fetch() -> Account | None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
+from bleeper.chat.records import Ledger, LedgerEntry
 from bleeper.store.audit import AuditEntry
 from bleeper.store.model import Account, AuditEvent, InboxEntry, NewMessage, StoredMessage
 
@@ -13,6 +15,7 @@ SELECT_ACCOUNT = "SELECT key, name, password_hash, admin, created_ms, delivered_
 AUDIT_HEAD = "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1"
 SELECT_AUDIT = "SELECT id, at_ms, kind, actor, subject, detail, prev_hash, hash FROM audit"
 SELECT_MESSAGE = "SELECT id, sender, recipient, conversation, body, created_ms, client_id, urgent FROM messages"
+SELECT_MESSAGE_WITH_SENDER_KEY = "SELECT sender_key, " + SELECT_MESSAGE.removeprefix("SELECT ")
 # The latest messages of a conversation, newest first: follow previous_id from the conversation's newest
 # message (see store/batch.py for why there is no index to scan instead).
 HISTORY = (
@@ -69,6 +72,23 @@ class Store(ABC):
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
         """Append to the audit chain on its own (the admin tools' actions)."""
         await self.store_messages([], events)
+
+    async def ledger(self, message_id: int) -> Ledger | None:
+        """A message (with its sender's account key) and its audit entries, in order."""
+        found = await self._message_with_sender(message_id)
+        if found is None:
+            return None
+        message, sender_key = found
+        entries = await self._audit_about(str(message_id))
+        return Ledger(message, sender_key, tuple(
+            LedgerEntry(e.at_ms, e.kind, e.actor, tuple(json.loads(e.detail).items())) for e in entries
+        ))  # fmt: skip
+
+    @abstractmethod
+    async def _message_with_sender(self, message_id: int) -> tuple[StoredMessage, str | None] | None: ...
+
+    @abstractmethod
+    async def _audit_about(self, subject: str) -> list[AuditEntry]: ...
 
     @abstractmethod
     async def audit_head(self) -> tuple[int, str]:

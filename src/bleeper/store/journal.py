@@ -32,6 +32,8 @@ class Journal:
         self.max_batch = max_batch
         self._queue: list[tuple[NewMessage, Ticket]] = []
         self._events: list[AuditEvent] = []  # audit entries to write with the next commit
+        self._idle = asyncio.Event()  # set when everything submitted so far is committed
+        self._idle.set()
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -44,6 +46,7 @@ class Journal:
             ticket.resolve(error=RuntimeError("the server is shutting down"))
             return ticket
         self._queue.append((message, ticket))
+        self._idle.clear()
         self._wake.set()
         if self._writer is None:
             self._writer = asyncio.ensure_future(self._write_loop())
@@ -55,12 +58,15 @@ class Journal:
             log.error("audit entry after shutdown began, not recorded: %s", event)
             return
         self._events.append(event)
+        self._idle.clear()
         self._wake.set()
         if self._writer is None:
             self._writer = asyncio.ensure_future(self._write_loop())
 
     async def _write_loop(self) -> None:
         while True:
+            if not self._queue and not self._events:
+                self._idle.set()
             await self._wake.wait()
             self._wake.clear()
             while self._queue or self._events:
@@ -82,6 +88,10 @@ class Journal:
                 asyncio.get_running_loop().call_soon(_resolve_all, batch, stored)
             if self._closing:
                 return
+
+    async def settled(self) -> None:
+        """Return once everything submitted or recorded before the call is committed (or failed)."""
+        await self._idle.wait()
 
     async def close(self) -> None:
         """Write what is queued, then stop."""

@@ -15,7 +15,7 @@ from bleeper.store.base import (
     HISTORY,
     SELECT_ACCOUNT,
     SELECT_AUDIT,
-    SELECT_MESSAGE,
+    SELECT_MESSAGE_WITH_SENDER_KEY,
     Store,
     account_from_row,
     audit_filter,
@@ -35,7 +35,6 @@ from bleeper.store.model import (
 
 _MIGRATION_LOCK = 0x626C6565  # "blee": one server migrates at a time
 _WRITER_LOCK = 0x626C6566  # one transaction stores messages at a time
-SELECT_MESSAGE_WITH_SENDER_KEY = "SELECT sender_key, " + SELECT_MESSAGE.removeprefix("SELECT ")
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -240,6 +239,14 @@ class PostgresStore(Store):
     async def history(self, conversation: str, limit: int = 50) -> list[StoredMessage]:
         rows = await self._fetch(HISTORY, conversation, limit) if limit > 0 else []
         return [message_from_row(tuple(row)) for row in reversed(rows)]
+
+    async def _message_with_sender(self, message_id: int) -> tuple[StoredMessage, str | None] | None:
+        rows = await self._fetch(SELECT_MESSAGE_WITH_SENDER_KEY + " WHERE id = ?", message_id)
+        return (message_from_row(tuple(rows[0])[1:]), rows[0][0]) if rows else None
+
+    async def _audit_about(self, subject: str) -> list[AuditEntry]:
+        rows = await self._fetch(f"{SELECT_AUDIT} WHERE subject = ? ORDER BY id", subject)
+        return list(entries_from_rows(tuple(row) for row in rows))
 
     async def audit_head(self) -> tuple[int, str]:
         row = await self._pool.fetchrow(AUDIT_HEAD)

@@ -40,6 +40,9 @@ MIGRATIONS: list[list[str]] = [
     [  # 5: urgent messages (URGENT): they alert until acknowledged, and replay as URGENT
         "ALTER TABLE messages ADD COLUMN urgent {bool} NOT NULL DEFAULT FALSE",
     ],
+    [  # 6: a message's ledger (TRACE) is its audit entries: find them by subject
+        "CREATE INDEX audit_subject ON audit (subject)",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

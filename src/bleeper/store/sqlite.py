@@ -26,6 +26,7 @@ from bleeper.store.base import (
     SELECT_ACCOUNT,
     SELECT_AUDIT,
     SELECT_MESSAGE,
+    SELECT_MESSAGE_WITH_SENDER_KEY,
     Store,
     account_from_row,
     audit_filter,
@@ -240,6 +241,17 @@ class SqliteStore(Store):
             return [message_from_row(row) for row in reversed(rows)]
 
         return await self._run(read)
+
+    async def _message_with_sender(self, message_id: int) -> tuple[StoredMessage, str | None] | None:
+        def read() -> tuple[StoredMessage, str | None] | None:
+            row = self._db().execute(SELECT_MESSAGE_WITH_SENDER_KEY + " WHERE id = ?", (message_id,)).fetchone()
+            return (message_from_row(row[1:]), row[0]) if row else None
+
+        return await self._run(read)
+
+    async def _audit_about(self, subject: str) -> list[AuditEntry]:
+        sql = f"{SELECT_AUDIT} WHERE subject = ? ORDER BY id"
+        return await self._run(lambda: list(entries_from_rows(self._db().execute(sql, (subject,)))))
 
     async def audit_head(self) -> tuple[int, str]:
         row = await self._run(lambda: self._db().execute(AUDIT_HEAD).fetchone())
