@@ -56,6 +56,7 @@ async def test_help_lists_every_command_and_explains_one(server: ChatServer) -> 
         "ACK",
         "READ",
         "TRACE",
+        "ONCALL",
         "BACKUP",
         "KICK",
         "ANNOUNCE",

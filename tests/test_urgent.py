@@ -124,3 +124,38 @@ async def test_an_offline_account_gets_it_as_urgent_at_login_and_acks_are_audite
         await store.close()
     acks = [e for e in entries if e.kind == "ack"]
     assert [(e.actor, e.subject) for e in acks] == [("bob", msg_id)] and json.loads(acks[0].detail)["alerts"] >= 1
+
+
+async def test_on_call_roles_reach_their_holders_and_hand_over_urgent_messages(start_server: Start) -> None:
+    server = await start_server(**FAST)
+    port = server.addresses[0][1]
+    ward, ann, ben = await named(port, "ward7"), await named(port, "ann"), await named(port, "ben")
+    assert (await ward.command("TELL @cardio-oncall anyone?")).code == 404
+    took = await ann.command("ONCALL TAKE @cardio-oncall")
+    assert took.code == 209 and took.text == "you hold @cardio-oncall"
+    listed = await ward.command("ONCALL")
+    assert listed.items == ("@cardio-oncall holders=ann",) and listed.text == "1 role(s) held"
+    sent = await ward.command("TELL @Cardio-Oncall ECG in bay 2 please")
+    assert sent.code == 250
+    assert (await ann.message()).to == "@cardio-oncall"
+    assert (await event(ward, "DELIVERED")).args[1] == "ann"
+
+    msg_id = (await ward.command("URGENT @cardio-oncall VT on monitor bay 2")).text.split()[0]
+    await ann.message()
+    leave = await ann.command("ONCALL LEAVE @cardio-oncall")
+    assert leave.code == 409 and "ONCALL HANDOVER @cardio-oncall <name>" in leave.text
+    handed = await ann.command("ONCALL HANDOVER @cardio-oncall ben")
+    assert handed.code == 209 and "1 urgent message(s) passed on" in handed.text
+    assert (await event(ben, "ONCALL")).args == ("@cardio-oncall", "from", "ann")
+    passed = await ben.message()
+    assert passed.urgent and passed.text == "VT on monitor bay 2"
+    handover = await event(ward, "ESCALATION")
+    while handover.args[1] != "handed-over":
+        handover = await event(ward, "ESCALATION")
+    assert handover.args == (msg_id, "handed-over", "ben", "from", "ann")
+    assert (await ben.command(f"ACK {msg_id}")).code == 206
+    assert (await ward.command("ONCALL")).items == ("@cardio-oncall holders=ben",)
+    assert (await ann.command("ONCALL LEAVE @cardio-oncall")).code == 403  # no longer holds it
+    assert (await ben.command("HISTORY @cardio-oncall")).code == 216
+    assert (await ben.command("ONCALL LEAVE @cardio-oncall")).code == 209
+    assert (await ward.command("ONCALL")).items == ()

@@ -31,6 +31,7 @@ from bleeper.chat.records import (
     StoredMessage,
     content_hash,
 )
+from bleeper.chat.roles import Roles
 from bleeper.chat.session import Peer, Session
 from bleeper.chat.urgent import NotWaiting, Urgent, UrgentDesk
 from bleeper.protocol import codes
@@ -49,16 +50,19 @@ from bleeper.protocol.commands import (
     Leave,
     Login,
     Name,
+    Oncall,
     ParseError,
     Ping,
     Pong,
     Quit,
     Read,
+    RoleTarget,
     Say,
     Status,
     Sync,
     Tell,
     Trace,
+    UserTarget,
     Who,
     parse_command,
     resolve,
@@ -140,6 +144,7 @@ class Hub:
         self.presence = Presence()
         self.urgent = UrgentDesk(self.limits.urgent_interval, self.limits.urgent_attempts)
         self.backups: dict[str, str] = {}  # person's name key -> their backup's, for escalation
+        self.roles = Roles()
         self._handlers: dict[type, Callable[[Session, object], Pending[object] | None]] = {
             Help: self._help,  # type: ignore[dict-item]
             Name: self._name,  # type: ignore[dict-item]
@@ -157,6 +162,7 @@ class Hub:
             Backup: self._backup,  # type: ignore[dict-item]
             Read: self._read,  # type: ignore[dict-item]
             Trace: self._trace,  # type: ignore[dict-item]
+            Oncall: self._oncall,  # type: ignore[dict-item]
             Sync: self._sync,  # type: ignore[dict-item]
             History: self._history,  # type: ignore[dict-item]
             Ping: self._ping,  # type: ignore[dict-item]
@@ -495,6 +501,8 @@ class Hub:
                 waiting = sorted((group.accounts | {m.key for m in group.members if m.key}) - {session.key})
             return self._send(session, group.name, conversation, command.text, targets, accounts, command.client_id,
                               waiting)  # fmt: skip
+        if isinstance(target, RoleTarget):
+            return self._tell_role(session, command, target)
         if len(target.names) == 1:  # the common case: one person
             key = name_key(target.names[0])
             devices = self.users.get(key)
@@ -688,6 +696,12 @@ class Hub:
                 self._answer(session, reply(codes.FORBIDDEN, f"join {group.name} to read its history"))
                 return None
             conversation, label = key, group.name
+        elif isinstance(target, RoleTarget):
+            role = self.roles.get(name_key(target.name[1:]))
+            if role is None or (session.key or "") not in role.holders:
+                self._answer(session, reply(codes.FORBIDDEN, f"take {target.name} (ONCALL TAKE) to read its history"))
+                return None
+            conversation, label = f"role:{name_key(target.name[1:])}", role.name
         else:
             keys = {name_key(name) for name in target.names} | {session.key or ""}
             conversation, label = "@" + ",".join(sorted(keys)), ",".join(target.names)
@@ -811,6 +825,9 @@ class Hub:
         if conversation.startswith("#"):
             group = self.groups.get(conversation)
             return group is not None and (session.account in group.accounts or session in group.members)
+        if conversation.startswith("role:"):
+            role = self.roles.get(conversation[5:])
+            return role is not None and (session.key or "") in role.holders
         return (session.key or "") in conversation[1:].split(",") and ledger.sender_key != session.key
 
     def _read(self, session: Session, command: Read) -> Pending[object] | None:
@@ -927,25 +944,92 @@ class Hub:
             self._to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), "no-backup", names))
             return
         for backup, of in targets.items():
-            shown, of_shown = self._shown(backup), self._shown(of)
-            new = NewMessage(urgent.sender, urgent.sender_key or None, f"@{shown}", f"@{backup}", urgent.text,
-                             int(self._clock() * 1000), (backup,) if backup in self.accounts else (), None, True)  # fmt: skip
+            self._pass_on(urgent, backup, "escalated", "backup-of", of)
 
-            def stored(result: Pending[StoredMessage], backup: str = backup, shown: str = shown, of: str = of,
-                       of_shown: str = of_shown) -> None:  # fmt: skip
-                message = _result(result)
-                if message is None:
-                    return  # logged by the store; the next round tries again
-                self.urgent.escalated(urgent, backup, message.id)
-                reached = list(self.users.get(backup, ()))
-                self._deliver(message, format_ms(message.created_ms), reached)
-                self._to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), "escalated", shown,
-                                                         "backup-of", of_shown))  # fmt: skip
-                self._note_delivered(message, reached, urgent.sender_key)
-                self.audit("escalation", urgent.sender_key, str(urgent.id), to=backup, backup_of=of,
-                           message=message.id)  # fmt: skip
+    def _pass_on(self, urgent: Urgent, to: str, step: str, relation: str, of: str) -> None:
+        """Store a copy of an urgent message for *to*, deliver it, and let *to* acknowledge the original:
+        escalation to a backup, or a handover of an on-call role."""
+        shown = self._shown(to)
+        new = NewMessage(urgent.sender, urgent.sender_key or None, f"@{shown}", f"@{to}", urgent.text,
+                         int(self._clock() * 1000), (to,) if to in self.accounts else (), None, True)  # fmt: skip
 
-            self.backend.store(new).add_done_callback(stored)
+        def stored(result: Pending[StoredMessage]) -> None:
+            message = _result(result)
+            if message is None:
+                return  # logged by the store; an escalation is tried again next round
+            self.urgent.escalated(urgent, to, message.id)
+            reached = list(self.users.get(to, ()))
+            self._deliver(message, format_ms(message.created_ms), reached)
+            self._to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), step, shown, relation,
+                                                     self._shown(of)))  # fmt: skip
+            self._note_delivered(message, reached, urgent.sender_key)
+            self.audit("escalation", urgent.sender_key, str(urgent.id), to=to, step=step, **{relation.replace("-", "_"): of},
+                       message=message.id)  # fmt: skip
+
+        self.backend.store(new).add_done_callback(stored)
+
+    # -- on-call roles ----------------------------------------------------------------------------------
+
+    def _tell_role(self, session: Session, command: Tell, target: RoleTarget) -> Pending[object] | None:
+        key = name_key(target.name[1:])
+        role = self.roles.get(key)
+        if role is None:
+            self._answer(session, reply(codes.NOT_FOUND, f"nobody holds {target.name}; ONCALL lists the roles"))
+            return None
+        holders = role.holders
+        targets = [other for holder in holders for other in self.users.get(holder, ()) if other is not session]
+        accounts = [holder for holder in holders if holder in self.accounts and holder != session.account]
+        waiting = [holder for holder in holders if holder != session.key] if command.urgent else None
+        return self._send(session, role.name, f"role:{key}", command.text, targets, accounts, command.client_id,
+                          waiting)  # fmt: skip
+
+    def _oncall(self, session: Session, command: Oncall) -> None:
+        me = session.key or ""
+        actor = session.account or f"guest:{session.name}"
+        if command.action == "list":
+            items = [
+                f"{role.name} holders={','.join(self._shown(h) for h in role.holders)}" for role in self.roles.all()
+            ]
+            self._answer(session, multiline(codes.ROLES, items, f"{len(items)} role(s) held"))
+            return
+        problem = name_problem(command.role[1:])
+        if problem:
+            self._answer(session, reply(codes.INVALID_NAME, problem.replace("name", "role name", 1)))
+            return
+        key = name_key(command.role[1:])
+        role = self.roles.get(key)
+        if command.action == "take":
+            role = self.roles.take(key, command.role, me)
+            self.audit("role", actor, role.name, action="take", holder=me)
+            others = [self._shown(h) for h in role.holders if h != me]
+            also = f" with {', '.join(others)}" if others else ""
+            self._answer(session, reply(codes.ROLES, f"you hold {role.name}{also}"))
+            return
+        if role is None or me not in role.holders:
+            self._answer(session, reply(codes.FORBIDDEN, f"you do not hold {command.role}"))
+            return
+        pending = [u for u in self.urgent.open.values() if u.to == role.name and me in u.waiting]
+        if command.action == "leave":
+            if pending:
+                self._answer(session, reply(codes.NAME_TAKEN, f"{len(pending)} urgent message(s) to {role.name} wait "
+                                            f"for you: ONCALL HANDOVER {role.name} <name> passes them on"))  # fmt: skip
+                return
+            self.roles.leave(key, me)
+            self.audit("role", actor, role.name, action="leave", holder=me)
+            self._answer(session, reply(codes.ROLES, f"you no longer hold {role.name}"))
+            return
+        to = name_key(command.to)
+        if to not in self.users and to not in self.accounts:
+            self._answer(session, reply(codes.NOT_FOUND, f"no such user: {command.to} (WHO lists people)"))
+            return
+        self.roles.take(key, role.name, to)
+        self.roles.leave(key, me)
+        self.audit("role", actor, role.name, action="handover", holder=to, previous=me, urgent=len(pending))
+        self._to_person(to, event("ONCALL", role.name, "from", session.name or me))
+        for urgent in pending:
+            self._pass_on(urgent, to, "handed-over", "from", me)
+        note = f"; {len(pending)} urgent message(s) passed on, to acknowledge" if pending else ""
+        self._answer(session, reply(codes.ROLES, f"{role.name} handed over to {self._shown(to)}{note}"))
 
     # -- presence and administration --------------------------------------------------------------------
 
@@ -1058,7 +1142,7 @@ class Hub:
             text = command.text
         elif isinstance(command, Tell):
             target = command.target
-            params = target.name if isinstance(target, GroupTarget) else "@" + ",".join(target.names)
+            params = "@" + target.text() if isinstance(target, UserTarget) else target.text()
             text = command.text
         elif isinstance(command, Name):
             params = command.name
@@ -1072,7 +1156,7 @@ class Hub:
             params = str(command.since)
         elif isinstance(command, History):
             target = command.target
-            params = target.name if isinstance(target, GroupTarget) else ",".join(target.names)
+            params = target.text()
         if text is not None:
             shown = text if self.limits.log_messages else f"({len(text)} chars)"
             params = f"{params} {shown}".lstrip()

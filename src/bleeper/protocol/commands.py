@@ -21,6 +21,9 @@ class UserTarget:
 
     names: tuple[str, ...]
 
+    def text(self) -> str:
+        return ",".join(self.names)
+
 
 @dataclass(slots=True)
 class GroupTarget:
@@ -28,8 +31,21 @@ class GroupTarget:
 
     name: str
 
+    def text(self) -> str:
+        return self.name
 
-Target = UserTarget | GroupTarget
+
+@dataclass(slots=True)
+class RoleTarget:
+    """An on-call role, written ``@name``: whoever holds it now."""
+
+    name: str
+
+    def text(self) -> str:
+        return self.name
+
+
+Target = UserTarget | GroupTarget | RoleTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +157,13 @@ class Trace:
 
 
 @dataclass(frozen=True, slots=True)
+class Oncall:
+    action: str  # "list", "take", "handover" or "leave"
+    role: str = ""  # "@name"
+    to: str = ""  # the next holder, for handover
+
+
+@dataclass(frozen=True, slots=True)
 class Backup:
     name: str | None = None  # None: show it; "none": clear it
 
@@ -167,6 +190,7 @@ Command = (
     | Backup
     | Read
     | Trace
+    | Oncall
 )
 
 MAX_HISTORY = 500
@@ -253,6 +277,14 @@ COMMANDS: dict[str, CommandSpec] = {
             "217 403 404",
         ),
         CommandSpec(
+            "ONCALL",
+            ("ROLE",),
+            "ONCALL [TAKE @role | HANDOVER @role <name> | LEAVE @role]",
+            "on-call roles: list them, take one, hand one over; TELL/URGENT @role reach its holders",
+            True,
+            "209 403 404 409 422",
+        ),
+        CommandSpec(
             "BACKUP",
             (),
             "BACKUP [name|none]",
@@ -285,6 +317,8 @@ def _usage(spec: CommandSpec) -> ParseError:
 def parse_target(word: str) -> Target:
     if word.startswith("#"):
         return GroupTarget(word)
+    if word.startswith("@") and len(word) > 1:
+        return RoleTarget(word)
     names = tuple(n for n in word.split(",") if n)
     return UserTarget(names)
 
@@ -380,6 +414,15 @@ def _parse(line: str) -> Command | ParseError:
         return Kick(name, reason.strip()) if name else _usage(COMMANDS["KICK"])
     if canonical == "ANNOUNCE":
         return Announce(rest) if rest else _usage(COMMANDS["ANNOUNCE"])
+    if canonical == "ONCALL":
+        if not args:
+            return Oncall("list")
+        action = args[0].lower()
+        if action in ("take", "leave") and len(args) == 2 and args[1].startswith("@") and len(args[1]) > 1:
+            return Oncall(action, args[1])
+        if action == "handover" and len(args) == 3 and args[1].startswith("@") and len(args[1]) > 1:
+            return Oncall(action, args[1], args[2])
+        return _usage(COMMANDS["ONCALL"])
     if canonical == "BACKUP":
         if len(args) > 1:
             return _usage(COMMANDS["BACKUP"])

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from bleeper.protocol.commands import (
     Command,
     Groups,
-    GroupTarget,
     Help,
     History,
     Join,
@@ -133,9 +132,10 @@ def format_command(command: Command) -> str:
             return f"NAME {name}"
         case Say(text, client_id):
             return f"ID {client_id} SAY {text}" if client_id else f"SAY {text}"
-        case Tell(target, text, client_id):
-            to = target.name if isinstance(target, GroupTarget) else ",".join(target.names)
-            return f"ID {client_id} TELL {to} {text}" if client_id else f"TELL {to} {text}"
+        case Tell(target, text, client_id, urgent):
+            word = "URGENT" if urgent else "TELL"
+            line = f"{word} {target.text()} {text}"
+            return f"ID {client_id} {line}" if client_id else line
         case Join(group):
             return f"JOIN {group}"
         case Leave(group):
@@ -155,6 +155,5 @@ def format_command(command: Command) -> str:
         case Sync(since):
             return f"SYNC {since}"
         case History(target, count):
-            to = target.name if isinstance(target, GroupTarget) else ",".join(target.names)
-            return f"HISTORY {to} {count}"
+            return f"HISTORY {target.text()} {count}"
     raise TypeError(f"not a command: {command!r}")
