@@ -227,3 +227,38 @@ async def test_login_to_an_account_brings_waiting_messages(tmp_path: Path) -> No
         await sender.quit()
     finally:
         await server.stop(grace=0.5)
+
+
+async def test_urgent_messages_stand_out_and_ctrl_a_acknowledges_them(start_server) -> None:  # type: ignore[no-untyped-def]
+    server = await start_server(urgent_interval=60)
+    ward = await person(server, "ward7")
+    app = ChatApp("127.0.0.1", port_of(server))
+    async with app.run_test(size=(200, 40)) as pilot:
+        await sign_in(pilot, app, "dr.ito")
+        sent = await ward.command("URGENT dr.ito bed 4 sats 84%")
+        msg_id = int(sent.text.split()[0])
+        await until(pilot, lambda: f"URGENT {msg_id}: bed 4 sats 84%" in shown(app))
+        assert app.unacknowledged == [msg_id]
+        assert "1 urgent to acknowledge: Ctrl+A" in str(app.query_one("#status").render())
+        await pilot.press("ctrl+a")
+        await until(pilot, lambda: not app.unacknowledged and "acknowledged; ward7 is told" in shown(app))
+        kinds = []
+        while not {"READ", "ACKED"} <= set(kinds):  # the app reported it read, then acknowledged it
+            event = await ward.next_event(5)
+            kinds.append(getattr(event, "kind", ""))
+        await pilot.press("ctrl+a")
+        await until(pilot, lambda: "no urgent message is waiting" in shown(app))
+    await ward.close()
+
+
+async def test_receipts_show_as_marks(server: ChatServer) -> None:
+    bob = await person(server, "bob")
+    app = ChatApp("127.0.0.1", port_of(server))
+    async with app.run_test(size=(200, 40)) as pilot:
+        await sign_in(pilot, app, "alice")
+        await pilot.press(*"/tell bob are you free?", "enter")
+        received = await next_message(bob)
+        await until(pilot, lambda: f"✓ message {received.id} delivered to bob" in shown(app))
+        await bob.command(f"READ {received.id}")
+        await until(pilot, lambda: f"✓✓ message {received.id} read by bob" in shown(app))
+    await bob.close()

@@ -30,13 +30,15 @@ class Line:
     sender: str
     where: str | None
     text: str
-    kind: str  # "message", "private", "group", "own", "notice", "error"
+    kind: str  # "message", "private", "group", "urgent", "own", "notice", "error"
 
 
 def message_line(message: Message, me: str | None) -> Line:
     sender = clean_text(message.sender)
     text = clean_text(message.text)
     when = local_time(message.time)
+    if message.urgent:
+        return Line(when, sender, clean_text(message.to), f"URGENT {message.id}: {text}", "urgent")
     if message.to == "*":
         return Line(when, sender, None, text, "message")
     if message.to.startswith("#"):
@@ -86,8 +88,30 @@ def event_line(event: ClientEvent, me: str | None) -> Line | None:
             return Line(now, "", None, "server: " + " ".join(args), "error")
         if event.kind == "PING":
             return None
-        return Line(now, "", None, " ".join([clean_text(event.kind), *args]), "notice")
+        return _clinical_line(event.kind, args, now)
     return None
+
+
+def _clinical_line(kind: str, args: list[str], now: str) -> Line:
+    """Receipts, urgent-message steps, presence and announcements, in words."""
+    if kind == "DELIVERED" and len(args) >= 2:
+        return Line(now, "", None, f"✓ message {args[0]} delivered to {args[1]}", "notice")
+    if kind == "READ" and len(args) >= 2:
+        return Line(now, "", None, f"✓✓ message {args[0]} read by {args[1]}", "notice")
+    if kind == "ACKED" and len(args) >= 2:
+        return Line(now, "", None, f"urgent message {args[0]} acknowledged by {args[1]}", "notice")
+    if kind == "ALERT" and len(args) >= 3:
+        text = f"urgent message {args[0]} from {args[1]} needs acknowledging ({args[2]} waiting): Ctrl+A"
+        return Line(now, "", None, text, "error")
+    if kind == "ESCALATION" and len(args) >= 2:
+        return Line(now, "", None, f"urgent message {args[0]}: {' '.join(args[1:])}", "notice")
+    if kind == "STATUS" and len(args) >= 2:
+        note = f": {' '.join(args[2:])}" if len(args) > 2 else ""
+        return Line(now, "", None, f"{args[0]} does not want to be disturbed{note} (your message was delivered)",
+                    "notice")  # fmt: skip
+    if kind == "ANNOUNCE" and args:
+        return Line(now, args[0], "announcement", " ".join(args[1:]), "urgent")
+    return Line(now, "", None, " ".join([clean_text(kind), *args]), "notice")
 
 
 def plain(line: Line) -> str:

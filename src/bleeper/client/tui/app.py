@@ -6,6 +6,7 @@ Everything from the wire is shown as plain text (never markup) after control cha
 
 from __future__ import annotations
 
+import contextlib
 import ssl as ssl_module
 from zlib import crc32
 
@@ -47,6 +48,10 @@ def styled(line: Line) -> Text:
         return text
     if line.kind == "error":
         text.append(f"! {line.text}", style="bold red")
+        return text
+    if line.kind == "urgent":  # cannot be missed: white on red, the whole line
+        where = f" → {line.where}" if line.where else ""
+        text.append(f" {line.sender}{where}: {line.text} ", style="bold white on red")
         return text
     if line.kind == "own":
         text.append("you", style="bold green")
@@ -136,6 +141,7 @@ class ChatApp(App[int]):
     BINDINGS = [
         Binding("ctrl+q", "quit_chat", "Quit", priority=True),
         Binding("ctrl+o", "focus_sidebar", "Conversations"),
+        Binding("ctrl+a", "acknowledge", "Acknowledge urgent", priority=True),
     ]
 
     def __init__(
@@ -154,6 +160,7 @@ class ChatApp(App[int]):
         self.current = EVERYONE
         self.people: dict[str, tuple[str, ...]] = {}
         self.known_groups: set[str] = set()
+        self.unacknowledged: list[int] = []  # urgent messages to us, oldest first: Ctrl+A acknowledges
         self.connection = "connecting"
         self.quitting = False
 
@@ -183,6 +190,8 @@ class ChatApp(App[int]):
     def update_status(self) -> None:
         who = self.client.name or "no name yet"
         text = f"{self.connection} · {who} @ {self.client.server} · talking to {conversation_label(self.current)}"
+        if self.unacknowledged:
+            text += f" · ⚠ {len(self.unacknowledged)} urgent to acknowledge: Ctrl+A"
         self.query_one("#status", Static).update(Text(text))
         self.query_one("#input", ChatInput).placeholder = f"message {conversation_label(self.current)}, or /help"
 
@@ -274,7 +283,15 @@ class ChatApp(App[int]):
             return
         if line is not None:
             self.show(line)
-        if isinstance(event, Message) and event.to.startswith("@"):
+        if isinstance(event, Message) and (event.urgent or event.to.startswith("@")):
+            self.bell()
+            self.mark_read(event.id)
+            if event.urgent and event.id not in self.unacknowledged:
+                self.unacknowledged.append(event.id)
+                self.update_status()
+        elif isinstance(event, Event) and event.kind == "ACKED" and event.args:
+            self.acknowledged(event.args[0])
+        elif isinstance(event, Event) and event.kind == "ALERT":
             self.bell()
         elif isinstance(event, Disconnected):
             self.connection = "reconnecting" if event.retrying else "offline"
@@ -285,6 +302,32 @@ class ChatApp(App[int]):
             await self.reload_people()
         elif isinstance(event, Event):
             self.apply_presence(event)
+
+    def acknowledged(self, message_id: str) -> None:
+        if message_id.isdigit() and int(message_id) in self.unacknowledged:
+            self.unacknowledged.remove(int(message_id))
+            self.update_status()
+
+    @work(group="receipts")
+    async def mark_read(self, message_id: int) -> None:
+        """Shown on screen is read: tell the sender (READ)."""
+        with contextlib.suppress(BleeperError):
+            await self.client.command(f"READ {message_id}")
+
+    @work(group="acknowledge")
+    async def action_acknowledge(self) -> None:
+        if not self.unacknowledged:
+            self.show(notice("no urgent message is waiting for you"))
+            return
+        message_id = self.unacknowledged[0]
+        try:
+            answer = await self.client.command(f"ACK {message_id}")
+        except BleeperError as exc:
+            self.show(notice(str(exc), "error"))
+            return
+        if answer.code in (206, 403, 404):  # done, or nothing left to acknowledge
+            self.acknowledged(str(message_id))
+        self.show(notice(f"{answer.code} {answer.text}", "notice" if answer.code == 206 else "error"))
 
     def apply_presence(self, event: Event) -> None:
         args = event.args
