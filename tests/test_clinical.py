@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from bleeper.protocol.incoming import Event
-from bleeper.store import open_store
+from bleeper.store import NewMessage, open_store
 from tests.conftest import Start, starting
-from tests.helpers import LineClient, create_accounts, login
+from tests.helpers import ROOT, LineClient, create_accounts, login, server_process
 from tests.services import location
 from tests.test_store import all_entries
 
@@ -111,3 +116,78 @@ async def test_kick_and_announce_are_for_administrators_and_audited(admin_db: st
     ]  # fmt: skip
     assert details[0]["reached"] == 4 and "fire" not in admin[0].detail
     assert details[1] == {"action": "kick", "connections": 2, "reason": "shared password"}
+
+
+async def test_recall_leaves_a_tombstone_everywhere_and_is_audited(admin_db: str, start_admin: Start) -> None:
+    server = await start_admin(urgent_interval=60)
+    alice, _ = await login(server, "alice")
+    bob, _ = await login(server, "bob")
+    msg_id = (await alice.command("TELL bob wrong patient: bed 7 not bed 4")).text.split()[0]
+    await bob.message()
+    assert (await bob.command(f"RECALL {msg_id}")).code == 403  # only its sender
+    recalled = await alice.command(f"RECALL {msg_id}")
+    assert recalled.code == 210 and "a tombstone remains" in recalled.text
+    gone = await bob.event("RECALLED")
+    assert isinstance(gone, Event) and gone.args == (msg_id, "alice")
+    history = await bob.command("HISTORY alice")
+    assert len(history.items) == 1 and "[recalled by alice at " in history.items[0]
+    assert "bed 7" not in history.items[0] and "sha256 " in history.items[0]
+    assert (await alice.command(f"RECALL {msg_id}")).text == f"{msg_id} was already recalled"
+    assert (await alice.command("RECALL 99999")).code == 404
+    page = (await alice.command("URGENT bob sorry, ignore")).text.split()[0]
+    await alice.command(f"RECALL {page}")
+    assert int(page) not in server.hub.urgent.open  # a recalled page stops alerting
+    await server.stop(grace=0.5)
+    store = await open_store(admin_db)
+    try:
+        recalls = [e for e in await all_entries(store) if e.kind == "recall"]
+    finally:
+        await store.close()
+    assert [(e.actor, e.subject) for e in recalls] == [("alice", msg_id), ("alice", page)]
+
+
+async def test_health_is_for_administrators(start_admin: Start) -> None:
+    server = await start_admin()
+    alice, _ = await login(server, "alice")
+    chief, _ = await login(server, "chief")
+    assert (await alice.command("HEALTH")).code == 403
+    await alice.command("URGENT chief please look")
+    report = await chief.command("HEALTH")
+    assert report.code == 218
+    text = "\n".join(report.items)
+    assert "connections 2, people 2" in text and "urgent waiting 1" in text and "oldest urgent " in text
+    assert "largest send buffer" in text and "waiting to commit, last commit" in text
+
+
+async def test_retention_removes_old_text_but_keeps_the_record(admin_db: str, start_admin: Start) -> None:
+    store = await open_store(admin_db)
+    try:
+        old = NewMessage("alice", "alice", "@bob", "@alice,bob", "ten days ago", int((time.time() - 10 * 86400) * 1000),
+                         ("bob",))  # fmt: skip
+        new = NewMessage("alice", "alice", "@bob", "@alice,bob", "today", int(time.time() * 1000), ("bob",))
+        await store.store_messages([old, new])
+    finally:
+        await store.close()
+    server = await start_admin(retention_days=7)
+    bob, _ = await login(server, "bob")
+    history = await bob.command("HISTORY alice")
+    assert [item.split(" ", 4)[4] for item in history.items] == ["[expired: older than 7 days]", "today"]
+    await server.stop(grace=0.5)
+    store = await open_store(admin_db)
+    try:
+        kinds = [e.kind for e in await all_entries(store)]
+    finally:
+        await store.close()
+    assert "retention" in kinds and kinds.count("message") == 2  # the hashes of both texts stay
+
+
+def test_bleeper_health_from_the_command_line(tmp_path: Path) -> None:
+    db = asyncio.run(create_accounts(str(tmp_path / "health.db"), admins=("chief",)))
+    with server_process("--db", db) as (_, port):
+        run = [sys.executable, "-m", "bleeper", "health", "--port", str(port), "--name", "chief"]
+        env = {**os.environ, "BLEEPER_PASSWORD": "chief-password"}
+        ok = subprocess.run(run, capture_output=True, text=True, cwd=ROOT, timeout=30, env=env)
+        assert ok.returncode == 0 and "uptime" in ok.stdout and "urgent waiting 0" in ok.stdout, ok.stderr
+        env["BLEEPER_PASSWORD"] = "wrong"
+        bad = subprocess.run(run, capture_output=True, text=True, cwd=ROOT, timeout=30, env=env)
+        assert bad.returncode == 1 and "login failed" in bad.stderr

@@ -58,6 +58,8 @@ async def test_help_lists_every_command_and_explains_one(server: ChatServer) -> 
         "TRACE",
         "ONCALL",
         "BACKUP",
+        "RECALL",
+        "HEALTH",
         "KICK",
         "ANNOUNCE",
     }

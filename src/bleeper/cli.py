@@ -103,6 +103,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help=f"alerts (the delivery included) before it escalates to the recipient's BACKUP "
         f"[default: {d.urgent_attempts}]",
     )
+    p.add_argument(
+        "--retention-days",
+        type=float,
+        metavar="DAYS",
+        help="remove message text older than this, hourly (the audit log keeps its hash); 0 keeps it [default: 0]",
+    )
     p.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain: turns on a TLS listener on --tls-port")
     p.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert (may be the same file)")
     p.add_argument("--tls-port", type=int, metavar="PORT", help=f"TLS listener's port [default: {d.tls_port}]")
@@ -273,6 +279,32 @@ def _send(args: argparse.Namespace) -> int:
     return run(send_once(args.host, port, args.to, " ".join(args.text), args.name, ssl=tls))
 
 
+def _health_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "health",
+        help="print a running server's vital signs",
+        description="Log in with an administrator's account and print the server's HEALTH report: uptime, "
+        "connections, urgent messages waiting and the oldest one's age, send buffers, store latency. Exit "
+        "status 0 when it answered, for monitoring.",
+        epilog="Example: BLEEPER_PASSWORD=... bleeper health --name chief",
+    )
+    _client_options(p)
+    p.add_argument("--name", default=os.environ.get("BLEEPER_NAME"), required=os.environ.get("BLEEPER_NAME") is None,
+                   help="an administrator's account [env BLEEPER_NAME]; the password from BLEEPER_PASSWORD or asked")  # fmt: skip
+    p.set_defaults(func=_health)
+
+
+def _health(args: argparse.Namespace) -> int:
+    from bleeper.client.health import check_health
+    from bleeper.framework.runner import run
+
+    setup = _client_setup(args, "health")
+    if setup is None:
+        return 2
+    port, tls = setup
+    return run(check_health(args.host, port, args.name, ssl=tls))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bleeper",
@@ -284,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _chat_parser(sub)
     _send_parser(sub)
+    _health_parser(sub)
     from bleeper.admin import add_parser as user_parser
 
     user_parser(sub)

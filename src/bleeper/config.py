@@ -36,6 +36,7 @@ class ServeConfig:
     db: str = "data/bleeper.db"
     auth: str = "open"
     urgent_interval: float = 120.0
+    retention_days: float = 0.0  # 0 keeps message text forever
     urgent_attempts: int = 3
     tls_port: int = 8091
     tls_cert: str = ""  # a PEM certificate chain: setting it turns the TLS listener on
@@ -63,7 +64,7 @@ class ServeConfig:
             raise ConfigError(f'log_format "{self.log_format}" is unknown: use "text" or "json"')
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f'log_level "{self.log_level}" is unknown: use debug, info, warning or error')
-        for name in ("rate", "burst", "max_per_ip", "max_clients", "ping_interval", "ping_timeout"):
+        for name in ("rate", "burst", "max_per_ip", "max_clients", "ping_interval", "ping_timeout", "retention_days"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} cannot be negative (0 turns the limit off)")
 

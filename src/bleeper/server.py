@@ -7,6 +7,7 @@ import contextlib
 import logging
 import re
 import resource
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -107,6 +108,10 @@ class ChatServer(Server):
             self.every(min(1.0, self.config.ping_interval / 4), self.hub.keepalive)
         self.every(5.0, lambda: self._chore(self._refresh))
         self.every(min(1.0, self.config.urgent_interval / 4), self.hub.alert_urgent)
+        self.hub.vital_signs = self._vital_signs
+        if self.config.retention_days > 0:
+            self._chore(self._expire)
+            self.every(3600.0, lambda: self._chore(self._expire))
         where = ", ".join(f"{host}:{port}" for host, port in self.addresses if (host, port) not in self.tls_addresses)
         if self.tls_addresses:
             where += ", TLS on " + ", ".join(f"{host}:{port}" for host, port in self.tls_addresses)
@@ -121,6 +126,32 @@ class ChatServer(Server):
             "logged" if self.config.log_messages else "not logged",
             extra={"event": "start", "listen": where, "loop": loop_name(loop), "store": _safe(self.config.db)},
         )
+
+    def _vital_signs(self) -> list[str]:
+        """The transport's and the store's figures for HEALTH."""
+        largest = max((conn.queued for conn in self.connections), default=0)
+        lines = [f"largest send buffer {largest} bytes (limit {self.max_send_buffer})"]
+        if self.backend is not None:
+            journal = self.backend.journal
+            lines.append(f"store {_safe(self.config.db)}: {journal.waiting} waiting to commit, last commit "
+                         f"{journal.last_commit_ms:.1f} ms, {journal.committed} messages in {journal.commits} commits")  # fmt: skip
+        return lines
+
+    async def _expire(self) -> None:
+        """Retention: message text older than --retention-days goes; rows, times and audit hashes stay."""
+        if self.store is None:
+            return
+        days = self.config.retention_days
+        cutoff = int((time.time() - days * 86400) * 1000)
+        try:
+            count = await self.store.expire_before(cutoff, f"[expired: older than {days:g} days]")
+        except Exception as exc:
+            log.warning("retention failed: %s", exc)
+            return
+        if count:
+            self.hub.audit("retention", "server", "messages", expired=count, cutoff_ms=cutoff)
+            log.info("retention: removed the text of %d message(s) older than %g days", count, days,
+                     extra={"event": "retention", "expired": count})  # fmt: skip
 
     def on_connect(self, conn: Connection) -> None:
         conn.state = self.hub.connect(conn, conn.address, conn.host)

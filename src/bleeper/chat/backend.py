@@ -85,6 +85,9 @@ class Backend(Protocol):
 
     def history(self, conversation: str, limit: int) -> Pending[list[StoredMessage]]: ...
 
+    def recall(self, message_id: int, tombstone: str) -> Pending[bool]:
+        """Replace a stored message's text with *tombstone*."""
+
     def ledger(self, message_id: int) -> Pending[Ledger | None]:
         """The message and its audit entries so far (recent ones may still wait for their commit)."""
 

@@ -43,6 +43,7 @@ from bleeper.protocol.commands import (
     Command,
     Groups,
     GroupTarget,
+    Health,
     Help,
     History,
     Join,
@@ -56,6 +57,7 @@ from bleeper.protocol.commands import (
     Pong,
     Quit,
     Read,
+    Recall,
     RoleTarget,
     Say,
     Status,
@@ -145,6 +147,8 @@ class Hub:
         self.urgent = UrgentDesk(self.limits.urgent_interval, self.limits.urgent_attempts)
         self.backups: dict[str, str] = {}  # person's name key -> their backup's, for escalation
         self.roles = Roles()
+        self.started = monotonic()
+        self.vital_signs: Callable[[], list[str]] = list  # the server adds its own lines to HEALTH
         self._handlers: dict[type, Callable[[Session, object], Pending[object] | None]] = {
             Help: self._help,  # type: ignore[dict-item]
             Name: self._name,  # type: ignore[dict-item]
@@ -163,6 +167,8 @@ class Hub:
             Read: self._read,  # type: ignore[dict-item]
             Trace: self._trace,  # type: ignore[dict-item]
             Oncall: self._oncall,  # type: ignore[dict-item]
+            Recall: self._recall,  # type: ignore[dict-item]
+            Health: self._health,  # type: ignore[dict-item]
             Sync: self._sync,  # type: ignore[dict-item]
             History: self._history,  # type: ignore[dict-item]
             Ping: self._ping,  # type: ignore[dict-item]
@@ -867,6 +873,78 @@ class Hub:
 
         self.backend.ledger(command.message_id).add_done_callback(got)
         return None if flow.done() else flow
+
+    def _audience(self, ledger: Ledger) -> list[Session]:
+        """The connections that may have a message now: its conversation's people, online."""
+        conversation = ledger.message.conversation
+        if conversation == "*":
+            return list(self.sessions)
+        if conversation.startswith("#"):
+            group = self.groups.get(conversation)
+            return list(group.members) if group is not None else []
+        if conversation.startswith("role:"):
+            role = self.roles.get(conversation[5:])
+            keys = role.holders if role is not None else []
+        else:
+            keys = conversation[1:].split(",")
+        return [other for key in keys for other in self.users.get(key, ())]
+
+    def _recall(self, session: Session, command: Recall) -> Pending[object] | None:
+        flow: Answer[None] = Answer()
+
+        def got(pending: Pending[Ledger | None]) -> None:
+            ledger = _result(pending)
+            if ledger is None:
+                self._answer(session, reply(codes.NOT_FOUND, f"no message {command.message_id}"))
+                flow.resolve()
+                return
+            message = ledger.message
+            if (ledger.sender_key or name_key(message.sender)) != session.key:
+                self._answer(session, reply(codes.FORBIDDEN, "only its sender can recall a message"))
+                flow.resolve()
+                return
+            if message.text.startswith("[recalled by "):
+                self._answer(session, reply(codes.RECALLED, f"{message.id} was already recalled"))
+                flow.resolve()
+                return
+            digest = content_hash(message.text)
+            tombstone = f"[recalled by {session.name} at {self.now()}; sha256 {digest[:16]}]"
+
+            def done(changed: Pending[bool]) -> None:
+                if not _result(changed):
+                    self._answer(session, reply(codes.STORAGE_ERROR, "the recall was NOT stored; try again"))
+                else:
+                    self.urgent.open.pop(message.id, None)  # a recalled page stops alerting
+                    notice = event("RECALLED", str(message.id), session.name or "")
+                    for other in self._audience(ledger):
+                        if other is not session:
+                            other.send(notice)
+                    self.audit("recall", session.account or f"guest:{session.name}", str(message.id),
+                               sha256=digest)  # fmt: skip
+                    self._answer(session, reply(codes.RECALLED, f"{message.id} recalled: its text is gone from "
+                                                "history and inboxes; a tombstone remains"))  # fmt: skip
+                flow.resolve()
+
+            self.backend.recall(message.id, tombstone).add_done_callback(done)
+
+        self.backend.ledger(command.message_id).add_done_callback(got)
+        return None if flow.done() else flow
+
+    def _health(self, session: Session, command: Health) -> None:
+        if not session.admin:
+            self._answer(session, reply(codes.FORBIDDEN, "HEALTH is for administrators (accounts added with --admin)"))
+            return
+        now = self._monotonic()
+        oldest = min(self.urgent.open.values(), key=lambda u: u.since, default=None)
+        lines = [
+            f"uptime {int(now - self.started)} s",
+            f"connections {len(self.sessions)}, people {len(self.users)}, groups {len(self.groups)}",
+            f"urgent waiting {len(self.urgent.open)}",
+        ]
+        if oldest is not None:
+            lines.append(f"oldest urgent {oldest.id} from {oldest.sender}, {int(now - oldest.since)} s unacknowledged")
+        lines += self.vital_signs()
+        self._answer(session, multiline(codes.HEALTH_REPORT, lines, "end of health"))
 
     # -- urgent messages --------------------------------------------------------------------------------
 

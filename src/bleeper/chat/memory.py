@@ -61,6 +61,12 @@ class MemoryBackend:
     def history(self, conversation: str, limit: int) -> Pending[list[StoredMessage]]:
         return Answer.of([m for m in self.messages if m.conversation == conversation][-limit:])
 
+    def recall(self, message_id: int, tombstone: str) -> Pending[bool]:
+        if not 0 < message_id <= len(self.messages):
+            return Answer.of(False)
+        self.messages[message_id - 1].text = tombstone
+        return Answer.of(True)
+
     def ledger(self, message_id: int) -> Pending[Ledger | None]:
         if not 0 < message_id <= len(self.messages):
             return Answer.of(None)

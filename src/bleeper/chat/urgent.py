@@ -18,6 +18,7 @@ class Urgent:
     text: str  # kept in memory only, to pass on when escalating
     waiting: list[str]  # name keys of the people any one of whom may acknowledge it
     next_at: float
+    since: float = 0.0  # when it was sent (monotonic)
     alerts: int = 1  # the delivery counts as the first
     escalated: list[str] = field(default_factory=list)
     acked_by: str | None = None
@@ -38,7 +39,7 @@ class UrgentDesk:
 
     def add(self, msg_id: int, sender_key: str, sender: str, to: str, text: str, waiting: list[str],
             now: float) -> Urgent:  # fmt: skip
-        urgent = Urgent(msg_id, sender_key, sender, to, text, list(dict.fromkeys(waiting)), now + self.interval)
+        urgent = Urgent(msg_id, sender_key, sender, to, text, list(dict.fromkeys(waiting)), now + self.interval, now)
         self.open[msg_id] = urgent
         return urgent
 

@@ -144,6 +144,11 @@ class Connection(asyncio.Protocol):
     # Closing ------------------------------------------------------------------------------------------
 
     @property
+    def queued(self) -> int:
+        """Bytes waiting to be sent (here, and in the transport as of the last flush)."""
+        return self._queued
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

@@ -157,6 +157,16 @@ class Trace:
 
 
 @dataclass(frozen=True, slots=True)
+class Recall:
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class Oncall:
     action: str  # "list", "take", "handover" or "leave"
     role: str = ""  # "@name"
@@ -191,6 +201,8 @@ Command = (
     | Read
     | Trace
     | Oncall
+    | Recall
+    | Health
 )
 
 MAX_HISTORY = 500
@@ -292,6 +304,15 @@ COMMANDS: dict[str, CommandSpec] = {
             True,
             "207 404",
         ),
+        CommandSpec(
+            "RECALL",
+            ("UNSEND",),
+            "RECALL <id>",
+            "take back a message you sent: its text is replaced by a tombstone everywhere",
+            True,
+            "210 403 404",
+        ),
+        CommandSpec("HEALTH", (), "HEALTH", "the server's vital signs (administrators)", True, "218 403"),
         CommandSpec("KICK", (), "KICK <name> [reason]", "disconnect someone (administrators)", True, "200 403 404"),
         CommandSpec("ANNOUNCE", (), "ANNOUNCE <text>", "tell everyone online (administrators)", True, "200 403"),
     )
@@ -363,13 +384,17 @@ def _parse(line: str) -> Command | ParseError:
         if isinstance(target, UserTarget) and not target.names:
             return _usage(COMMANDS[canonical])
         return Tell(target, text, urgent=canonical == "URGENT")
-    if canonical in ("ACK", "READ", "TRACE"):
+    if canonical in ("ACK", "READ", "TRACE", "RECALL"):
         number = rest.removeprefix("#")
         if not number.isdigit() or len(number) > 18:
             return _usage(COMMANDS[canonical])
         if canonical == "ACK":
             return Ack(int(number))
+        if canonical == "RECALL":
+            return Recall(int(number))
         return Read(int(number)) if canonical == "READ" else Trace(int(number))
+    if canonical == "HEALTH":
+        return Health() if not rest else _usage(COMMANDS["HEALTH"])
     args = rest.split()
     if canonical == "NAME":
         return Name(args[0]) if len(args) == 1 else _usage(COMMANDS["NAME"])

@@ -61,6 +61,9 @@ class StoreBackend:
     def history(self, conversation: str, limit: int) -> asyncio.Future[list[StoredMessage]]:
         return self._later(lambda: self.db.history(conversation, limit))
 
+    def recall(self, message_id: int, tombstone: str) -> asyncio.Future[bool]:
+        return self._later(lambda: self.db.replace_text(message_id, tombstone))
+
     def ledger(self, message_id: int) -> asyncio.Future[Ledger | None]:
         async def read() -> Ledger | None:
             await self.journal.settled()  # receipts recorded a moment ago are part of the answer

@@ -12,6 +12,8 @@ from bleeper.store.model import Account, AuditEvent, InboxEntry, NewMessage, Sto
 
 # Shared SQL, written with ? placeholders (the PostgreSQL backend numbers them).
 SELECT_ACCOUNT = "SELECT key, name, password_hash, admin, created_ms, delivered_seq FROM accounts"
+# Retention: older messages keep their row (ids, times, who, to) but lose their text; the audit log keeps its hash.
+EXPIRE = "UPDATE messages SET body = ? WHERE created_ms < ? AND body <> ?"
 AUDIT_HEAD = "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1"
 SELECT_AUDIT = "SELECT id, at_ms, kind, actor, subject, detail, prev_hash, hash FROM audit"
 SELECT_MESSAGE = "SELECT id, sender, recipient, conversation, body, created_ms, client_id, urgent FROM messages"
@@ -72,6 +74,14 @@ class Store(ABC):
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
         """Append to the audit chain on its own (the admin tools' actions)."""
         await self.store_messages([], events)
+
+    @abstractmethod
+    async def replace_text(self, message_id: int, text: str) -> bool:
+        """Overwrite a message's text (RECALL leaves a tombstone); False when there is no such message."""
+
+    @abstractmethod
+    async def expire_before(self, cutoff_ms: int, text: str) -> int:
+        """Retention: replace the text of messages older than *cutoff_ms* with *text*; how many changed."""
 
     async def ledger(self, message_id: int) -> Ledger | None:
         """A message (with its sender's account key) and its audit entries, in order."""

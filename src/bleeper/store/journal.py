@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from bleeper.chat.backend import Answer
 from bleeper.store.base import Store
@@ -39,6 +40,7 @@ class Journal:
         self._closing = False
         self.commits = 0
         self.committed = 0
+        self.last_commit_ms = 0.0  # how long the last commit took: the store's latency, for HEALTH
 
     def submit(self, message: NewMessage) -> Ticket:
         ticket: Ticket = Answer()
@@ -72,8 +74,10 @@ class Journal:
             while self._queue or self._events:
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
                 events, self._events = self._events, []
+                started = time.perf_counter()
                 try:
                     stored = await self.store.store_messages([message for message, _ in batch], events)
+                    self.last_commit_ms = (time.perf_counter() - started) * 1000
                 except Exception as exc:
                     log.error("commit of %d message(s) and %d audit entries failed: %s", len(batch), len(events), exc)
                     for _, ticket in batch:
@@ -88,6 +92,11 @@ class Journal:
                 asyncio.get_running_loop().call_soon(_resolve_all, batch, stored)
             if self._closing:
                 return
+
+    @property
+    def waiting(self) -> int:
+        """Messages and audit entries queued for the next commit."""
+        return len(self._queue) + len(self._events)
 
     async def settled(self) -> None:
         """Return once everything submitted or recorded before the call is committed (or failed)."""

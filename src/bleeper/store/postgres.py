@@ -12,6 +12,7 @@ from bleeper.store import schema
 from bleeper.store.audit import GENESIS, AuditEntry, entries_from_rows
 from bleeper.store.base import (
     AUDIT_HEAD,
+    EXPIRE,
     HISTORY,
     SELECT_ACCOUNT,
     SELECT_AUDIT,
@@ -239,6 +240,14 @@ class PostgresStore(Store):
     async def history(self, conversation: str, limit: int = 50) -> list[StoredMessage]:
         rows = await self._fetch(HISTORY, conversation, limit) if limit > 0 else []
         return [message_from_row(tuple(row)) for row in reversed(rows)]
+
+    async def replace_text(self, message_id: int, text: str) -> bool:
+        status = await self._pool.execute("UPDATE messages SET body = $1 WHERE id = $2", text, message_id)
+        return bool(status.endswith(" 1"))
+
+    async def expire_before(self, cutoff_ms: int, text: str) -> int:
+        status = await self._pool.execute(numbered(EXPIRE), text, cutoff_ms, text)
+        return int(status.split()[-1])
 
     async def _message_with_sender(self, message_id: int) -> tuple[StoredMessage, str | None] | None:
         rows = await self._fetch(SELECT_MESSAGE_WITH_SENDER_KEY + " WHERE id = ?", message_id)

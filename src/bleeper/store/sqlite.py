@@ -22,6 +22,7 @@ from bleeper.store import schema
 from bleeper.store.audit import GENESIS, AuditEntry, entries_from_rows
 from bleeper.store.base import (
     AUDIT_HEAD,
+    EXPIRE,
     HISTORY,
     SELECT_ACCOUNT,
     SELECT_AUDIT,
@@ -241,6 +242,18 @@ class SqliteStore(Store):
             return [message_from_row(row) for row in reversed(rows)]
 
         return await self._run(read)
+
+    async def replace_text(self, message_id: int, text: str) -> bool:
+        def update() -> bool:
+            return self._db().execute("UPDATE messages SET body = ? WHERE id = ?", (text, message_id)).rowcount > 0
+
+        return await self._run(update)
+
+    async def expire_before(self, cutoff_ms: int, text: str) -> int:
+        def update() -> int:
+            return int(self._db().execute(EXPIRE, (text, cutoff_ms, text)).rowcount)
+
+        return await self._run(update)
 
     async def _message_with_sender(self, message_id: int) -> tuple[StoredMessage, str | None] | None:
         def read() -> tuple[StoredMessage, str | None] | None:
