@@ -343,3 +343,16 @@ async def test_a_recorded_head_catches_a_rewritten_or_shortened_log(store: Store
     )
     rewritten = chain(3, shortened[-1].hash, [record(AuditEvent(4, "admin", "cli:mallory", "other"))])
     assert "was rewritten" in verify([*shortened, *rewritten], expect_head=head).problem
+
+
+async def test_standing_state_is_set_replaced_and_forgotten(store: Store) -> None:
+    await store.keep("role", "cardio", '{"name": "@cardio", "holders": ["ann"]}')
+    await store.keep("backup", "ann", "ben")
+    await store.keep("backup", "ann", "carol")
+    await store.keep("urgent", "7", "{}")
+    await store.keep("urgent", "7", None)
+    await store.keep("urgent", "8", None)  # forgetting what is not there is fine
+    assert await store.standing() == [
+        ("backup", "ann", "carol"),
+        ("role", "cardio", '{"name": "@cardio", "holders": ["ann"]}'),
+    ]

@@ -159,3 +159,48 @@ async def test_on_call_roles_reach_their_holders_and_hand_over_urgent_messages(s
     assert (await ben.command("HISTORY @cardio-oncall")).code == 216
     assert (await ben.command("ONCALL LEAVE @cardio-oncall")).code == 209
     assert (await ward.command("ONCALL")).items == ()
+
+
+async def test_roles_backups_and_unacknowledged_urgent_messages_survive_restarts(db: str, start: Start) -> None:
+    server = await start(urgent_interval=60)  # nothing alerts before the restart
+    alice, _ = await login(server, "alice")
+    assert (await alice.command("ONCALL TAKE @cardio-oncall")).code == 209
+    assert (await alice.command("BACKUP carol")).code == 207
+    bob, _ = await login(server, "bob")
+    assert (await bob.command("ONCALL TAKE @gone")).code == 209
+    assert (await bob.command("ONCALL LEAVE @gone")).code == 209
+    waiting = (await bob.command("URGENT @cardio-oncall VT on monitor bay 2")).text.split()[0]
+    answered = (await bob.command("URGENT alice call me")).text.split()[0]
+    assert (await alice.message()).text == "VT on monitor bay 2"
+    await alice.message()
+    assert (await alice.command(f"ACK {answered}")).code == 206
+    await server.stop(grace=0.5)
+
+    server = await start(**FAST)  # alerts every 0.3 s, escalation after 2
+    carol, _ = await login(server, "carol")
+    assert (await carol.command("ONCALL")).items == ("@cardio-oncall holders=alice",)
+    alice, _ = await login(server, "alice")
+    assert (await alice.command("BACKUP")).text.startswith("your backup is carol")
+    bob, _ = await login(server, "bob")
+    alert = await event(alice, "ALERT")
+    assert alert.args == (waiting, "bob", "1")  # only the unacknowledged one alerts again
+    copy = await carol.message()  # then it escalates to the backup, text and all
+    assert copy.urgent and copy.text == "VT on monitor bay 2"
+    escalation = await event(bob, "ESCALATION")
+    while escalation.args[1] != "escalated":
+        escalation = await event(bob, "ESCALATION")
+    assert escalation.args == (waiting, "escalated", "carol", "backup-of", "alice")
+    await server.stop(grace=0.5)
+
+    server = await start(**FAST)
+    carol, _ = await login(server, "carol")
+    assert (await carol.command(f"ACK {copy.id}")).code == 206  # the copy's id still leads to the original
+    alice, _ = await login(server, "alice")
+    assert (await alice.command(f"ACK {waiting}")).text == f"{waiting} already acknowledged by carol"
+    await server.stop(grace=0.5)
+    store = await open_store(db)
+    try:
+        rows = await store.standing()
+    finally:
+        await store.close()
+    assert [(kind, key) for kind, key, _ in rows] == [("backup", "alice"), ("role", "cardio-oncall")]

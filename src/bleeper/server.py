@@ -13,6 +13,7 @@ from typing import Any
 
 from bleeper import __version__
 from bleeper.chat import Hub, HubLimits, Session
+from bleeper.chat.standing import read_rows
 from bleeper.config import ServeConfig
 from bleeper.framework import Connection, Server
 from bleeper.framework.runner import loop_name
@@ -60,6 +61,7 @@ class ChatServer(Server):
             self.hub.backend = self.backend
             self.hub.know_accounts(await self.store.list_accounts())
             self.hub.load_groups(await self.store.load_groups())
+            await self._restore_standing(self.store)
             await self._log_audit_head("start")
             await super().start()
         except BaseException:
@@ -75,6 +77,19 @@ class ChatServer(Server):
                 await self._log_audit_head("stop")
             await self.store.close()
             self.store = None
+
+    async def _restore_standing(self, store: Store) -> None:
+        standing = read_rows(await store.standing())
+        texts: dict[int, str] = {}
+        for msg_id in standing.urgent_ids():
+            message = await store.message(msg_id)
+            texts[msg_id] = message.text if message is not None else ""
+        self.hub.restore(standing, texts)
+        if standing.roles or standing.backups or standing.urgent:
+            log.info("restored %d on-call role(s), %d backup(s), %d urgent message(s) waiting for acknowledgement",
+                     len(standing.roles), len(standing.backups), len(standing.urgent))  # fmt: skip
+        if standing.unreadable:
+            log.warning("%d row(s) of standing state could not be read and were skipped", standing.unreadable)
 
     async def _log_audit_head(self, when: str) -> None:
         """Written to the console log, which lives apart from the database: a copy of the head there catches a

@@ -98,3 +98,7 @@ class Backend(Protocol):
     def add_member(self, group_key: str, group_name: str, account_key: str) -> None: ...
 
     def remove_member(self, group_key: str, account_key: str) -> None: ...
+
+    def keep(self, kind: str, key: str, value: str | None) -> Pending[None]:
+        """Save one row of standing state (see chat/standing.py), in order; None forgets it. The answer
+        comes once it is written (failures are logged, not raised)."""

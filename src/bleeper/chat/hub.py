@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -33,6 +33,7 @@ from bleeper.chat.records import (
 )
 from bleeper.chat.roles import Roles
 from bleeper.chat.session import Peer, Session
+from bleeper.chat.standing import BACKUP, URGENT, Standing, role_row, urgent_row
 from bleeper.chat.urgent import NotWaiting, Urgent, UrgentDesk
 from bleeper.protocol import codes
 from bleeper.protocol.commands import (
@@ -189,6 +190,21 @@ class Hub:
             if group is None:
                 group = self.groups[key] = Group(name)
             group.accounts |= accounts
+
+    def restore(self, standing: Standing, texts: Mapping[int, str]) -> None:
+        """On-call roles, backups and unacknowledged urgent messages as they stood when the server stopped
+        (*texts*: the stored text of each urgent message, by id). Their alerts resume an interval from now."""
+        for key, role in standing.roles.items():
+            for holder in role.holders:
+                self.roles.take(key, role.name, holder)
+        self.backups.update(standing.backups)
+        now, now_ms = self._monotonic(), int(self._clock() * 1000)
+        for urgent in standing.urgent:
+            urgent.text = texts.get(urgent.id, "")
+            self.urgent.resume(urgent, now, max(0, now_ms - urgent.sent_ms) / 1000)
+
+    def _keep(self, row: tuple[str, str, str | None]) -> Pending[None]:
+        return self.backend.keep(*row)
 
     # -- connection lifecycle ---------------------------------------------------------------------------
 
@@ -596,12 +612,18 @@ class Hub:
             if not message.duplicate:
                 reached = self._deliver(message, stamp, targets)
             note = "; already sent (same ID), not sent again" if message.duplicate else ""
+            kept: Pending[None] | None = None
             if waiting is not None and not message.duplicate:
-                self.urgent.add(message.id, session.key or "", session.name or "", to, text, waiting,
-                                self._monotonic())  # fmt: skip
+                urgent = self.urgent.add(message.id, session.key or "", session.name or "", to, text, waiting,
+                                         self._monotonic(), message.created_ms)  # fmt: skip
+                kept = self._keep(urgent_row(urgent))
                 every = f"{self.limits.urgent_interval:g}"
                 note += f"; urgent: alerts every {every} s until acknowledged, then escalates"
-            answer(reply(codes.MESSAGE_ACCEPTED, f"{message.id} {stamp} reached {reached}{note}"))
+            accepted = reply(codes.MESSAGE_ACCEPTED, f"{message.id} {stamp} reached {reached}{note}")
+            if kept is None:
+                answer(accepted)
+            else:  # accepted once its alerts would survive a restart too
+                kept.add_done_callback(lambda _: answer(accepted))
             if not message.duplicate and message.to != "*" and (message.seqs or message.urgent or message.to[0] == "@"):
                 self._note_delivered(message, targets, session.key or "", session)
 
@@ -914,7 +936,8 @@ class Hub:
                 if not _result(changed):
                     self._answer(session, reply(codes.STORAGE_ERROR, "the recall was NOT stored; try again"))
                 else:
-                    self.urgent.open.pop(message.id, None)  # a recalled page stops alerting
+                    if self.urgent.open.pop(message.id, None) is not None:  # a recalled page stops alerting
+                        self._keep((URGENT, str(message.id), None))
                     notice = event("RECALLED", str(message.id), session.name or "")
                     for other in self._audience(ledger):
                         if other is not session:
@@ -973,6 +996,7 @@ class Hub:
         if urgent.acked_by != key or urgent.acked_at != now:
             self._answer(session, reply(codes.ACKNOWLEDGED, f"{urgent.id} already acknowledged by {by}"))
             return
+        self._keep(urgent_row(urgent))
         done = event("ACKED", str(urgent.id), by)
         for other in {urgent.sender_key, *urgent.waiting}:
             self._to_person(other, done, but=session)
@@ -988,7 +1012,9 @@ class Hub:
             self._answer(session, reply(codes.BACKUP_SET, shown))
             return
         if command.name.lower() == "none":
-            self.backups.pop(key, None)
+            if self.backups.pop(key, None) is not None:
+                self._keep((BACKUP, key, None))
+                self.audit("backup", session.account or f"guest:{session.name}", key, backup="")
             self._answer(session, reply(codes.BACKUP_SET, "no backup: urgent messages to you keep alerting you"))
             return
         backup = name_key(command.name)
@@ -996,6 +1022,7 @@ class Hub:
             self._answer(session, reply(codes.NOT_FOUND, f"no such user: {command.name} (WHO lists people)"))
             return
         self.backups[key] = backup
+        self._keep((BACKUP, key, backup))
         self.audit("backup", session.account or f"guest:{session.name}", key, backup=backup)
         self._answer(session, reply(codes.BACKUP_SET, f"your backup is {self._shown(backup)}: they get urgent "
                                     f"messages you have not acknowledged after {self.limits.urgent_attempts} alerts"))  # fmt: skip
@@ -1003,6 +1030,7 @@ class Hub:
     def alert_urgent(self) -> None:
         """Called every second or so: alert again, or escalate, what nobody has acknowledged in time."""
         for urgent, action in self.urgent.due(self._monotonic()):
+            self._keep(urgent_row(urgent))  # where its alerts stand, to resume there after a restart
             if action == "alert":
                 for key in urgent.waiting:  # lock-screen safe: who and how many, never the text
                     self._to_person(key, event("ALERT", str(urgent.id), urgent.sender,
@@ -1036,6 +1064,7 @@ class Hub:
             if message is None:
                 return  # logged by the store; an escalation is tried again next round
             self.urgent.escalated(urgent, to, message.id)
+            self._keep(urgent_row(urgent))
             reached = list(self.users.get(to, ()))
             self._deliver(message, format_ms(message.created_ms), reached)
             self._to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), step, shown, relation,
@@ -1078,6 +1107,7 @@ class Hub:
         role = self.roles.get(key)
         if command.action == "take":
             role = self.roles.take(key, command.role, me)
+            self._keep(role_row(key, role))
             self.audit("role", actor, role.name, action="take", holder=me)
             others = [self._shown(h) for h in role.holders if h != me]
             also = f" with {', '.join(others)}" if others else ""
@@ -1093,6 +1123,7 @@ class Hub:
                                             f"for you: ONCALL HANDOVER {role.name} <name> passes them on"))  # fmt: skip
                 return
             self.roles.leave(key, me)
+            self._keep(role_row(key, self.roles.get(key)))
             self.audit("role", actor, role.name, action="leave", holder=me)
             self._answer(session, reply(codes.ROLES, f"you no longer hold {role.name}"))
             return
@@ -1102,6 +1133,7 @@ class Hub:
             return
         self.roles.take(key, role.name, to)
         self.roles.leave(key, me)
+        self._keep(role_row(key, self.roles.get(key)))
         self.audit("role", actor, role.name, action="handover", holder=to, previous=me, urgent=len(pending))
         self._to_person(to, event("ONCALL", role.name, "from", session.name or me))
         for urgent in pending:

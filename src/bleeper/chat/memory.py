@@ -26,6 +26,7 @@ class MemoryBackend:
         self._by_client_id: dict[tuple[str | None, str], StoredMessage] = {}
         self.audit_log: list[AuditEvent] = []
         self.sender_keys: dict[int, str | None] = {}
+        self.standing: dict[tuple[str, str], str] = {}  # (kind, key) -> value: see chat/standing.py
 
     def store(self, message: NewMessage) -> Pending[StoredMessage]:
         if message.client_id is not None:
@@ -91,6 +92,13 @@ class MemoryBackend:
             members.discard(account_key)
             if not members:
                 del self.groups[group_key]
+
+    def keep(self, kind: str, key: str, value: str | None) -> Pending[None]:
+        if value is None:
+            self.standing.pop((kind, key), None)
+        else:
+            self.standing[kind, key] = value
+        return Answer.of()
 
 
 def _as_duplicate(message: StoredMessage) -> StoredMessage:

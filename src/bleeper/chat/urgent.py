@@ -21,6 +21,8 @@ class Urgent:
     since: float = 0.0  # when it was sent (monotonic)
     alerts: int = 1  # the delivery counts as the first
     escalated: list[str] = field(default_factory=list)
+    copies: list[int] = field(default_factory=list)  # ids of the copies sent to backups and new role holders
+    sent_ms: int = 0  # when it was sent (wall clock, ms): kept across a restart, where monotonic time is not
     acked_by: str | None = None
     acked_at: float = 0.0
 
@@ -38,10 +40,19 @@ class UrgentDesk:
         self.closed: OrderedDict[int, Urgent] = OrderedDict()
 
     def add(self, msg_id: int, sender_key: str, sender: str, to: str, text: str, waiting: list[str],
-            now: float) -> Urgent:  # fmt: skip
+            now: float, sent_ms: int = 0) -> Urgent:  # fmt: skip
         urgent = Urgent(msg_id, sender_key, sender, to, text, list(dict.fromkeys(waiting)), now + self.interval, now)
+        urgent.sent_ms = sent_ms
         self.open[msg_id] = urgent
         return urgent
+
+    def resume(self, urgent: Urgent, now: float, age: float) -> None:
+        """Take back a message still waiting when the server stopped, *age* seconds after it was sent: its
+        alerts go on where they left off, the next one an interval from now."""
+        urgent.since, urgent.next_at = now - age, now + self.interval
+        self.open[urgent.id] = urgent
+        for copy in urgent.copies:
+            self.aliases[copy] = urgent.id
 
     def find(self, msg_id: int) -> Urgent | None:
         msg_id = self.aliases.get(msg_id, msg_id)
@@ -66,6 +77,7 @@ class UrgentDesk:
     def escalated(self, urgent: Urgent, to_key: str, escalation_id: int) -> None:
         """*to_key* now has the message too (as message *escalation_id*) and may acknowledge it."""
         urgent.escalated.append(to_key)
+        urgent.copies.append(escalation_id)
         if to_key not in urgent.waiting:
             urgent.waiting.append(to_key)
         self.aliases[escalation_id] = urgent.id

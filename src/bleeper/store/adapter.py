@@ -84,9 +84,10 @@ class StoreBackend:
     def verify_password(self, account: Account, password: str) -> asyncio.Future[bool]:
         return self._later(lambda: asyncio.to_thread(verify_password, account.password_hash, password))
 
-    def _in_order(self, make: Callable[[], Awaitable[None]]) -> None:
-        """Membership changes are written one after another, in the order they were made: on PostgreSQL two
-        at once could commit in either order, and a LEAVE could be undone by the JOIN before it."""
+    def _in_order(self, make: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
+        """Membership and standing-state changes are written one after another, in the order they were
+        made: on PostgreSQL two at once could commit in either order, and a LEAVE could be undone by the JOIN
+        before it. The future completes once the change is written (or failed, logged)."""
         previous = self._last_change
 
         async def change() -> None:
@@ -96,15 +97,19 @@ class StoreBackend:
             try:
                 await make()
             except Exception as exc:
-                log.error("saving a group membership failed: %s", exc)
+                log.error("saving a group membership or standing state failed: %s", exc)
 
         self._last_change = self._later(change)
+        return self._last_change
 
     def add_member(self, group_key: str, group_name: str, account_key: str) -> None:
         self._in_order(lambda: self.db.add_member(group_key, group_name, account_key))
 
     def remove_member(self, group_key: str, account_key: str) -> None:
         self._in_order(lambda: self.db.remove_member(group_key, account_key))
+
+    def keep(self, kind: str, key: str, value: str | None) -> asyncio.Future[None]:
+        return self._in_order(lambda: self.db.keep(kind, key, value))
 
     async def close(self) -> None:
         await self.journal.close()

@@ -14,6 +14,8 @@ from bleeper.store.model import Account, AuditEvent, InboxEntry, NewMessage, Sto
 SELECT_ACCOUNT = "SELECT key, name, password_hash, admin, created_ms, delivered_seq FROM accounts"
 # Retention: older messages keep their row (ids, times, who, to) but lose their text; the audit log keeps its hash.
 EXPIRE = "UPDATE messages SET body = ? WHERE created_ms < ? AND body <> ?"
+KEEP = "INSERT INTO standing (kind, key, value) VALUES (?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value"
+FORGET = "DELETE FROM standing WHERE kind = ? AND key = ?"
 AUDIT_HEAD = "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1"
 SELECT_AUDIT = "SELECT id, at_ms, kind, actor, subject, detail, prev_hash, hash FROM audit"
 SELECT_MESSAGE = "SELECT id, sender, recipient, conversation, body, created_ms, client_id, urgent FROM messages"
@@ -138,6 +140,20 @@ class Store(ABC):
     @abstractmethod
     async def load_groups(self) -> dict[str, tuple[str, set[str]]]:
         """Every group: key -> (display name, member account keys)."""
+
+    # standing state -------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def keep(self, kind: str, key: str, value: str | None) -> None:
+        """Set one row of standing state (on-call roles, backups, urgent messages waiting); None deletes it."""
+
+    @abstractmethod
+    async def standing(self) -> list[tuple[str, str, str]]:
+        """Every row of standing state: (kind, key, value)."""
+
+    async def message(self, message_id: int) -> StoredMessage | None:
+        found = await self._message_with_sender(message_id)
+        return None if found is None else found[0]
 
 
 def message_from_row(row: Sequence[object], duplicate: bool = False) -> StoredMessage:

@@ -13,7 +13,9 @@ from bleeper.store.audit import GENESIS, AuditEntry, entries_from_rows
 from bleeper.store.base import (
     AUDIT_HEAD,
     EXPIRE,
+    FORGET,
     HISTORY,
+    KEEP,
     SELECT_ACCOUNT,
     SELECT_AUDIT,
     SELECT_MESSAGE_WITH_SENDER_KEY,
@@ -248,6 +250,16 @@ class PostgresStore(Store):
     async def expire_before(self, cutoff_ms: int, text: str) -> int:
         status = await self._pool.execute(numbered(EXPIRE), text, cutoff_ms, text)
         return int(status.split()[-1])
+
+    async def keep(self, kind: str, key: str, value: str | None) -> None:
+        if value is None:
+            await self._pool.execute(numbered(FORGET), kind, key)
+        else:
+            await self._pool.execute(numbered(KEEP), kind, key, value)
+
+    async def standing(self) -> list[tuple[str, str, str]]:
+        rows = await self._pool.fetch("SELECT kind, key, value FROM standing ORDER BY kind, key")
+        return [(row["kind"], row["key"], row["value"]) for row in rows]
 
     async def _message_with_sender(self, message_id: int) -> tuple[StoredMessage, str | None] | None:
         rows = await self._fetch(SELECT_MESSAGE_WITH_SENDER_KEY + " WHERE id = ?", message_id)

@@ -43,6 +43,9 @@ MIGRATIONS: list[list[str]] = [
     [  # 6: a message's ledger (TRACE) is its audit entries: find them by subject
         "CREATE INDEX audit_subject ON audit (subject)",
     ],
+    [  # 7: on-call roles, backups and waiting urgent messages survive a restart (see chat/standing.py)
+        "CREATE TABLE standing (kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, key))",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

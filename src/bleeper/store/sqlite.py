@@ -23,7 +23,9 @@ from bleeper.store.audit import GENESIS, AuditEntry, entries_from_rows
 from bleeper.store.base import (
     AUDIT_HEAD,
     EXPIRE,
+    FORGET,
     HISTORY,
+    KEEP,
     SELECT_ACCOUNT,
     SELECT_AUDIT,
     SELECT_MESSAGE,
@@ -254,6 +256,22 @@ class SqliteStore(Store):
             return int(self._db().execute(EXPIRE, (text, cutoff_ms, text)).rowcount)
 
         return await self._run(update)
+
+    async def keep(self, kind: str, key: str, value: str | None) -> None:
+        def write() -> None:
+            if value is None:
+                self._db().execute(FORGET, (kind, key))
+            else:
+                self._db().execute(KEEP, (kind, key, value))
+
+        await self._run(write)
+
+    async def standing(self) -> list[tuple[str, str, str]]:
+        def read() -> list[tuple[str, str, str]]:
+            rows = self._db().execute("SELECT kind, key, value FROM standing ORDER BY kind, key").fetchall()
+            return [(str(kind), str(key), str(value)) for kind, key, value in rows]
+
+        return await self._run(read)
 
     async def _message_with_sender(self, message_id: int) -> tuple[StoredMessage, str | None] | None:
         def read() -> tuple[StoredMessage, str | None] | None:

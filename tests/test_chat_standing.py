@@ -1,0 +1,58 @@
+"""Standing state (on-call roles, backups, urgent messages waiting) turned into rows and back: no I/O."""
+
+from __future__ import annotations
+
+from bleeper.chat import Hub, HubLimits
+from bleeper.chat.memory import MemoryBackend
+from bleeper.chat.standing import read_rows
+from tests.test_chat_hub import Clock, join
+
+
+def rows(backend: MemoryBackend) -> list[tuple[str, str, str]]:
+    return [(kind, key, value) for (kind, key), value in sorted(backend.standing.items())]
+
+
+def test_a_new_hub_restored_from_the_rows_carries_on_where_the_old_one_stopped() -> None:
+    clock, backend = Clock(), MemoryBackend()
+    hub = Hub(HubLimits(urgent_interval=10, urgent_attempts=3), backend=backend, monotonic=clock)
+    ann, _ = join(hub, "ann")
+    ward, _ = join(hub, "ward7")
+    hub.handle(ann, "ONCALL TAKE @cardio-oncall")
+    hub.handle(ann, "BACKUP ward7")
+    hub.handle(ward, "URGENT @cardio-oncall VT bay 2")
+    clock.now += 10
+    hub.alert_urgent()  # the second alert: two of three used
+    assert [kind for kind, _, _ in rows(backend)] == ["backup", "role", "urgent"]
+
+    later = Clock()
+    restarted = Hub(HubLimits(urgent_interval=10, urgent_attempts=3), backend=backend, monotonic=later)
+    standing = read_rows(rows(backend))
+    restarted.restore(standing, {1: "VT bay 2"})
+    assert [(role.name, role.holders) for role in restarted.roles.all()] == [("@cardio-oncall", ["ann"])]
+    assert restarted.backups == {"ann": "ward7"}
+    urgent = restarted.urgent.open[1]
+    assert (urgent.text, urgent.waiting, urgent.alerts) == ("VT bay 2", ["ann"], 2)
+    later.now += 10
+    assert [action for _, action in restarted.urgent.due(later.now)] == ["alert"]
+    later.now += 10
+    assert [action for _, action in restarted.urgent.due(later.now)] == ["escalate"]
+
+
+def test_acknowledged_and_abandoned_state_is_forgotten() -> None:
+    backend = MemoryBackend()
+    hub = Hub(backend=backend)
+    ann, _ = join(hub, "ann")
+    ward, _ = join(hub, "ward7")
+    hub.handle(ann, "ONCALL TAKE @night")
+    hub.handle(ann, "BACKUP ward7")
+    hub.handle(ward, "URGENT ann call me")
+    hub.handle(ann, "ACK 1")
+    hub.handle(ann, "ONCALL LEAVE @night")
+    hub.handle(ann, "BACKUP none")
+    assert backend.standing == {}
+
+
+def test_unreadable_rows_are_counted_and_skipped() -> None:
+    standing = read_rows([("role", "x", "{not json"), ("urgent", "7", '{"sender": "a"}'), ("mystery", "k", "v"),
+                          ("backup", "ann", "ben")])  # fmt: skip
+    assert standing.unreadable == 3 and standing.backups == {"ann": "ben"}
