@@ -178,7 +178,7 @@ class ServerProcess:
     def command(self) -> list[str]:
         return [
             sys.executable, "-m", "bleeper", "serve", "--port", str(self.port), "--rate", "0", "--max-per-ip", "0",
-            "--log-level", "warning", "--db", self.db,
+            "--log-level", "warning", "--db", self.db, "--no-http",
         ]  # fmt: skip
 
     def __enter__(self) -> ServerProcess:

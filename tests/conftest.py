@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,8 +21,14 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     return {"uvloop": uvloop.new_event_loop}
 
 
+# Servers started as subprocesses put their web listener on a free port, so tests never fight over 8080.
+os.environ["BLEEPER_HTTP_PORT"] = "0"
+
+
 def make_config(**overrides: object) -> ServeConfig:
-    config = ServeConfig(host="127.0.0.1", port=0, max_per_ip=0, log_level="warning", db=":memory:")
+    """In-process servers leave the web listener off unless a test asks for it (``http=True``)."""
+    config = ServeConfig(host="127.0.0.1", port=0, max_per_ip=0, log_level="warning", db=":memory:", http=False,
+                         http_port=0)  # fmt: skip
     for key, value in overrides.items():
         setattr(config, key, value)
     config.validate()

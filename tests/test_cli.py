@@ -54,7 +54,7 @@ def test_help_documents_every_option() -> None:
     assert serve.returncode == 0
     text = serve.stdout.replace("\n", " ")
     for field in fields(ServeConfig):
-        flag = "--no-uvloop" if field.name == "uvloop" else "--" + field.name.replace("_", "-")
+        flag = {"uvloop": "--no-uvloop", "http": "--no-http"}.get(field.name, "--" + field.name.replace("_", "-"))
         assert flag in text, flag
     assert "BLEEPER_" in text and "TOML" in text
 

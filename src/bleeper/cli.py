@@ -118,6 +118,13 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="where the plain (unencrypted) listener binds, when it should differ from --host: 127.0.0.1 keeps "
         "it to this machine while TLS listens on --host",
     )
+    p.add_argument("--http-port", type=int, metavar="PORT",
+                   help=f"web client, /ws, /healthz and /metrics [default: {d.http_port}]")  # fmt: skip
+    p.add_argument("--http-host", metavar="ADDRESS",
+                   help=f"where the web listener binds [default: {d.http_host}, this machine only]")  # fmt: skip
+    p.add_argument("--http-origins", metavar="URL[,URL]",
+                   help="other origins whose pages may open /ws, such as a reverse proxy's https://bleeper.example")  # fmt: skip
+    p.add_argument("--no-http", dest="http", action="store_const", const=False, help="no web listener")
     p.add_argument(
         "--no-uvloop",
         dest="uvloop",
@@ -131,7 +138,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _serve(args: argparse.Namespace) -> int:
     from bleeper.console import setup_logging
     from bleeper.framework.runner import run
-    from bleeper.server import ChatServer
+    from bleeper.server import ChatServer, HttpPortError
     from bleeper.store import StoreError
 
     flags = {k: v for k, v in vars(args).items() if k not in ("func", "config", "command")}
@@ -150,6 +157,9 @@ def _serve(args: argparse.Namespace) -> int:
         run(server.serve(), use_uvloop=config.uvloop)
     except StoreError as exc:
         logging.getLogger("bleeper.events").error("cannot open the store: %s", exc)
+        return 1
+    except HttpPortError as exc:
+        logging.getLogger("bleeper.events").error("%s", exc.strerror)
         return 1
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:

@@ -42,6 +42,10 @@ class ServeConfig:
     tls_cert: str = ""  # a PEM certificate chain: setting it turns the TLS listener on
     tls_key: str = ""  # its private key (PEM); may be the same file as the certificate
     plain_host: str = ""  # where the plain listener binds, when not --host (127.0.0.1 keeps it local)
+    http: bool = True  # the web client, /ws, /healthz and /metrics
+    http_host: str = "127.0.0.1"  # loopback by default: put it behind TLS (--tls-cert) or a proxy to share it
+    http_port: int = 8080
+    http_origins: str = ""  # comma-separated extra origins whose pages may open /ws (a proxy's public URL)
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -54,6 +58,11 @@ class ServeConfig:
             raise ConfigError(f'auth "{self.auth}" is unknown: use "open" or "required"')
         if not 0 <= self.tls_port <= 65535:
             raise ConfigError(f"tls_port {self.tls_port} is out of range: use 1-65535 (or 0 for any free port)")
+        if not 0 <= self.http_port <= 65535:
+            raise ConfigError(f"http_port {self.http_port} is out of range: use 1-65535 (or 0 for any free port)")
+        for origin in self.origin_list():
+            if not origin.startswith(("http://", "https://")):
+                raise ConfigError(f"http_origins: {origin!r} is not an origin: write it as https://host[:port]")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("TLS needs both tls_cert and tls_key (they may name the same PEM file)")
         if self.urgent_interval <= 0 or self.urgent_attempts < 1:
@@ -67,6 +76,9 @@ class ServeConfig:
         for name in ("rate", "burst", "max_per_ip", "max_clients", "ping_interval", "ping_timeout", "retention_days"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} cannot be negative (0 turns the limit off)")
+
+    def origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.http_origins.split(",") if origin.strip()]
 
 
 def _convert(name: str, kind: type, raw: Any, origin: str) -> Any:

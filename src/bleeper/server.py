@@ -16,11 +16,15 @@ from bleeper.chat import Hub, HubLimits, Session
 from bleeper.chat.standing import read_rows
 from bleeper.config import ServeConfig
 from bleeper.framework import Connection, Server
+from bleeper.framework.http import HttpListener
 from bleeper.framework.runner import loop_name
+from bleeper.framework.websocket import WebSocketTransport
 from bleeper.protocol.framing import FramingError
 from bleeper.store import Store, open_store
 from bleeper.store.adapter import StoreBackend
 from bleeper.tls import server_context
+from bleeper.web import WebOptions, create_app
+from bleeper.web.metrics import Metric, exposition
 
 log = logging.getLogger("bleeper.events")
 
@@ -52,6 +56,10 @@ class ChatServer(Server):
         self.store: Store | None = None
         self.backend: StoreBackend | None = None
         self._chores: set[asyncio.Future[None]] = set()
+        self.http: HttpListener | None = None
+        self.http_addresses: list[tuple[str, int]] = []
+        self.connections_total = 0
+        self.disconnects: dict[str, int] = {}  # why connections ended, by kind, for /metrics
 
     async def start(self) -> None:
         """Open the store first: a server that cannot keep messages must not accept any."""
@@ -69,7 +77,10 @@ class ChatServer(Server):
             raise
 
     async def stop(self, grace: float = 5.0) -> None:
-        await super().stop(grace)
+        await super().stop(grace)  # WebSocket connections too: they are told, like everyone else
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
         if self.backend is not None:
             await self.backend.close()
         if self.store is not None:
@@ -119,6 +130,8 @@ class ChatServer(Server):
         _raise_file_limit()
         if self.tls_context is not None:
             self.tls_addresses = await self.add_listener(self.config.host, self.config.tls_port, self.tls_context)
+        if self.config.http:
+            await self._start_http()
         if self.config.ping_interval:
             self.every(min(1.0, self.config.ping_interval / 4), self.hub.keepalive)
         self.every(5.0, lambda: self._chore(self._refresh))
@@ -130,6 +143,9 @@ class ChatServer(Server):
         where = ", ".join(f"{host}:{port}" for host, port in self.addresses if (host, port) not in self.tls_addresses)
         if self.tls_addresses:
             where += ", TLS on " + ", ".join(f"{host}:{port}" for host, port in self.tls_addresses)
+        if self.http_addresses:
+            scheme = "https" if self.config.tls_cert else "http"
+            where += ", web client on " + ", ".join(f"{scheme}://{_url_host(h)}:{p}/" for h, p in self.http_addresses)
         loop = asyncio.get_running_loop()
         log.info(
             "start Bleeper %s listening on %s (%s; store %s; auth %s; message text %s)",
@@ -141,6 +157,47 @@ class ChatServer(Server):
             "logged" if self.config.log_messages else "not logged",
             extra={"event": "start", "listen": where, "loop": loop_name(loop), "store": _safe(self.config.db)},
         )
+
+    async def _start_http(self) -> None:
+        config = self.config
+        options = WebOptions(self, self._metrics, self._health, config.origin_list())
+        listener = HttpListener(create_app(options), config.http_host, config.http_port, ssl_certfile=config.tls_cert,
+                                ssl_keyfile=config.tls_key)  # fmt: skip
+        try:
+            self.http_addresses = await listener.start()
+        except OSError as exc:
+            raise HttpPortError(exc.errno or 0, f"cannot listen for HTTP on {config.http_host}:{config.http_port}: "
+                                f"{exc.strerror or exc}; choose another --http-port, or --no-http") from exc  # fmt: skip
+        self.http = listener
+
+    def _health(self) -> tuple[bool, dict[str, object]]:
+        healthy = self.store is not None and not self._stopping
+        details: dict[str, object] = {"connections": len(self.connections), "people": len(self.hub.users),
+                                      "urgent_waiting": len(self.hub.urgent.open)}  # fmt: skip
+        if self.backend is not None:
+            details["store_last_commit_ms"] = round(self.backend.journal.last_commit_ms, 3)
+        return healthy, details
+
+    def _metrics(self) -> str:
+        hub, journal = self.hub, self.backend.journal if self.backend is not None else None
+        web = sum(1 for conn in self.connections if isinstance(conn.transport, WebSocketTransport))
+        return exposition([
+            Metric("bleeper_connections", "gauge", "Open connections").add(len(self.connections) - web, transport="tcp")
+            .add(web, transport="websocket"),
+            Metric("bleeper_connections_total", "counter", "Connections accepted").add(self.connections_total),
+            Metric("bleeper_people", "gauge", "People online (names in use)").add(len(hub.users)),
+            Metric("bleeper_messages_total", "counter", "Messages stored (acknowledged after commit)")
+            .add(journal.committed if journal else 0),
+            Metric("bleeper_deliveries_total", "counter", "Messages handed to recipients' connections")
+            .add(hub.deliveries),
+            _by_reason(Metric("bleeper_disconnects_total", "counter", "Connections ended, by why"), self.disconnects),
+            Metric("bleeper_urgent_waiting", "gauge", "Urgent messages not yet acknowledged").add(len(hub.urgent.open)),
+            Metric("bleeper_store_commit_seconds", "gauge", "Duration of the last store commit")
+            .add(journal.last_commit_ms / 1000 if journal else 0),
+            Metric("bleeper_store_commits_total", "counter", "Store commits").add(journal.commits if journal else 0),
+            Metric("bleeper_store_queue", "gauge", "Messages and audit entries waiting for the next commit")
+            .add(journal.waiting if journal else 0),
+        ])  # fmt: skip
 
     def _vital_signs(self) -> list[str]:
         """The transport's and the store's figures for HEALTH."""
@@ -169,6 +226,7 @@ class ChatServer(Server):
                      extra={"event": "retention", "expired": count})  # fmt: skip
 
     def on_connect(self, conn: Connection) -> None:
+        self.connections_total += 1
         conn.state = self.hub.connect(conn, conn.address, conn.host)
 
     def on_message(self, conn: Connection, line: str) -> Awaitable[None] | None:
@@ -195,6 +253,8 @@ class ChatServer(Server):
             self.hub.framing_error(session, error)
 
     def on_disconnect(self, conn: Connection, reason: str) -> None:
+        kind = _reason_kind(reason)
+        self.disconnects[kind] = self.disconnects.get(kind, 0) + 1
         session: Session | None = conn.state
         if session is not None:
             self.hub.disconnect(session, reason)
@@ -205,6 +265,37 @@ class ChatServer(Server):
             "stop: telling %d client(s) the server is shutting down", active, extra={"event": "stop", "active": active}
         )
         self.hub.shutdown("server shutting down")
+
+
+class HttpPortError(OSError):
+    """The web listener could not start; the message says what to do."""
+
+
+def _reason_kind(reason: str) -> str:
+    """A disconnect's reason, reduced to a few kinds: a metric label must not take free text."""
+    if reason.startswith("send buffer full"):
+        return "slow_reader"
+    if reason.startswith("flood"):
+        return "flood"
+    if reason.startswith("ping timeout"):
+        return "ping_timeout"
+    if reason.startswith("kicked"):
+        return "kicked"
+    if reason.startswith("server shutting down"):
+        return "shutdown"
+    if reason.startswith("refused"):
+        return "refused"
+    return "client"
+
+
+def _by_reason(metric: Metric, counts: dict[str, int]) -> Metric:
+    for kind, count in sorted(counts.items()):
+        metric.add(count, reason=kind)
+    return metric
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _safe(location: str) -> str:

@@ -149,6 +149,7 @@ class Hub:
         self.backups: dict[str, str] = {}  # person's name key -> their backup's, for escalation
         self.roles = Roles()
         self.started = monotonic()
+        self.deliveries = 0  # messages handed to connections, for /metrics
         self.vital_signs: Callable[[], list[str]] = list  # the server adds its own lines to HEALTH
         self._handlers: dict[type, Callable[[Session, object], Pending[object] | None]] = {
             Help: self._help,  # type: ignore[dict-item]
@@ -676,6 +677,7 @@ class Hub:
             reached += 1
         for account, seq in delivered.items():  # only accounts with a connection here: the rest wait for LOGIN
             self.backend.mark_delivered(account, seq)  # coalesced by the backend
+        self.deliveries += reached
         return reached
 
     def _sync(self, session: Session, command: Sync) -> Pending[object] | None:
