@@ -271,21 +271,13 @@ class HttpPortError(OSError):
     """The web listener could not start; the message says what to do."""
 
 
+# Disconnect reasons by how they begin, reduced to a few kinds: a metric label must not take free text.
+REASON_KINDS = (("send buffer full", "slow_reader"), ("flood", "flood"), ("ping timeout", "ping_timeout"),
+                ("kicked", "kicked"), ("server shutting down", "shutdown"), ("refused", "refused"))  # fmt: skip
+
+
 def _reason_kind(reason: str) -> str:
-    """A disconnect's reason, reduced to a few kinds: a metric label must not take free text."""
-    if reason.startswith("send buffer full"):
-        return "slow_reader"
-    if reason.startswith("flood"):
-        return "flood"
-    if reason.startswith("ping timeout"):
-        return "ping_timeout"
-    if reason.startswith("kicked"):
-        return "kicked"
-    if reason.startswith("server shutting down"):
-        return "shutdown"
-    if reason.startswith("refused"):
-        return "refused"
-    return "client"
+    return next((kind for start, kind in REASON_KINDS if reason.startswith(start)), "client")
 
 
 def _by_reason(metric: Metric, counts: dict[str, int]) -> Metric:

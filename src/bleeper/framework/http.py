@@ -37,6 +37,7 @@ class HttpListener:
             ssl_keyfile=ssl_keyfile or None,
         )
         self._server: uvicorn.Server | None = None
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # our console reports start and stop itself
         self._sockets: list[socket.socket] = []
 
     async def start(self) -> list[tuple[str, int]]:
