@@ -47,6 +47,8 @@ async def test_status_shows_in_who_and_goes_with_the_person(start_server: Start)
     assert set_status.code == 205 and set_status.text == "busy (in theatre until 3)"
     who = await ben.command("WHO")
     assert "ann status=busy note=in theatre until 3" in who.items and "ben" in who.items
+    presence = await ben.event("PRESENCE")  # others' user lists stay live
+    assert isinstance(presence, Event) and presence.args == ("ann", "busy", "in", "theatre", "until", "3")
     assert (await ann.command("STATUS sleeping")).code == 400
     assert (await ann.command("AWAY away")).code == 205  # AWAY is STATUS's alias
     assert (await ann.command("STATUS available")).code == 205

@@ -72,6 +72,9 @@ async def test_two_pages_and_a_tcp_client_share_one_conversation(start_server: S
     await carol.register("carol")
     await expect(alice.locator("#people")).to_contain_text("carol")
 
+    await carol.command("STATUS busy in theatre")
+    await expect(alice.locator("#people").get_by_role("button", name="carol")).to_contain_text("busy: in theatre")
+
     await say(alice, "ward round at 9")
     await expect(bob.locator("#messages")).to_contain_text("alice ward round at 9")
     assert (await carol.message()).text == "ward round at 9"

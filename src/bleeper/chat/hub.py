@@ -1150,6 +1150,8 @@ class Hub:
         note = f" ({status.note})" if status.note else ""
         dnd = "; private messages still arrive, and senders are told once" if status.state == "dnd" else ""
         self._answer(session, reply(codes.STATUS_SET, f"{status.state}{note}{dnd}"))
+        shown = event("PRESENCE", session.name or "", status.state, *([status.note] if status.note else []))
+        self._to_everyone(shown, session)  # user lists stay live without polling WHO
 
     def _tell_not_disturbed(self, sender: Session, key: str, shown: str) -> None:
         """Do-not-disturb answers each private sender once with the note; the message is delivered anyway."""

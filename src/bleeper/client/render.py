@@ -109,6 +109,9 @@ def _clinical_line(kind: str, args: list[str], now: str) -> Line:
         note = f": {' '.join(args[2:])}" if len(args) > 2 else ""
         return Line(now, "", None, f"{args[0]} does not want to be disturbed{note} (your message was delivered)",
                     "notice")  # fmt: skip
+    if kind == "PRESENCE" and len(args) >= 2:
+        note = f" ({' '.join(args[2:])})" if len(args) > 2 else ""
+        return Line(now, "", None, f"{args[0]} is {args[1]}{note}", "notice")
     if kind == "ANNOUNCE" and args:
         return Line(now, args[0], "announcement", " ".join(args[1:]), "urgent")
     return Line(now, "", None, " ".join([clean_text(kind), *args]), "notice")

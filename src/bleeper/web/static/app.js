@@ -250,6 +250,7 @@ function onEvent({ name, rest }) {
     }
     case "ONLINE":
     case "OFFLINE":
+    case "PRESENCE":
     case "STATUS":
       refreshPeople();
       if (name === "STATUS") notice(`${rest.replace(" dnd", " does not want to be disturbed")}`);
