@@ -334,8 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     backup_parsers(sub)
     from bleeper.audit import add_parser as audit_parser
+    from bleeper.statestore.cli import add_parsers as statestore_parsers
 
     audit_parser(sub)
+    statestore_parsers(sub)
     return parser
 
 

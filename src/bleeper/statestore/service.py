@@ -1,0 +1,266 @@
+"""``bleeper store serve``: the state store over HTTP.
+
+Two APIs over one store. The *compatible* one keeps the original exercise's URLs working
+(``/?action=set&key=K&value=V``, ``get``, ``unset``, and ``/`` listing everything as a page). The REST one
+adds what coordination needs: a version per value, conditional writes (``If-Match``, ``If-None-Match: *``)
+so two writers cannot both win a race, and long polling (``?wait=30&after=V``) so a client waiting for a
+change asks once instead of spinning.
+"""
+
+import asyncio
+import html
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from bleeper.statestore.db import MAX_VALUE, Conflict, Entry, KeyValueDB, key_problem, value_problem
+
+SERVICE_NAME = "Bleeper state store"
+MAX_WAIT = 60.0  # seconds a long poll may hold a request, by default
+
+
+class Written(BaseModel):
+    key: str
+    version: int
+
+
+class Item(BaseModel):
+    key: str
+    value: str
+    version: int
+
+
+class Listing(BaseModel):
+    items: list[Item]
+    count: int
+
+
+class Changes:
+    """Wakes long polls: one event per watched key, set and replaced on every write to it."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    def event(self, key: str) -> asyncio.Event:
+        event = self._events.get(key)
+        if event is None:
+            event = self._events[key] = asyncio.Event()
+        return event
+
+    def changed(self, key: str) -> None:
+        event = self._events.pop(key, None)
+        if event is not None:
+            event.set()
+
+
+def _text(status: int, detail: str) -> PlainTextResponse:
+    return PlainTextResponse(detail + "\n", status)
+
+
+def _version_header(value: str | None, name: str) -> int | None:
+    """``If-Match: "7"`` (or 7, or W/"7") -> 7."""
+    if value is None:
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise HTTPException(400, f'{name} must be a version as given in ETag, such as "7" (or * with If-None-Match)')
+    return int(text)
+
+
+def _tagged(entry: Entry) -> dict[str, str]:
+    return {"ETag": f'"{entry.version}"', "X-Version": str(entry.version)}
+
+
+def _check_key(key: str) -> None:
+    problem = key_problem(key)
+    if problem:
+        raise HTTPException(400, f"{problem}: keys are 1-256 bytes of UTF-8 text")
+
+
+async def _read_value(request: Request) -> str:
+    """The request body as UTF-8 text, refusing more than 64 KiB before reading it all."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_VALUE:
+            raise HTTPException(413, "the value is longer than 65536 bytes (64 KiB)")
+        chunks.append(chunk)
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPException(400, "the value is not valid UTF-8") from None
+
+
+def create_app(db_path: str, name: str = SERVICE_NAME, max_wait: float = MAX_WAIT) -> FastAPI:
+    changes = Changes()
+    holder: dict[str, KeyValueDB] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        holder["db"] = await run_in_threadpool(KeyValueDB, db_path)
+        yield
+        await run_in_threadpool(holder.pop("db").close)
+
+    app = FastAPI(title=name, version="1", lifespan=lifespan,
+                  description="A key/value store with versions, conditional writes and long polling.")  # fmt: skip
+
+    def db() -> KeyValueDB:
+        return holder["db"]
+
+    async def write(key: str, value: str | None, **conditions: Any) -> Entry:
+        entry = await run_in_threadpool(lambda: db().put(key, value, **conditions))
+        changes.changed(key)
+        return entry
+
+    # -- the compatible API ---------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse, summary="The original URL API, or a page listing every pair")
+    async def compatible(
+        action: Annotated[str | None, Query(description="set, get or unset; none for the page")] = None,
+        key: Annotated[str | None, Query()] = None,
+        value: Annotated[str | None, Query()] = None,
+    ) -> Response:
+        if action is None:
+            entries = await run_in_threadpool(lambda: db().items(limit=10_000))
+            return HTMLResponse(_page(name, entries))
+        if action not in ("set", "get", "unset"):
+            return _text(400, f"unknown action {action!r}: use set, get or unset")
+        if key is None or (action == "set" and value is None):
+            needs = "key and value" if action == "set" else "key"
+            return _text(
+                400, f"action={action} needs {needs}: /?action={action}&key=K" + ("&value=V" if action == "set" else "")
+            )
+        problem = key_problem(key)
+        if problem:
+            return _text(400, f"{problem}: keys are 1-256 bytes of UTF-8 text")
+        problem = value_problem(value) if value is not None else None
+        if problem:
+            return _text(413 if "longer" in problem else 400, problem)
+        if action == "set":
+            await write(key, value)
+            return _text(200, "OK")
+        if action == "get":
+            entry = await run_in_threadpool(lambda: db().get(key))
+            if entry is None or entry.value is None:
+                return _text(404, f"no value for key {key!r}")
+            return PlainTextResponse(entry.value, headers=_tagged(entry))
+        try:
+            await write(key, None)
+        except KeyError:
+            return _text(404, f"no value for key {key!r}")
+        return _text(200, "OK")
+
+    # -- the REST API ---------------------------------------------------------------------------------
+
+    @app.get("/keys", response_model=Listing, summary="Live keys with their values, in key order")
+    async def list_keys(
+        prefix: Annotated[str, Query(max_length=256)] = "",
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> Listing:
+        entries = await run_in_threadpool(lambda: db().items(prefix, limit))
+        items = [Item(key=e.key, value=e.value or "", version=e.version) for e in entries]
+        return Listing(items=items, count=len(items))
+
+    @app.get("/keys/{key:path}", response_class=PlainTextResponse, summary="A value (text); long-poll with wait",
+             responses={404: {"description": "no value"}, 304: {"description": "unchanged after waiting"}})  # fmt: skip
+    async def get_key(
+        key: Annotated[str, Path(description="1-256 bytes of UTF-8, no control characters")],
+        wait: Annotated[float, Query(ge=0, le=max_wait, description="seconds to wait for a change")] = 0,
+        after: Annotated[int | None, Query(ge=0, description="the version you have; wait for a newer one")] = None,
+    ) -> Response:
+        _check_key(key)
+        entry = await run_in_threadpool(lambda: db().get(key))
+        if wait and after is not None and (entry is None or entry.version <= after):
+            event = changes.event(key)
+            entry = await run_in_threadpool(lambda: db().get(key))  # a write may have landed meanwhile
+            if entry is None or entry.version <= after:
+                try:
+                    await asyncio.wait_for(event.wait(), wait)
+                except TimeoutError:
+                    headers = _tagged(entry) if entry is not None else {}
+                    return Response(status_code=304, headers=headers)
+                entry = await run_in_threadpool(lambda: db().get(key))
+        if entry is None or entry.value is None:
+            headers = _tagged(entry) if entry is not None else {}
+            return JSONResponse({"detail": f"no value for key {key!r}"}, 404, headers=headers)
+        return PlainTextResponse(entry.value, headers=_tagged(entry))
+
+    @app.put("/keys/{key:path}", response_model=Written, status_code=200,
+             summary="Set a value; conditional with If-Match or If-None-Match: *",
+             responses={201: {"model": Written, "description": "created"}, 412: {"description": "version conflict"},
+                        413: {"description": "value too long"}},
+             openapi_extra={"requestBody": {"required": True, "content": {"text/plain": {"schema": {
+                 "type": "string", "maxLength": MAX_VALUE}}}}})  # fmt: skip
+    async def put_key(
+        request: Request,
+        key: Annotated[str, Path(description="1-256 bytes of UTF-8, no control characters")],
+        if_match: Annotated[str | None, Header()] = None,
+        if_none_match: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        _check_key(key)
+        value = await _read_value(request)
+        if if_none_match is not None and if_none_match.strip() != "*":
+            raise HTTPException(400, "If-None-Match takes only * here (create only if absent)")
+        version = None if if_match is None or if_match.strip() == "*" else _version_header(if_match, "If-Match")
+        must_exist = if_match is not None and if_match.strip() == "*"
+        try:
+            if must_exist:
+                current = await run_in_threadpool(lambda: db().get(key))
+                if current is None or current.value is None:
+                    raise Conflict(None)
+                version = current.version
+            before = await run_in_threadpool(lambda: db().get(key))
+            entry = await write(key, value, if_version=version, if_absent=if_none_match is not None)
+        except Conflict as conflict:
+            return _conflict(key, conflict)
+        created = before is None or before.value is None
+        return JSONResponse({"key": key, "version": entry.version}, 201 if created else 200, headers=_tagged(entry))
+
+    @app.delete("/keys/{key:path}", status_code=204, summary="Delete a value; conditional with If-Match",
+                responses={404: {"description": "no value"}, 412: {"description": "version conflict"}})  # fmt: skip
+    async def delete_key(
+        key: Annotated[str, Path(description="1-256 bytes of UTF-8, no control characters")],
+        if_match: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        _check_key(key)
+        version = _version_header(if_match, "If-Match") if if_match is not None and if_match.strip() != "*" else None
+        try:
+            entry = await write(key, None, if_version=version)
+        except KeyError:
+            return JSONResponse({"detail": f"no value for key {key!r}"}, 404)
+        except Conflict as conflict:
+            return _conflict(key, conflict)
+        return Response(status_code=204, headers=_tagged(entry))
+
+    @app.get("/healthz", summary="OK when the store answers")
+    async def healthz() -> dict[str, object]:
+        return {"status": "ok", "keys": await run_in_threadpool(lambda: db().count())}
+
+    return app
+
+
+def _conflict(key: str, conflict: Conflict) -> JSONResponse:
+    current = conflict.current
+    if current is None or current.value is None:
+        return JSONResponse({"detail": f"key {key!r} has no value", "version": None}, 412)
+    detail = f"key {key!r} is at version {current.version}"
+    return JSONResponse({"detail": detail, "version": current.version}, 412, headers=_tagged(current))
+
+
+def _page(name: str, entries: list[Entry]) -> str:
+    rows = "\n".join(
+        f"<tr><td>{html.escape(e.key)}</td><td>{html.escape(e.value or '')}</td><td>{e.version}</td></tr>"
+        for e in entries
+    )
+    title = html.escape(name)
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>\n'
+        f"<body><h1>{title}</h1>\n<p>{len(entries)} key(s)</p>\n"
+        f"<table><thead><tr><th>key</th><th>value</th><th>version</th></tr></thead>\n<tbody>\n{rows}\n</tbody></table>\n"
+        "</body></html>\n"
+    )
