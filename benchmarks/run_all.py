@@ -15,6 +15,7 @@ RUNS = [
     ["stalled.py", "--clients", "100", "--senders", "10", "--messages", "5000"],
     ["idle.py", "--connections", "10000"],
     ["durable.py", "--senders", "100", "--messages", "200"],
+    ["statestore.py", "--clients", "50", "--seconds", "4"],
 ]
 
 

@@ -4,7 +4,9 @@ Every write takes the next number of one counter, so a version is never reused, 
 created again: a client holding version 7 cannot be fooled by a different value that also claims 7. A delete
 leaves a tombstone (no value, a new version) so that someone watching the key sees it go. Conditional writes
 read and write in one ``BEGIN IMMEDIATE`` transaction, so two writers racing on one version cannot both win.
-Calls block; the service runs them in a worker thread.
+Writes and listings block, and the service runs them in worker threads (one at a time: a lock). A single
+key's read is a primary-key lookup that WAL lets run beside a write without waiting: :meth:`KeyValueDB.get`
+uses its own connection and is cheap enough to call on the event loop, which is most of a store's traffic.
 """
 
 from __future__ import annotations
@@ -50,15 +52,19 @@ class KeyValueDB:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             for sql in SCHEMA:
                 self._conn.execute(sql)
+        self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0) \
+            if path != ":memory:" else self._conn  # fmt: skip
 
     def close(self) -> None:
         with self._lock:
+            if self._reader is not self._conn:
+                self._reader.close()
             self._conn.close()
 
     def get(self, key: str) -> Entry | None:
-        """The entry, tombstones included (their value is None); None when the key was never written."""
-        with self._lock:
-            row = self._conn.execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
+        """The entry, tombstones included (their value is None); None when the key was never written. Only
+        from one thread (the event loop's)."""
+        row = self._reader.execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
         return None if row is None else Entry(key, row[0], row[1])
 
     def items(self, prefix: str = "", limit: int = 1000) -> list[Entry]:
@@ -76,8 +82,10 @@ class KeyValueDB:
         with self._lock:
             return int(self._conn.execute("SELECT count(*) FROM kv WHERE value IS NOT NULL").fetchone()[0])
 
-    def put(self, key: str, value: str | None, *, if_version: int | None = None, if_absent: bool = False) -> Entry:
-        """Set (or with None delete) a key; returns the new entry.
+    def put(
+        self, key: str, value: str | None, *, if_version: int | None = None, if_absent: bool = False
+    ) -> tuple[Entry, bool]:
+        """Set (or with None delete) a key; returns the new entry, and whether the key had no value before.
 
         *if_version*: only if the key's current version is this one (Conflict otherwise). *if_absent*: only if
         the key has no live value. A delete of a key that has no value raises KeyError.
@@ -105,7 +113,7 @@ class KeyValueDB:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        return Entry(key, value, version)
+        return Entry(key, value, version), not live
 
 
 def _size(text: str) -> int | None:

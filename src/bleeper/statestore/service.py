@@ -112,10 +112,10 @@ def create_app(db_path: str, name: str = SERVICE_NAME, max_wait: float = MAX_WAI
     def db() -> KeyValueDB:
         return holder["db"]
 
-    async def write(key: str, value: str | None, **conditions: Any) -> Entry:
-        entry = await run_in_threadpool(lambda: db().put(key, value, **conditions))
+    async def write(key: str, value: str | None, **conditions: Any) -> tuple[Entry, bool]:
+        written = await run_in_threadpool(lambda: db().put(key, value, **conditions))
         changes.changed(key)
-        return entry
+        return written
 
     # -- the compatible API ---------------------------------------------------------------------------
 
@@ -145,7 +145,7 @@ def create_app(db_path: str, name: str = SERVICE_NAME, max_wait: float = MAX_WAI
             await write(key, value)
             return _text(200, "OK")
         if action == "get":
-            entry = await run_in_threadpool(lambda: db().get(key))
+            entry = db().get(key)
             if entry is None or entry.value is None:
                 return _text(404, f"no value for key {key!r}")
             return PlainTextResponse(entry.value, headers=_tagged(entry))
@@ -174,17 +174,17 @@ def create_app(db_path: str, name: str = SERVICE_NAME, max_wait: float = MAX_WAI
         after: Annotated[int | None, Query(ge=0, description="the version you have; wait for a newer one")] = None,
     ) -> Response:
         _check_key(key)
-        entry = await run_in_threadpool(lambda: db().get(key))
+        entry = db().get(key)
         if wait and after is not None and (entry is None or entry.version <= after):
             event = changes.event(key)
-            entry = await run_in_threadpool(lambda: db().get(key))  # a write may have landed meanwhile
+            entry = db().get(key)  # a write may have landed meanwhile
             if entry is None or entry.version <= after:
                 try:
                     await asyncio.wait_for(event.wait(), wait)
                 except TimeoutError:
                     headers = _tagged(entry) if entry is not None else {}
                     return Response(status_code=304, headers=headers)
-                entry = await run_in_threadpool(lambda: db().get(key))
+                entry = db().get(key)
         if entry is None or entry.value is None:
             headers = _tagged(entry) if entry is not None else {}
             return JSONResponse({"detail": f"no value for key {key!r}"}, 404, headers=headers)
@@ -210,15 +210,13 @@ def create_app(db_path: str, name: str = SERVICE_NAME, max_wait: float = MAX_WAI
         must_exist = if_match is not None and if_match.strip() == "*"
         try:
             if must_exist:
-                current = await run_in_threadpool(lambda: db().get(key))
+                current = db().get(key)
                 if current is None or current.value is None:
                     raise Conflict(None)
                 version = current.version
-            before = await run_in_threadpool(lambda: db().get(key))
-            entry = await write(key, value, if_version=version, if_absent=if_none_match is not None)
+            entry, created = await write(key, value, if_version=version, if_absent=if_none_match is not None)
         except Conflict as conflict:
             return _conflict(key, conflict)
-        created = before is None or before.value is None
         return JSONResponse({"key": key, "version": entry.version}, 201 if created else 200, headers=_tagged(entry))
 
     @app.delete("/keys/{key:path}", status_code=204, summary="Delete a value; conditional with If-Match",
@@ -230,7 +228,7 @@ def create_app(db_path: str, name: str = SERVICE_NAME, max_wait: float = MAX_WAI
         _check_key(key)
         version = _version_header(if_match, "If-Match") if if_match is not None and if_match.strip() != "*" else None
         try:
-            entry = await write(key, None, if_version=version)
+            entry, _ = await write(key, None, if_version=version)
         except KeyError:
             return JSONResponse({"detail": f"no value for key {key!r}"}, 404)
         except Conflict as conflict:
