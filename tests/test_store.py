@@ -356,3 +356,17 @@ async def test_standing_state_is_set_replaced_and_forgotten(store: Store) -> Non
         ("backup", "ann", "carol"),
         ("role", "cardio", '{"name": "@cardio", "holders": ["ann"]}'),
     ]
+
+
+async def test_caught_up_waits_for_what_was_submitted_before_and_not_after(store: Store) -> None:
+    from bleeper.store.journal import Journal
+
+    journal = Journal(store)
+    for number in range(5):
+        journal.submit(message("bob", "@alice", f"m{number}", ("alice",)))
+    waiting = asyncio.ensure_future(journal.caught_up())
+    journal.submit(message("bob", "@alice", "later", ("alice",)))  # not part of the wait
+    await waiting
+    assert [entry.message.text for entry in await store.inbox("alice", 0)][:5] == [f"m{n}" for n in range(5)]
+    await journal.close()
+    assert len(await store.inbox("alice", 0)) == 6

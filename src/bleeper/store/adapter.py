@@ -43,7 +43,11 @@ class StoreBackend:
         self.journal.record(event)
 
     def inbox(self, account_key: str, after_seq: int, limit: int) -> asyncio.Future[list[InboxEntry]]:
-        return self._later(lambda: self.db.inbox(account_key, after_seq, limit))
+        async def read() -> list[InboxEntry]:
+            await self.journal.caught_up()  # messages already accepted for storage are part of the answer
+            return await self.db.inbox(account_key, after_seq, limit)
+
+        return self._later(read)
 
     def last_seq(self, account_key: str) -> asyncio.Future[int]:
         return self._later(lambda: self.db.last_seq(account_key))

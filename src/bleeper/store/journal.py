@@ -41,6 +41,9 @@ class Journal:
         self.commits = 0
         self.committed = 0
         self.last_commit_ms = 0.0  # how long the last commit took: the store's latency, for HEALTH
+        self._submitted = 0  # messages submitted so far
+        self._finished = 0  # of those, committed or failed (in submission order: batches are first in, first out)
+        self._barriers: list[tuple[int, asyncio.Future[None]]] = []
 
     def submit(self, message: NewMessage) -> Ticket:
         ticket: Ticket = Answer()
@@ -48,6 +51,7 @@ class Journal:
             ticket.resolve(error=RuntimeError("the server is shutting down"))
             return ticket
         self._queue.append((message, ticket))
+        self._submitted += 1
         self._idle.clear()
         self._wake.set()
         if self._writer is None:
@@ -82,12 +86,14 @@ class Journal:
                     log.error("commit of %d message(s) and %d audit entries failed: %s", len(batch), len(events), exc)
                     for _, ticket in batch:
                         ticket.resolve(error=exc)
+                    self._finish(len(batch))
                     if events and not self._closing:
                         self._events[:0] = events  # keep them for the next commit: the log must not lose them
                         await asyncio.sleep(RETRY_DELAY)
                     continue
                 self.commits += 1
                 self.committed += len(batch)
+                self._finish(len(batch))
                 # Answer the batch on the next loop turn, in one go, while the next commit already runs.
                 asyncio.get_running_loop().call_soon(_resolve_all, batch, stored)
             if self._closing:
@@ -97,6 +103,30 @@ class Journal:
     def waiting(self) -> int:
         """Messages and audit entries queued for the next commit."""
         return len(self._queue) + len(self._events)
+
+    def _finish(self, count: int) -> None:
+        self._finished += count
+        if self._barriers:
+            waiting = []
+            for target, future in self._barriers:
+                if self._finished >= target:
+                    if not future.done():
+                        future.set_result(None)
+                else:
+                    waiting.append((target, future))
+            self._barriers = waiting
+
+    async def caught_up(self) -> None:
+        """Return once every message submitted before the call is committed (or failed). Unlike
+        :meth:`settled` it does not wait for later ones, so a busy server cannot hold it up for long. A login
+        reads the inbox after this: a message sent a moment before the login, still in its commit, must be in
+        the replay, or it would arrive after newer ones."""
+        target = self._submitted
+        if self._finished >= target:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._barriers.append((target, future))
+        await future
 
     async def settled(self) -> None:
         """Return once everything submitted or recorded before the call is committed (or failed)."""
