@@ -11,7 +11,7 @@ from bleeper.store import open_store
 from bleeper.store.audit import content_hash
 from tests.conftest import Start
 from tests.helpers import ROOT, LineClient, login
-from tests.test_store import all_entries, execute
+from tests.test_store import execute, stored_entries
 
 
 def audit(db: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -28,11 +28,7 @@ async def test_logins_failures_and_messages_are_recorded_and_verify(db: str, sta
     assert (await alice.command("TELL bob bed 12 needs fluids")).code == 250
     await server.stop(grace=0.5)
 
-    store = await open_store(db)
-    try:
-        entries = await all_entries(store)
-    finally:
-        await store.close()
+    entries = await stored_entries(db)
     kinds = [(e.kind, e.actor, e.subject) for e in entries]
     assert kinds[:3] == [
         ("login", "alice", "alice"),

@@ -18,7 +18,7 @@ from bleeper.store import NewMessage, open_store
 from tests.conftest import Start, starting
 from tests.helpers import ROOT, LineClient, create_accounts, login, server_process
 from tests.services import location
-from tests.test_store import all_entries
+from tests.test_store import stored_entries
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -107,11 +107,7 @@ async def test_kick_and_announce_are_for_administrators_and_audited(admin_db: st
     assert (await chief.command("KICK")).code == 400
     await server.stop(grace=0.5)
 
-    store = await open_store(admin_db)
-    try:
-        admin = [e for e in await all_entries(store) if e.kind == "admin"]
-    finally:
-        await store.close()
+    admin = [e for e in await stored_entries(admin_db) if e.kind == "admin"]
     details = [json.loads(e.detail) for e in admin]
     assert [(e.actor, e.subject, d["action"]) for e, d in zip(admin, details, strict=True)] == [
         ("chief", "*", "announce"), ("chief", "alice", "kick")
@@ -140,11 +136,7 @@ async def test_recall_leaves_a_tombstone_everywhere_and_is_audited(admin_db: str
     await alice.command(f"RECALL {page}")
     assert int(page) not in server.hub.urgent.open  # a recalled page stops alerting
     await server.stop(grace=0.5)
-    store = await open_store(admin_db)
-    try:
-        recalls = [e for e in await all_entries(store) if e.kind == "recall"]
-    finally:
-        await store.close()
+    recalls = [e for e in await stored_entries(admin_db) if e.kind == "recall"]
     assert [(e.actor, e.subject) for e in recalls] == [("alice", msg_id), ("alice", page)]
 
 
@@ -175,11 +167,7 @@ async def test_retention_removes_old_text_but_keeps_the_record(admin_db: str, st
     history = await bob.command("HISTORY alice")
     assert [item.split(" ", 4)[4] for item in history.items] == ["[expired: older than 7 days]", "today"]
     await server.stop(grace=0.5)
-    store = await open_store(admin_db)
-    try:
-        kinds = [e.kind for e in await all_entries(store)]
-    finally:
-        await store.close()
+    kinds = [e.kind for e in await stored_entries(admin_db)]
     assert "retention" in kinds and kinds.count("message") == 2  # the hashes of both texts stay
 
 

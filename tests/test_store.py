@@ -268,6 +268,15 @@ async def all_entries(store: Store) -> list[AuditEntry]:
     return entries
 
 
+async def stored_entries(where: str) -> list[AuditEntry]:
+    """The whole audit log of a store that no server holds open any more."""
+    store = await open_store(where)
+    try:
+        return await all_entries(store)
+    finally:
+        await store.close()
+
+
 async def execute(store: Store, sql: str) -> None:
     if isinstance(store, PostgresStore):
         await store._pool.execute(sql)

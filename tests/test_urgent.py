@@ -9,7 +9,7 @@ from bleeper.protocol.incoming import Event, Message
 from bleeper.store import open_store
 from tests.conftest import Start
 from tests.helpers import LineClient, login
-from tests.test_store import all_entries
+from tests.test_store import stored_entries
 
 FAST = {"urgent_interval": 0.3, "urgent_attempts": 2}
 
@@ -117,11 +117,7 @@ async def test_an_offline_account_gets_it_as_urgent_at_login_and_acks_are_audite
     assert isinstance(waiting, Message) and waiting.urgent and waiting.text == "CT result abnormal, call me"
     assert (await bob.command(f"ACK {msg_id}")).code == 206
     await server.stop(grace=0.5)
-    store = await open_store(db)
-    try:
-        entries = await all_entries(store)
-    finally:
-        await store.close()
+    entries = await stored_entries(db)
     acks = [e for e in entries if e.kind == "ack"]
     assert [(e.actor, e.subject) for e in acks] == [("bob", msg_id)] and json.loads(acks[0].detail)["alerts"] >= 1
 

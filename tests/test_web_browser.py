@@ -154,13 +154,16 @@ async def test_a_restart_is_survived_with_catch_up(db: str, browser: Browser) ->
         await expect(messages(page).last).to_contain_text("before the restart")
         await server.stop(grace=0.5)
         await expect(page.locator("#connection")).to_contain_text("reconnecting")
+        await say(page, "written while offline")  # kept, and sent with its ID once the connection is back
+        await expect(page.locator("#notice")).to_contain_text("it will be sent when the connection is back")
         server = await start()
         bob, _ = await login(server, "bob")
         await bob.command("TELL alice while you were away")  # stored for alice's account, sent at login or SYNC
         await expect(page.locator("#connection")).to_have_text("connected", timeout=15_000)
         await expect(page.locator("#messages")).to_contain_text("while you were away")
         await say(page, "back now")  # and the page can send again
-        assert (await bob.message()).text == "back now"
+        assert {(await bob.message()).text, (await bob.message()).text} == {"written while offline", "back now"}
+        await expect(page.locator("#messages .text", has_text="written while offline")).to_have_count(1)
         await expect(page.locator("#messages .text", has_text="before the restart")).to_have_count(1)
 
 

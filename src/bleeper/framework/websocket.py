@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -104,7 +105,7 @@ class WebSocketTransport:
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass  # the browser went away; the receive loop reports it
 
-    async def frames(self) -> Any:
+    async def frames(self) -> AsyncIterator[bytes]:
         """Received text frames as bytes (binary frames too: the framer checks their UTF-8)."""
         while not self._aborted:
             await self._readable.wait()

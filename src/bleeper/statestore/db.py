@@ -64,7 +64,11 @@ class KeyValueDB:
     def get(self, key: str) -> Entry | None:
         """The entry, tombstones included (their value is None); None when the key was never written. Only
         from one thread (the event loop's)."""
-        row = self._reader.execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
+        if self._reader is self._conn:  # :memory: has one connection, shared with the writer thread
+            with self._lock:
+                row = self._conn.execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
+        else:
+            row = self._reader.execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
         return None if row is None else Entry(key, row[0], row[1])
 
     def items(self, prefix: str = "", limit: int = 1000) -> list[Entry]:

@@ -21,6 +21,12 @@ const state = {
   whoTimer: null,
 };
 
+// One command to the server; while disconnected it answers at once with code 0, as a lost connection does.
+function command(line) {
+  if (!state.socket) return Promise.resolve({ code: 0, text: "not connected", items: [] });
+  return state.socket.command(line);
+}
+
 // -- conversations -----------------------------------------------------------------------------------
 
 function conversation(key, label, target) {
@@ -87,7 +93,7 @@ function openConversation(key) {
 
 async function loadHistory(conv) {
   conv.historyLoaded = true;
-  const reply = await state.socket.command(`HISTORY ${conv.target} 50`);
+  const reply = await command(`HISTORY ${conv.target} 50`);
   if (reply.code !== 216) return;
   for (const item of reply.items) {
     const [id, time, from, to, text] = fields(item, 4);
@@ -159,7 +165,7 @@ function markRead(conv) {
   for (const msg of conv.messages) {
     if (msg.readSent || keyOf(msg.from) === state.me.key || msg.to === EVERYONE || msg.to.startsWith("#") && !msg.urgent) continue;
     msg.readSent = true;
-    state.socket.command(`READ ${msg.id}`);
+    command(`READ ${msg.id}`);
   }
 }
 
@@ -191,7 +197,7 @@ function renderUrgent() {
 
 async function acknowledge() {
   const id = Number($("ack").dataset.id);
-  const reply = await state.socket.command(`ACK ${id}`);
+  const reply = await command(`ACK ${id}`);
   if (reply.code === 206 || reply.code === 404) {
     state.urgent.delete(id);
     renderUrgent();
@@ -275,7 +281,7 @@ function onEvent({ name, rest }) {
 function refreshPeople() {
   clearTimeout(state.whoTimer);
   state.whoTimer = setTimeout(async () => {
-    const reply = await state.socket.command("WHO");
+    const reply = await command("WHO");
     if (reply.code !== 212) return;
     state.people.clear();
     for (const item of reply.items) {
@@ -335,7 +341,7 @@ async function send(event) {
 
 async function deliver(item) {
   const line = item.clientId ? `ID ${item.clientId} ${item.line}` : item.line;
-  const reply = await state.socket.command(line);
+  const reply = await command(line);
   if (reply.code === 250) {
     const [id, time] = fields(reply.text, 2);
     const to = item.to === EVERYONE || item.to.startsWith("#") ? item.to : "@" + item.to;
@@ -343,14 +349,14 @@ async function deliver(item) {
     state.outbox = state.outbox.filter((other) => other !== item);
   } else if (reply.code === 0 && item.clientId) {
     if (!state.outbox.includes(item)) state.outbox.push(item);
-    notice("not confirmed yet: it will be resent when the connection is back");
+    notice("not confirmed yet: it will be sent when the connection is back");
   } else {
     notice(`not sent: ${reply.code ? `${reply.code} ${reply.text}` : "the connection was lost"}`);
   }
 }
 
 async function slashCommand(text) {
-  const reply = await state.socket.command(text);
+  const reply = await command(text);
   const lines = [...reply.items, `${reply.code} ${reply.text}`];
   notice(lines.join("\n"));
   if (/^join\s/i.test(text) && reply.code === 203) {
@@ -365,7 +371,7 @@ async function joinGroup(event) {
   let group = $("join-name").value.trim();
   if (!group) return;
   if (!group.startsWith("#")) group = "#" + group;
-  const reply = await state.socket.command(`JOIN ${group}`);
+  const reply = await command(`JOIN ${group}`);
   if (reply.code !== 203) { notice(`${reply.code} ${reply.text}`); return; }
   $("join-name").value = "";
   const shown = fields(reply.text, 1)[0];
@@ -376,7 +382,7 @@ async function joinGroup(event) {
 async function setStatus(event) {
   event.preventDefault();
   const note = $("status-note").value.trim();
-  const reply = await state.socket.command(`STATUS ${$("status").value}${note ? " " + note : ""}`);
+  const reply = await command(`STATUS ${$("status").value}${note ? " " + note : ""}`);
   notice(`${reply.code} ${reply.text}`);
 }
 
@@ -479,7 +485,7 @@ async function reconnect() {
   state.retry = 0;
   showState("connected", "online");
   if (state.me.password && state.lastSeq) {
-    const reply = await state.socket.command(`SYNC ${state.lastSeq}`); // what arrived while away; duplicates are dropped
+    const reply = await command(`SYNC ${state.lastSeq}`); // what arrived while away; duplicates are dropped
     if (reply.code === 410) notice(`some messages are no longer kept: ${reply.text}`);
   }
   for (const item of [...state.outbox]) await deliver(item);
