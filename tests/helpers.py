@@ -189,3 +189,68 @@ async def login(server: ChatServer | int, name: str, password: str | None = None
     reply = await client.command(f"LOGIN {name} {password or name.lower() + '-password'}")
     assert reply.code == 202, reply
     return client, reply.text
+
+
+@contextmanager
+def running_store(folder: Path, *args: str, port: int | None = None) -> Iterator[str]:
+    """``bleeper store serve`` as a real process (on a free port unless given); yields its URL."""
+    port = port or free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bleeper", "store", "serve", "--port", str(port), "--db",
+                             str(folder / "kv.db"), *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+class Terminal:
+    """``python -m bleeper ARGS`` in a real pseudo-terminal, its output rendered by a terminal emulator (pyte),
+    so tests check what a person would see on the screen rather than raw escape sequences."""
+
+    def __init__(self, *args: str) -> None:
+        import pexpect
+        import pyte
+
+        self.child = pexpect.spawn(
+            sys.executable, ["-m", "bleeper", *args], cwd=str(ROOT), encoding="utf-8", dimensions=(24, 100),
+            timeout=10, env={**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"},
+        )  # fmt: skip
+        self.screen = pyte.Screen(100, 24)
+        self.stream = pyte.Stream(self.screen)
+
+    def rows(self) -> list[str]:
+        return [row.rstrip() for row in self.screen.display if row.strip()]
+
+    async def see(self, text: str, timeout: float = 10) -> list[str]:
+        """Wait until *text* is on the screen; returns the non-empty rows."""
+        import pexpect
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                self.stream.feed(self.child.read_nonblocking(65536, timeout=0))
+                continue
+            except pexpect.TIMEOUT:
+                pass
+            except pexpect.EOF:
+                if text in "\n".join(self.rows()):
+                    return self.rows()
+                raise AssertionError(f"{text!r} never appeared; screen:\n" + "\n".join(self.rows())) from None
+            if text in "\n".join(self.rows()):
+                return self.rows()
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{text!r} not on screen; screen:\n" + "\n".join(self.rows()))
+            await asyncio.sleep(0.05)
+
+    def type(self, keys: str) -> None:
+        self.child.send(keys)
+
+    async def exited(self, timeout: float = 10) -> int:
+        import pexpect
+
+        await self.child.expect(pexpect.EOF, timeout=timeout, async_=True)
+        self.child.close()
+        return int(self.child.exitstatus or 0)

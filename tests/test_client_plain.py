@@ -8,14 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pexpect
-import pyte
-
 from bleeper.client import ChatClient, Message
 from bleeper.client.events import Event
 from bleeper.server import ChatServer
 from tests.conftest import make_config, port_of
 from tests.helpers import ROOT, create_accounts
+from tests.helpers import Terminal as HelperTerminal
 
 
 async def person(server: ChatServer, name: str) -> ChatClient:
@@ -32,48 +30,9 @@ async def next_message(client: ChatClient, timeout: float = 10) -> Message:
             return event
 
 
-class Terminal:
-    """A client in a real pseudo-terminal, its output rendered by a terminal emulator (pyte), so tests check
-    what a person would see on the screen rather than raw escape sequences."""
-
-    def __init__(self, server: ChatServer, *args: str) -> None:
-        self.child = pexpect.spawn(
-            sys.executable, ["-m", "bleeper", "chat", "--plain", "--port", str(port_of(server)), *args],
-            cwd=str(ROOT), encoding="utf-8", dimensions=(24, 100), timeout=10,
-            env={**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"},
-        )  # fmt: skip
-        self.screen = pyte.Screen(100, 24)
-        self.stream = pyte.Stream(self.screen)
-
-    def rows(self) -> list[str]:
-        return [row.rstrip() for row in self.screen.display if row.strip()]
-
-    async def see(self, text: str, timeout: float = 10) -> list[str]:
-        """Wait until *text* is on the screen; returns the non-empty rows."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            try:
-                self.stream.feed(self.child.read_nonblocking(65536, timeout=0))
-                continue
-            except pexpect.TIMEOUT:
-                pass
-            except pexpect.EOF:
-                if text in "\n".join(self.rows()):
-                    return self.rows()
-                raise AssertionError(f"{text!r} never appeared; screen:\n" + "\n".join(self.rows())) from None
-            if text in "\n".join(self.rows()):
-                return self.rows()
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"{text!r} not on screen; screen:\n" + "\n".join(self.rows()))
-            await asyncio.sleep(0.05)
-
-    def type(self, keys: str) -> None:
-        self.child.send(keys)
-
-    async def exited(self, timeout: float = 10) -> int:
-        await self.child.expect(pexpect.EOF, timeout=timeout, async_=True)
-        self.child.close()
-        return int(self.child.exitstatus or 0)
+def Terminal(server: ChatServer, *args: str) -> HelperTerminal:
+    """``bleeper chat --plain`` against *server* in a pseudo-terminal."""
+    return HelperTerminal("chat", "--plain", "--port", str(port_of(server)), *args)
 
 
 async def test_message_arriving_mid_typing_does_not_garble_the_line(server: ChatServer) -> None:

@@ -11,29 +11,13 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from bleeper.statestore import ABSENT, StateStore, StateStoreError
-from tests.helpers import ROOT, free_port, wait_for_port
-
-
-@contextmanager
-def running_store(folder: Path, *args: str) -> Iterator[str]:
-    """``bleeper store serve`` as a real process on a free port; yields its URL."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bleeper", "store", "serve", "--port", str(port), "--db",
-                             str(folder / "kv.db"), *args], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+from tests.helpers import free_port, running_store
 
 
 @pytest.fixture(scope="module")

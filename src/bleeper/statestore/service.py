@@ -11,6 +11,7 @@ import asyncio
 import html
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
@@ -45,6 +46,14 @@ class Changes:
 
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
+        self.stopping = False
+
+    def stop(self) -> None:
+        """Answer every long poll now (503), so a stopping server need not wait out their waits."""
+        self.stopping = True
+        for event in self._events.values():
+            event.set()
+        self._events.clear()
 
     def event(self, key: str) -> asyncio.Event:
         event = self._events.get(key)
@@ -60,6 +69,10 @@ class Changes:
 
 def _text(status: int, detail: str) -> PlainTextResponse:
     return PlainTextResponse(detail + "\n", status)
+
+
+def _stopping() -> JSONResponse:
+    return JSONResponse({"detail": "the state store is stopping; try again shortly"}, 503, headers={"Retry-After": "1"})
 
 
 def _version_header(value: str | None, name: str) -> int | None:
@@ -103,6 +116,7 @@ def create_app(db_path: str, name: str = SERVICE_NAME, max_wait: float = MAX_WAI
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         holder["db"] = await run_in_threadpool(KeyValueDB, db_path)
+        app.state.stop_waits = partial(asyncio.get_running_loop().call_soon_threadsafe, changes.stop)
         yield
         await run_in_threadpool(holder.pop("db").close)
 
@@ -167,7 +181,8 @@ def create_app(db_path: str, name: str = SERVICE_NAME, max_wait: float = MAX_WAI
         return Listing(items=items, count=len(items))
 
     @app.get("/keys/{key:path}", response_class=PlainTextResponse, summary="A value (text); long-poll with wait",
-             responses={404: {"description": "no value"}, 304: {"description": "unchanged after waiting"}})  # fmt: skip
+             responses={404: {"description": "no value"}, 304: {"description": "unchanged after waiting"},
+                        503: {"description": "the store stopped during the wait"}})  # fmt: skip
     async def get_key(
         key: Annotated[str, Path(description="1-256 bytes of UTF-8, no control characters")],
         wait: Annotated[float, Query(ge=0, le=max_wait, description="seconds to wait for a change")] = 0,
@@ -179,11 +194,15 @@ def create_app(db_path: str, name: str = SERVICE_NAME, max_wait: float = MAX_WAI
             event = changes.event(key)
             entry = db().get(key)  # a write may have landed meanwhile
             if entry is None or entry.version <= after:
+                if changes.stopping:
+                    return _stopping()
                 try:
                     await asyncio.wait_for(event.wait(), wait)
                 except TimeoutError:
                     headers = _tagged(entry) if entry is not None else {}
                     return Response(status_code=304, headers=headers)
+                if changes.stopping:
+                    return _stopping()
                 entry = db().get(key)
         if entry is None or entry.value is None:
             headers = _tagged(entry) if entry is not None else {}
