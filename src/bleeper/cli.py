@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit_parser(sub)
     statestore_parsers(sub)
+    from bleeper.browser.cli import add_parser as browser_parser
+
+    browser_parser(sub)
     return parser
 
 
