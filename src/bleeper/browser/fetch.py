@@ -10,6 +10,7 @@ import codecs
 import html
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,12 +19,15 @@ from urllib.parse import quote, unquote, urlsplit
 from bleeper import __version__
 
 if TYPE_CHECKING:  # imported when first needed: file:// pages (and --help) start faster without it
+    import ssl
+
     import httpx
 
 USER_AGENT = f"bleeper-browse/{__version__} (text mode)"
 MAX_BODY = 32 * 1024 * 1024  # larger responses are refused rather than read into memory
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 KNOWN_TYPES = {".html": "text/html", ".htm": "text/html", ".xhtml": "application/xhtml+xml", ".txt": "text/plain"}
+ACCEPT = "text/html,application/xhtml+xml,text/*;q=0.9,*/*;q=0.5"
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # WHATWG: these labels mean windows-1252 in browsers, which is what pages labelled so are really written in.
 WINDOWS_1252 = {"iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "us-ascii", "ascii", "cp819", "ibm819"}
@@ -99,10 +103,9 @@ def fetch(url: str, client: httpx.Client | None = None, *, timeout: float = 20.0
     if scheme not in ("http", "https"):
         raise FetchError(url, f"Cannot open {scheme}: addresses",
                          "This browser opens http, https and file addresses only.")  # fmt: skip
-    import httpx
-
     own = client is None
     client = client or make_client(timeout)
+    import httpx  # (loaded by now)
     try:
         with client.stream("GET", url) as response:
             size = int(response.headers.get("content-length") or 0)
@@ -140,10 +143,24 @@ def fetch(url: str, client: httpx.Client | None = None, *, timeout: float = 20.0
 
 
 def make_client(timeout: float = 20.0) -> httpx.Client:
+    # httpx's package imports its command-line tool, and with it rich and click when they are installed
+    # (Textual brings rich): tens of milliseconds a browser started once per page has no use for.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     import httpx
 
-    return httpx.Client(follow_redirects=True, max_redirects=20, timeout=timeout,
-                        headers={"User-Agent": USER_AGENT, "Accept": "text/html,application/xhtml+xml,text/*;q=0.9,*/*;q=0.5"})  # fmt: skip
+    return httpx.Client(follow_redirects=True, max_redirects=20, timeout=timeout, verify=_tls_context(),
+                        headers={"User-Agent": USER_AGENT, "Accept": ACCEPT})  # fmt: skip
+
+
+def _tls_context() -> ssl.SSLContext | bool:
+    """The system's certificate store when it has one (loading it is several times faster than certifi's
+    bundle, which matters for a command that starts, fetches one page and exits); else httpx's default."""
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    if (paths.cafile and os.path.isfile(paths.cafile)) or (paths.capath and os.path.isdir(paths.capath)):
+        return ssl.create_default_context()
+    return True
 
 
 def describe(document: Document) -> str:

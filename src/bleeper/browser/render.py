@@ -27,6 +27,8 @@ Span = tuple[str, int, int]  # text, style bits, link number (0: none)
 Line = list[Span]
 
 SPACES = re.compile(r"[ \t\n\r\f]+")
+CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+NO_CONTROLS = dict.fromkeys([*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)])
 # Text made only of these characters takes one column per character (a unit test checks each against
 # cell_width), so lines of it can be broken with plain string search: Latin, Greek, Cyrillic, punctuation,
 # arrows, mathematical and technical symbols, box drawing.
@@ -85,7 +87,7 @@ def render_html(html: str, url: str = "", width: int = 80, *, marks: bool = Fals
     if base_node is not None:
         base = urljoin(url, (base_node.attributes.get("href") or "").strip())
     title_node = tree.css_first("title")
-    title = SPACES.sub(" ", title_node.text()).strip() if title_node is not None else ""
+    title = SPACES.sub(" ", title_node.text()).translate(NO_CONTROLS).strip() if title_node is not None else ""
     shared = _Shared(base, marks)
     for node in tree.css("[hidden], [style*=none i]"):
         style = (node.attributes.get("style") or "").replace(" ", "").lower()
@@ -123,7 +125,7 @@ class _Shared:
         key = node.mem_id
         number = self.numbers.get(key)
         if number is None:
-            self.links.append(self.resolve(href.strip()))
+            self.links.append(self.resolve(href.strip()).translate(NO_CONTROLS))
             number = self.numbers[key] = len(self.links)
         return number
 
@@ -151,7 +153,8 @@ class _Renderer:
         self.gap = 0  # blank lines wanted before the next line
         self.lists: list[list[int]] = []  # per open list: [next number, step] (step 0: bullets)
         self.longest_word = 0
-        self.pending_marks: list[str] = []
+        self.open_marks: list[str] = []  # marks (with ``marks``) of the emphasis we are inside
+        self.opened = 0  # how many of them are written in the pending inline text
         self.measure = False  # track the longest word (table cells being measured)
         self.narrowest = min(width, 10)  # however deep the margins, keep this much room for text
 
@@ -188,6 +191,8 @@ class _Renderer:
         """Wrap the pending inline content into lines."""
         if not self.inline:
             return
+        if self.opened:
+            self._close_open_marks()
         spans, self.inline = self.inline, []
         self.space_before = True
         if self.pre:
@@ -197,7 +202,7 @@ class _Renderer:
 
     def _flush_pre(self, spans: list[Span]) -> None:
         line: Line = []
-        pieces = list(spans)
+        pieces = [(piece.translate(NO_CONTROLS), style, link) for piece, style, link in spans]
         if pieces and pieces[-1][0].endswith("\n"):
             text, style, link = pieces[-1]
             pieces[-1] = (text[:-1], style, link)
@@ -215,6 +220,10 @@ class _Renderer:
         """Greedy wrapping on the joined text (fast string operations), then cut the styled spans at the
         chosen breaks. No-break spaces join words; a word longer than a line is broken."""
         text = "".join([span[0] for span in spans])
+        if CONTROLS.search(text):  # never let a page send escape sequences to the terminal
+            spans = [(piece.translate(NO_CONTROLS), style, link) for piece, style, link in spans]
+            spans = [span for span in spans if span[0]]
+            text = "".join([span[0] for span in spans])
         avail = self.available()
         if len(text) <= avail and "\n" not in text and not self.measure and (text.isascii() or NARROW.fullmatch(text)):
             self._cut(spans, text, [(0, len(text))])  # fits on one line: the common case of short blocks
@@ -261,6 +270,15 @@ class _Renderer:
                             position += avail
                             length -= avail
                         line_start = position
+                    elif size > avail:  # the same, counting columns character by character
+                        taken = 0
+                        for index, char in enumerate(word):
+                            columns = cell_width(char)
+                            if taken + columns > avail:
+                                ranges.append((line_start, position + index))
+                                line_start, taken = position + index, 0
+                            taken += columns
+                        position, length, size = line_start, position + length - line_start, taken
                     used = length if narrow else size
                 else:
                     used += 1 + size
@@ -314,9 +332,9 @@ class _Renderer:
             text = text[1:]
         if not text:
             return
-        if self.pending_marks:
-            marks, self.pending_marks = "".join(self.pending_marks), []
-            self.inline.append((marks, style, self.link))
+        if len(self.open_marks) > self.opened:  # the enclosing emphasis starts here
+            self.inline.append(("".join(self.open_marks[self.opened :]), style, self.link))
+            self.opened = len(self.open_marks)
         self.inline.append((text, style, self.link))
         self.space_before = text.endswith(" ")
 
@@ -329,13 +347,12 @@ class _Renderer:
         self.style |= style
         mark = MARKS.get(style) if self.shared.marks and not self.pre and not saved & style else None
         if mark:
-            self.pending_marks.append(mark)
-            count = len(self.inline)
+            self.open_marks.append(mark)
         self.children(node)
         if mark:
-            if self.pending_marks and self.pending_marks[-1] == mark and len(self.inline) == count:
-                self.pending_marks.pop()  # nothing inside: no marks
-            else:
+            self.open_marks.pop()
+            if self.opened > len(self.open_marks):  # it was written, so it is closed; empty ones leave no marks
+                self.opened -= 1
                 self._close_mark(mark)
         self.style = saved
 
@@ -346,6 +363,12 @@ class _Renderer:
             self.inline.append((mark + " ", style, link))
         else:
             self.inline.append((mark, self.style, self.link))
+
+    def _close_open_marks(self) -> None:
+        """A block ends inside emphasis: close its marks here; the next text opens them again."""
+        while self.opened:
+            self.opened -= 1
+            self._close_mark(self.open_marks[self.opened])
 
     # -- the tree --------------------------------------------------------------------------------------------
 
@@ -590,7 +613,7 @@ def _textarea(r: _Renderer, node: LexborNode) -> None:
     r.flush()
     cols = (attributes.get("cols") or "").strip()
     width = min(int(cols) if cols.isdigit() else 40, r.available() - 2)
-    lines = (node.text() or "").split("\n") or [""]
+    lines = (node.text() or "").translate(NO_CONTROLS).split("\n") or [""]
     rows = (attributes.get("rows") or "").strip()
     height = max(len(lines), int(rows) if rows.isdigit() else 2)
     r.emit([("┌" + "─" * width + "┐", FIELD, 0)])
