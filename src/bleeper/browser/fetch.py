@@ -106,6 +106,7 @@ def fetch(url: str, client: httpx.Client | None = None, *, timeout: float = 20.0
     own = client is None
     client = client or make_client(timeout)
     import httpx  # (loaded by now)
+
     try:
         with client.stream("GET", url) as response:
             size = int(response.headers.get("content-length") or 0)
