@@ -16,6 +16,7 @@ RUNS = [
     ["idle.py", "--connections", "10000"],
     ["durable.py", "--senders", "100", "--messages", "200"],
     ["statestore.py", "--clients", "50", "--seconds", "4"],
+    ["browse.py", "--runs", "31"],
 ]
 
 

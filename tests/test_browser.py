@@ -362,3 +362,10 @@ async def test_the_page_rerenders_to_the_window_width(site: str) -> None:
         await until(pilot, lambda: any("consultant's round tomorrow morning if the bloods" in
                                        "".join(p for p, _, _ in line) for line in app.view.page.lines))  # fmt: skip
         assert narrow < 120
+
+
+def test_the_readme_dump_example(site: str) -> None:
+    readme = (ROOT / "README.md").read_text()
+    shown = readme.split("and a paragraph with emphasis prints:\n\n```text\n", 1)[1].split("```", 1)[0]
+    printed = browse("--dump", "--color", "never", site).stdout
+    assert printed == shown.replace("http://127.0.0.1:8000/", site)

@@ -31,6 +31,17 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+RUNNING: list[Relay] = []
+
+
+@pytest.fixture(autouse=True)
+def no_relay_left_running() -> Iterator[None]:
+    """Whatever a test does, every relay process it started is gone after it."""
+    yield
+    while RUNNING:
+        RUNNING.pop().kill()
+
+
 def room(name: str) -> str:
     return f"{name}-{time.monotonic_ns()}"
 
@@ -50,6 +61,7 @@ class Relay:
             self.launch()
 
     def launch(self) -> None:
+        RUNNING.append(self)
         self.proc = subprocess.Popen(self.command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, bufsize=1)  # fmt: skip
         threading.Thread(target=self._read, daemon=True).start()

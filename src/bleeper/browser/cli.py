@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,7 +62,8 @@ def dump(args: argparse.Namespace) -> int:
         print(f"bleeper browse: {exc.title}. {exc.advice}", file=sys.stderr)
         return 1
     if args.save:
-        Path(args.save).write_bytes(document.body)
+        with open(args.save, "wb") as file:
+            file.write(document.body)
         print(f"saved {size_text(len(document.body))} of {document.media_type} to {args.save}", file=sys.stderr)
         return 0 if document.status < 400 else 1
     from bleeper.browser.output import page_to_text
@@ -72,7 +71,7 @@ def dump(args: argparse.Namespace) -> int:
 
     terminal = sys.stdout.isatty()
     color = args.color == "always" or (args.color == "auto" and terminal and not os.environ.get("NO_COLOR"))
-    width = args.width or (shutil.get_terminal_size((80, 24)).columns if terminal else 80)
+    width = args.width or (_terminal_width() if terminal else 80)
     page = page_for(document, width, marks=not color)
     try:
         sys.stdout.write(page_to_text(page, color))
@@ -83,3 +82,10 @@ def dump(args: argparse.Namespace) -> int:
         print(f"bleeper browse: {document.url} answered {document.status} {document.reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def _terminal_width() -> int:
+    try:
+        return int(os.environ.get("COLUMNS") or os.get_terminal_size(sys.stdout.fileno()).columns)
+    except (OSError, ValueError):
+        return 80

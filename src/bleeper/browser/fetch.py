@@ -7,12 +7,9 @@ Blocking on purpose: ``--dump`` needs nothing more, and the interactive app runs
 from __future__ import annotations
 
 import codecs
-import html
 import os
 import re
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
@@ -33,17 +30,15 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 WINDOWS_1252 = {"iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "us-ascii", "ascii", "cp819", "ibm819"}
 
 
-@dataclass
 class Document:
     """What a URL gave: the final URL (after redirects), status, media type and the body."""
 
-    url: str
-    status: int
-    reason: str
-    media_type: str
-    charset: str | None
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("body", "charset", "headers", "media_type", "reason", "status", "url")
+
+    def __init__(self, url: str, status: int, reason: str, media_type: str, charset: str | None, body: bytes,
+                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
+        self.url, self.status, self.reason, self.media_type = url, status, reason, media_type
+        self.charset, self.body, self.headers = charset, body, headers or {}
 
     @property
     def is_html(self) -> bool:
@@ -74,6 +69,8 @@ class FetchError(Exception):
         self.url, self.title, self.advice = url, title, advice
 
     def as_html(self) -> str:
+        import html
+
         return (f"<title>{html.escape(self.title)}</title><h1>{html.escape(self.title)}</h1>"
                 f"<p>{html.escape(self.advice)}</p><p>Address: <code>{html.escape(self.url)}</code></p>")  # fmt: skip
 
@@ -84,9 +81,8 @@ def normalise_url(text: str, base: str | None = None) -> str:
     text = text.strip()
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text) or text.startswith(("about:", "mailto:")):
         return text
-    if text.startswith(("/", "./", "../", "~")) or (not base and Path(text).exists()):
-        path = Path(text).expanduser().resolve()
-        return "file://" + quote(str(path))
+    if text.startswith(("/", "./", "../", "~")) or (not base and os.path.exists(text)):
+        return "file://" + quote(os.path.realpath(os.path.expanduser(text)))
     if base:
         from urllib.parse import urljoin
 
@@ -166,7 +162,9 @@ def _tls_context() -> ssl.SSLContext | bool:
 
 def describe(document: Document) -> str:
     """A page about something that is not text: its type and size, and how to save it."""
-    name = Path(unquote(urlsplit(document.url).path)).name or "download"
+    import html
+
+    name = os.path.basename(unquote(urlsplit(document.url).path)) or "download"
     return (f"<title>{html.escape(name)}</title><h1>{html.escape(name)}</h1>"
             f"<p>This is <strong>{html.escape(document.media_type)}</strong>, {size_text(len(document.body))}: "
             "not something a text browser can show.</p>"
@@ -238,18 +236,20 @@ def _connect_error(url: str, exc: Exception) -> FetchError:
 
 
 def _read_file(url: str) -> Document:
-    path = Path(unquote(urlsplit(url).path))
+    path = unquote(urlsplit(url).path)
     try:
-        if path.is_dir():
+        if os.path.isdir(path):
             url = url if url.endswith("/") else url + "/"  # so the entries' relative links stay inside it
             return Document(url, 200, "OK", "text/html", "utf-8", _listing(path).encode("utf-8"))
-        body = path.read_bytes()
+        with open(path, "rb") as file:
+            body = file.read()
     except FileNotFoundError:
         raise FetchError(url, "File not found", f"There is no file {path}.") from None
     except OSError as exc:
         raise FetchError(url, "Cannot read the file", f"{path}: {exc.strerror or exc}.") from None
-    media_type = KNOWN_TYPES.get(path.suffix.lower()) or _guess_type(path.name) or ("text/plain" if _looks_like_text(body) else
-                                                         "application/octet-stream")  # fmt: skip
+    suffix = os.path.splitext(path)[1].lower()
+    media_type = KNOWN_TYPES.get(suffix) or _guess_type(path) or (
+        "text/plain" if _looks_like_text(body) else "application/octet-stream")  # fmt: skip
     return Document(url, 200, "OK", media_type, None, body)
 
 
@@ -263,11 +263,13 @@ def _looks_like_text(body: bytes) -> bool:
     return b"\x00" not in body[:4096]
 
 
-def _listing(path: Path) -> str:
-    entries = sorted(path.iterdir(), key=lambda entry: (not entry.is_dir(), entry.name.lower()))
+def _listing(path: str) -> str:
+    import html
+
+    entries = sorted(os.scandir(path), key=lambda entry: (not entry.is_dir(), entry.name.lower()))
     items = "".join(
         f'<li><a href="{quote(entry.name)}{"/" if entry.is_dir() else ""}">{html.escape(entry.name)}'
         f"{os.sep if entry.is_dir() else ''}</a></li>"
         for entry in entries
     )
-    return f"<title>{html.escape(str(path))}</title><h1>{html.escape(str(path))}</h1><ul>{items}</ul>"
+    return f"<title>{html.escape(path)}</title><h1>{html.escape(path)}</h1><ul>{items}</ul>"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -51,15 +50,14 @@ TEXT_INPUTS = frozenset({"text", "search", "email", "url", "tel", "number", "pas
 UNBOUNDED = 100_000  # the width used to measure content's natural width
 
 
-@dataclass
 class Page:
     """A rendered page: lines of spans, the link targets (``links[n - 1]`` is link ``[n]``), and the line
     where each ``id`` (a ``#fragment``) starts."""
 
-    title: str
-    lines: list[Line]
-    links: list[str]
-    anchors: dict[str, int] = field(default_factory=dict)
+    __slots__ = ("anchors", "lines", "links", "title")
+
+    def __init__(self, title: str, lines: list[Line], links: list[str], anchors: dict[str, int] | None = None) -> None:
+        self.title, self.lines, self.links, self.anchors = title, lines, links, anchors or {}
 
 
 def cell_width(text: str) -> int:
@@ -327,7 +325,8 @@ class _Renderer:
         if self.pre:
             self.inline.append((text, style, self.link))
             return
-        text = SPACES.sub(" ", text)
+        if "\n" in text or "  " in text or "\t" in text or "\r" in text or "\f" in text:
+            text = SPACES.sub(" ", text)
         if self.space_before and text.startswith(" "):
             text = text[1:]
         if not text:
@@ -375,7 +374,10 @@ class _Renderer:
     def children(self, node: LexborNode) -> None:
         child = node.child
         while child is not None:
-            self.node(child)
+            if child.tag == "-text":  # most nodes: handled here, without a call to node()
+                self.add_text(child.text_content or "")
+            else:
+                self.node(child)
             child = child.next
 
     def node(self, node: LexborNode) -> None:
