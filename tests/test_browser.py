@@ -263,8 +263,10 @@ def test_any_markup_renders_within_the_width_except_preformatted_text(
     for line in page.lines:
         text = "".join(piece for piece, _, _ in line)
         assert "\n" not in text
-        if not inside_pre:
-            assert cell_width(text) <= width or text.strip("─┼═ ") == "" or "<table" in html or "<td>" in html, text
+        if not inside_pre and "<table" not in html and "<td>" not in html and text.strip("─┼═ "):
+            # Deep margins (lists, quotes) still leave 10 columns for text, as a browser would scroll.
+            margin = len(re.match(r"[ │>•◦▪]*", text).group())  # type: ignore[union-attr]
+            assert cell_width(text) <= max(width, margin + 10), text
     for number, url in enumerate(page.links, 1):
         assert url.startswith("http://example.org/"), (number, url)
 
@@ -313,7 +315,9 @@ async def test_follow_links_by_number_and_by_tab_then_go_back_and_forward(site: 
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.title == "Page one")
         assert status(app) == f"200 OK · text/html · {len(PAGES['/one.html'].encode())} bytes · 2 links"
-        await pilot.press("2", "enter")  # type a link's number
+        await pilot.press("1", "enter")  # type a link's number
+        await until(pilot, lambda: app.title == "Page two")
+        await pilot.press("2", "enter")
         await until(pilot, lambda: app.title == "Page three")
         await pilot.press("tab")  # select the first link on screen: its target is in the status line
         assert status(app).endswith(f"[1] {site}one.html")
@@ -322,8 +326,12 @@ async def test_follow_links_by_number_and_by_tab_then_go_back_and_forward(site: 
         await pilot.press("b")
         assert app.history[app.position].url == site + "three.html"
         await pilot.press("b")
+        await until(pilot, lambda: app.title == "Page two")
+        await pilot.press("b")
         await until(pilot, lambda: app.title == "Page one")
         assert app.query_one("#address").value == site + "one.html"  # type: ignore[attr-defined]
+        await pilot.press("f")
+        await until(pilot, lambda: app.title == "Page two")
         await pilot.press("f")
         await until(pilot, lambda: app.title == "Page three")
         await pilot.press("9", "enter")

@@ -352,6 +352,7 @@ def test_the_readme_relay_between_two_terminals(tmp_path: Path) -> None:
             alice.see(expected["alice"][0])
             bob = Relay(url, "bob", "lobby", "--mode", "turns")
             alice.see(expected["alice"][1])
+            bob.see(expected["bob"][1])  # bob has finished joining (a person would not type faster)
             alice.write(expected["alice"][2].removeprefix("alice: "))
             bob.see(expected["bob"][2])
             bob.write(expected["bob"][3].removeprefix("bob: "))

@@ -620,9 +620,21 @@ def _textarea(r: _Renderer, node: LexborNode) -> None:
     height = max(len(lines), int(rows) if rows.isdigit() else 2)
     r.emit([("┌" + "─" * width + "┐", FIELD, 0)])
     for index in range(height):
-        text = lines[index][:width] if index < len(lines) else ""
+        text = _fit(lines[index], width) if index < len(lines) else ""
         r.emit([("│" + text + " " * (width - cell_width(text)) + "│", FIELD, 0)])
     r.emit([("└" + "─" * width + "┘", FIELD, 0)])
+
+
+def _fit(text: str, width: int) -> str:
+    """The longest start of *text* that takes at most *width* columns."""
+    if cell_width(text) <= width:
+        return text
+    taken = 0
+    for index, char in enumerate(text):
+        taken += cell_width(char)
+        if taken > width:
+            return text[:index]
+    return text
 
 
 def _summary(r: _Renderer, node: LexborNode) -> None:
