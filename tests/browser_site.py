@@ -98,7 +98,7 @@ class Handler(BaseHTTPRequestHandler):
             body = gzip.compress(b"<title>Squeezed</title><p>" + b"compressed text " * 200 + b"</p>")
             self.send(200, body, html, Content_Encoding="gzip")
         elif path == "/notes.txt":
-            self.send(200, b"plain   text\n  kept as is\n", "text/plain; charset=utf-8")
+            self.send(200, b"plain   text\n  kept as is\x1b[2J\n", "text/plain; charset=utf-8")
         elif path == "/chart.png":
             self.send(200, b"\x89PNG\r\n\x1a\n" + bytes(2000), "image/png")
         elif path == "/error":

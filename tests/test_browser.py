@@ -183,7 +183,7 @@ def test_compressed_pages_are_decompressed(site: str) -> None:
 
 
 def test_text_is_shown_as_is_and_other_types_are_described(site: str, tmp_path: Path) -> None:
-    assert dump(site + "notes.txt") == "plain   text\n  kept as is\n"
+    assert dump(site + "notes.txt") == "plain   text\n  kept as is[2J\n"  # the escape character removed
     described = dump(site + "chart.png")
     assert "This is **image/png**, 2.0 KB: not something a text browser can show." in described
     saved = tmp_path / "chart.png"
@@ -377,3 +377,12 @@ def test_the_readme_dump_example(site: str) -> None:
     shown = readme.split("and a paragraph with emphasis prints:\n\n```text\n", 1)[1].split("```", 1)[0]
     printed = browse("--dump", "--color", "never", site).stdout
     assert printed == shown.replace("http://127.0.0.1:8000/", site)
+
+
+def test_no_control_characters_reach_the_terminal() -> None:
+    html = ("<title>T\x1b]0;owned\x07itle</title><p>a\x1b[2Jb &#27;[31mred <a href='x\x1by'>l\x9bnk</a>"
+            "<pre>c\x1b[0m\rd</pre><textarea>e\x1bf</textarea>")  # fmt: skip
+    page = render_html(html, "http://e/", 60)
+    text = page_to_text(page, color=False)
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", text + page.title), repr(text)
+    assert "a[2Jb [31mred [1]lnk" in text and "c[0m\nd" in text  # (HTML turns the CR into a line break)
