@@ -386,3 +386,32 @@ def test_no_control_characters_reach_the_terminal() -> None:
     text = page_to_text(page, color=False)
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", text + page.title), repr(text)
     assert "a[2Jb [31mred [1]lnk" in text and "c[0m\nd" in text  # (HTML turns the CR into a line break)
+
+
+async def test_the_dump_is_styled_on_a_terminal_unless_no_color(site: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pexpect
+
+    from tests.helpers import Terminal
+
+    for no_color, styled in (("", True), ("1", False)):
+        monkeypatch.setenv("NO_COLOR", no_color)
+        term = Terminal("browse", "--dump", site)  # a real pseudo-terminal: --color auto sees a terminal
+        await term.child.expect(pexpect.EOF, timeout=20, async_=True)
+        output = term.child.before or ""
+        term.child.close()
+        assert term.child.exitstatus == 0
+        assert ("\x1b[0;3memphasised" in output) is styled, repr(output[:200])
+        assert ("*emphasised*" in output) is not styled
+
+
+async def test_s_saves_what_the_address_holds(site: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "chart.png").write_bytes(b"already here")
+    app = BrowserApp(site + "chart.png")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.title == "chart.png")
+        assert "This is image/png, 2.0 KB" in "".join(p for line in app.view.page.lines for p, _, _ in line)
+        await pilot.press("s")
+        assert status(app) == f"saved 2.0 KB to {tmp_path / 'chart-1.png'}"  # an existing file is kept
+    assert (tmp_path / "chart-1.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "chart.png").read_bytes() == b"already here"

@@ -368,3 +368,20 @@ def test_the_readme_relay_between_two_terminals(tmp_path: Path) -> None:
                 bob.kill()
     assert alice.lines == expected["alice"]
     assert bob.lines == expected["bob"]
+
+
+def test_relay_settings_come_from_flags_then_environment_then_the_toml_file(tmp_path: Path) -> None:
+    import argparse
+
+    from bleeper.statestore.cli import RELAY_DEFAULTS, load_settings
+
+    config = tmp_path / "bleeper.toml"
+    config.write_text('[relay]\nroom = "icu"\nmode = "turns"\nlease = 4\nstore = "http://file:1"\n')
+    flags = argparse.Namespace(config=str(config), store=None, room=None, name="ada", mode=None, lease=None,
+                               history=None)  # fmt: skip
+    settings = load_settings(flags, "relay", RELAY_DEFAULTS, {"BLEEPER_RELAY_STORE": "http://env:2",
+                                                              "BLEEPER_RELAY_LEASE": "2.5"})  # fmt: skip
+    assert settings == {"store": "http://env:2", "room": "icu", "name": "ada", "mode": "turns", "lease": 2.5,
+                        "history": 10}  # fmt: skip
+    with pytest.raises(ValueError, match="lease 'soon' is not a number"):
+        load_settings(flags, "relay", RELAY_DEFAULTS, {"BLEEPER_RELAY_LEASE": "soon"})

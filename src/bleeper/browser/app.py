@@ -25,24 +25,7 @@ from textual.strip import Strip
 from textual.widgets import Input, Static
 
 from bleeper.browser.fetch import Document, FetchError, fetch, make_client, normalise_url, size_text
-from bleeper.browser.render import (
-    BOLD,
-    CODE,
-    CURSOR,
-    DIM,
-    FIELD,
-    HEADING,
-    ITALIC,
-    LINK,
-    MARK,
-    NUMBER,
-    STRIKE,
-    TITLE,
-    UNDERLINE,
-    Line,
-    Page,
-    render_html,
-)
+from bleeper.browser.render import CURSOR, MARK, STYLES, Line, Page, render_html
 from bleeper.browser.view import page_for
 
 START_PAGE = """<title>bleeper browse</title><h1>bleeper browse</h1>
@@ -58,17 +41,11 @@ START_PAGE = """<title>bleeper browse</title><h1>bleeper browse</h1>
 <tr><td>s<td>save what this address holds to a file</tr>
 <tr><td>q<td>quit</tr></table>"""
 
-RICH = ((BOLD, Style(bold=True)), (DIM, Style(dim=True)), (ITALIC, Style(italic=True)),
-        (UNDERLINE, Style(underline=True)), (STRIKE, Style(strike=True)), (CODE, Style(color="yellow")),
-        (HEADING, Style(color="magenta")), (TITLE, Style(color="cyan", bold=True)), (FIELD, Style(reverse=True)),
-        (LINK, Style(color="bright_blue", underline=True)), (NUMBER, Style(color="cyan")),
-        (MARK, Style(color="black", bgcolor="yellow")), (CURSOR, Style(reverse=True, bold=True)))  # fmt: skip
-
 
 def rich_style(bits: int, cache: dict[int, Style] = {}) -> Style:  # noqa: B006 - a deliberate shared cache
     style = cache.get(bits)
     if style is None:
-        style = cache[bits] = Style.combine([s for bit, s in RICH if bits & bit]) if bits else Style()
+        style = cache[bits] = Style.parse(" ".join(name for bit, _, name in STYLES if bits & bit) or "none")
     return style
 
 
@@ -336,9 +313,9 @@ class BrowserApp(App[None]):
     def address_entered(self, event: Input.Submitted) -> None:
         text = event.value.strip()
         self.view.focus()
-        if text:
-            base = self.document.url if self.document is not None and not re.match(r"^[\w.-]+\.\w+", text) else None
-            self.go(normalise_url(text, base if text.startswith(("#", "?")) else None))
+        if text:  # "#part" or "?query" are relative to this page; anything else is an address of its own
+            relative = text.startswith(("#", "?")) and self.document is not None
+            self.go(normalise_url(text, self.document.url if relative and self.document else None))
 
     # -- links ---------------------------------------------------------------------------------------------
 

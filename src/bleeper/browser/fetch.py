@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from typing import TYPE_CHECKING
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from bleeper import __version__
 
@@ -33,12 +33,11 @@ WINDOWS_1252 = {"iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "us-ascii"
 class Document:
     """What a URL gave: the final URL (after redirects), status, media type and the body."""
 
-    __slots__ = ("body", "charset", "headers", "media_type", "reason", "status", "url")
+    __slots__ = ("body", "charset", "media_type", "reason", "status", "url")
 
-    def __init__(self, url: str, status: int, reason: str, media_type: str, charset: str | None, body: bytes,
-                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(self, url: str, status: int, reason: str, media_type: str, charset: str | None, body: bytes) -> None:
         self.url, self.status, self.reason, self.media_type = url, status, reason, media_type
-        self.charset, self.body, self.headers = charset, body, headers or {}
+        self.charset, self.body = charset, body
 
     @property
     def is_html(self) -> bool:
@@ -84,8 +83,6 @@ def normalise_url(text: str, base: str | None = None) -> str:
     if text.startswith(("/", "./", "../", "~")) or (not base and os.path.exists(text)):
         return "file://" + quote(os.path.realpath(os.path.expanduser(text)))
     if base:
-        from urllib.parse import urljoin
-
         return urljoin(base, text)
     host, _, rest = text.partition("/")
     return f"http://{host}/{rest}"
@@ -116,8 +113,7 @@ def fetch(url: str, client: httpx.Client | None = None, *, timeout: float = 20.0
                 chunks.append(chunk)
             media_type, charset = _content_type(response.headers.get("content-type", ""))
             return Document(str(response.url), response.status_code, response.reason_phrase or "",
-                            media_type or "application/octet-stream", charset, b"".join(chunks),
-                            dict(response.headers))  # fmt: skip
+                            media_type or "application/octet-stream", charset, b"".join(chunks))  # fmt: skip
     except httpx.TooManyRedirects:
         raise FetchError(
             url, "Too many redirects", "The server keeps redirecting; the page cannot be reached."

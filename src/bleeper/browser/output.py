@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-from bleeper.browser.render import (
-    BOLD,
-    CODE,
-    CURSOR,
-    DIM,
-    FIELD,
-    HEADING,
-    ITALIC,
-    LINK,
-    MARK,
-    NUMBER,
-    STRIKE,
-    TITLE,
-    UNDERLINE,
-    Line,
-    Page,
-)
-
-# Style bit -> SGR parameters; later entries win where they clash (a heading link is still a link).
-SGR = ((BOLD, "1"), (DIM, "2"), (ITALIC, "3"), (UNDERLINE, "4"), (STRIKE, "9"), (CODE, "33"), (HEADING, "35"),
-       (TITLE, "1;36"), (FIELD, "7"), (LINK, "4;34"), (NUMBER, "36"), (MARK, "30;43"), (CURSOR, "7"))  # fmt: skip
+from bleeper.browser.render import BOLD, STYLES, Line, Page
 
 
 def sgr(style: int) -> str:
-    codes = [code for bit, code in SGR if style & bit]
+    codes = [code for bit, code, _ in STYLES if style & bit]
     return f"\x1b[0;{';'.join(codes)}m" if codes else "\x1b[0m"
 
 

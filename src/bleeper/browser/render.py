@@ -22,6 +22,13 @@ BOLD, ITALIC, UNDERLINE, CODE, LINK, NUMBER, DIM, HEADING, TITLE, FIELD, STRIKE,
     1 << n for n in range(13)
 )
 
+# How each style bit looks: SGR parameters for --dump, a Rich style for the app. Later entries win where they
+# clash (a link in a heading is still a link).
+STYLES = ((BOLD, "1", "bold"), (DIM, "2", "dim"), (ITALIC, "3", "italic"), (UNDERLINE, "4", "underline"),
+          (STRIKE, "9", "strike"), (CODE, "33", "yellow"), (HEADING, "35", "magenta"), (TITLE, "1;36", "bold cyan"),
+          (FIELD, "7", "reverse"), (LINK, "4;34", "underline bright_blue"), (NUMBER, "36", "cyan"),
+          (MARK, "30;43", "black on yellow"), (CURSOR, "7", "reverse bold"))  # fmt: skip
+
 Span = tuple[str, int, int]  # text, style bits, link number (0: none)
 Line = list[Span]
 
@@ -44,9 +51,6 @@ INLINE_STYLES = {"b": BOLD, "strong": BOLD, "i": ITALIC, "em": ITALIC, "cite": I
                  "tt": CODE, "s": STRIKE, "strike": STRIKE, "del": STRIKE, "mark": BOLD}  # fmt: skip
 MARKS = {BOLD: "**", ITALIC: "*", CODE: "`"}
 BULLETS = ("•", "◦", "▪")
-PARAGRAPH_LIKE = frozenset({"p", "dl", "address", "figure", "fieldset", "details", "form", "hr"})
-TEXT_INPUTS = frozenset({"text", "search", "email", "url", "tel", "number", "password", "date", "time",
-                         "datetime-local", "month", "week", "color", "range"})  # fmt: skip
 UNBOUNDED = 100_000  # the width used to measure content's natural width
 
 
@@ -70,10 +74,6 @@ def cell_width(text: str) -> int:
             continue
         width += 2 if unicodedata.east_asian_width(char) in "WF" else 1
     return width
-
-
-def line_text(line: Line) -> str:
-    return "".join(text for text, _, _ in line)
 
 
 def render_html(html: str, url: str = "", width: int = 80, *, marks: bool = False) -> Page:

@@ -353,7 +353,7 @@ class TurnsRelay(Relay):
             self.show(f"* room {self.room} has two people ({names}); checking for {self.lease:g} s whether "
                       "both are still there")  # fmt: skip
             seen = await asyncio.gather(*(self.retry(self.store.watch, self.seat_key(seat), got[1], self.lease)
-                                          for seat, got in zip(SEATS, held, strict=True) if got))  # fmt: skip
+                                          for seat, got in zip(SEATS, held, strict=True) if got is not None))  # fmt: skip
             for seat, got, change in zip(SEATS, held, seen, strict=True):
                 if change is None and got is not None:  # no heartbeat for a whole lease: that person is gone
                     version = await self.retry(self.store.compare_and_set, self.seat_key(seat), value, got[1])
