@@ -151,26 +151,29 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {machine()}")
     print(f"durable: {args.senders} senders x {args.messages} messages, each acknowledged after its commit")
-    backends: list[tuple[str, str | None]] = [("SQLite", None)]
+    # The SQLite writer thread (--db-writer thread) is measured in the same run as the default writer process.
+    backends: list[tuple[str, str | None, tuple[str, ...]]] = [
+        ("SQLite", None, ()), ("SQLite/thread", None, ("--db-writer", "thread"))
+    ]  # fmt: skip
     pg = uvloop.run(postgres_database(args.postgres))
     if pg is not None:
-        backends.append(("PostgreSQL", pg[0]))
+        backends.append(("PostgreSQL", pg[0], ()))
     try:
-        for label, db in backends:
-            server = ServerProcess(db)
+        for label, db, options in backends:
+            server = ServerProcess(db, *options)
             uvloop.run(prepare(server.db))  # before the server starts, so it knows the account
             baseline = uvloop.run(one_commit_each(server.db, args.baseline))
-            print(f"{label:<10} baseline, one commit per message, store alone: {baseline:,.0f} messages/s")
+            print(f"{label:<13} baseline, one commit per message, store alone: {baseline:,.0f} messages/s")
             with server:
                 rates = []
                 for number in range(1, args.rounds + 1):
                     r = uvloop.run(run(server, args.senders, args.messages))
                     rates.append(r["acked"] / r["wall"])
-                    print(f"{label:<10} round {number}: acked {int(r['acked'])}  {rates[-1]:,.0f} messages/s  "
+                    print(f"{label:<13} round {number}: acked {int(r['acked'])}  {rates[-1]:,.0f} messages/s  "
                           f"server CPU {r['cpu']:.2f}s ({r['acked'] / r['cpu']:,.0f} per CPU-s)  "
                           f"ack latency p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms")  # fmt: skip
                 median = statistics.median(rates)
-                print(f"{label:<10} median {median:,.0f} messages/s (range {min(rates):,.0f}-{max(rates):,.0f} "
+                print(f"{label:<13} median {median:,.0f} messages/s (range {min(rates):,.0f}-{max(rates):,.0f} "
                       f"over {len(rates)} rounds), {median / baseline:.1f}x the baseline")  # fmt: skip
     finally:
         if pg is not None:

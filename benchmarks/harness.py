@@ -168,7 +168,8 @@ class ServerProcess:
     dialect: Dialect = BleeperDialect()
     label = "Bleeper"
 
-    def __init__(self, db: str | None = None) -> None:
+    def __init__(self, db: str | None = None, *options: str) -> None:
+        self.options = options
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.ps: psutil.Process | None = None
@@ -178,7 +179,7 @@ class ServerProcess:
     def command(self) -> list[str]:
         return [
             sys.executable, "-m", "bleeper", "serve", "--port", str(self.port), "--rate", "0", "--max-per-ip", "0",
-            "--log-level", "warning", "--db", self.db, "--no-http",
+            "--log-level", "warning", "--db", self.db, "--no-http", *self.options,
         ]  # fmt: skip
 
     def __enter__(self) -> ServerProcess:
@@ -203,9 +204,16 @@ class ServerProcess:
         shutil.rmtree(self._scratch, ignore_errors=True)
 
     def cpu(self) -> float:
+        """CPU seconds used by the server so far, its writer process included."""
         assert self.ps is not None
-        times = self.ps.cpu_times()
-        return float(times.user + times.system)
+        total = 0.0
+        for process in (self.ps, *self.ps.children(recursive=True)):
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
 
     def rss(self) -> int:
         assert self.ps is not None

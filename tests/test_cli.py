@@ -174,3 +174,6 @@ def test_config_errors_are_specific(tmp_path: Path) -> None:
     broken.write_text("[serve\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_serve_config({}, str(broken), environ={})
+    with pytest.raises(ConfigError, match='db_writer "fork" is unknown: use "process" or "thread"'):
+        load_serve_config({}, None, environ={"BLEEPER_DB_WRITER": "fork"})
+    assert load_serve_config({}, None, environ={"BLEEPER_DB_WRITER": "thread"}).db_writer == "thread"

@@ -86,6 +86,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         f"[default: {d.db}]",
     )
     p.add_argument(
+        "--db-writer",
+        choices=["process", "thread"],
+        help="SQLite only: commit messages in a process of their own, so the server uses a second core, or on "
+        "a thread of the server's process (for a one-core machine) [default: process]",
+    )
+    p.add_argument(
         "--auth",
         choices=["open", "required"],
         help="open: anyone may take a free name (account names need LOGIN); required: LOGIN first [default: open]",

@@ -34,6 +34,7 @@ class ServeConfig:
     log_level: str = "info"
     uvloop: bool = True
     db: str = "data/bleeper.db"
+    db_writer: str = "process"  # SQLite: commit messages in a process of their own, or on the store's thread
     auth: str = "open"
     urgent_interval: float = 120.0
     retention_days: float = 0.0  # 0 keeps message text forever
@@ -69,6 +70,8 @@ class ServeConfig:
             raise ConfigError("urgent_interval must be above 0 seconds and urgent_attempts at least 1")
         if not self.db:
             raise ConfigError("db is empty: give a file path or a postgresql:// URL")
+        if self.db_writer not in ("process", "thread"):
+            raise ConfigError(f'db_writer "{self.db_writer}" is unknown: use "process" or "thread"')
         if self.log_format not in ("text", "json"):
             raise ConfigError(f'log_format "{self.log_format}" is unknown: use "text" or "json"')
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -63,7 +63,7 @@ class ChatServer(Server):
 
     async def start(self) -> None:
         """Open the store first: a server that cannot keep messages must not accept any."""
-        self.store = await open_store(self.config.db, exclusive=True)
+        self.store = await open_store(self.config.db, exclusive=True, writer=self.config.db_writer)
         try:
             self.backend = StoreBackend(self.store)
             self.hub.backend = self.backend

@@ -28,6 +28,7 @@ from bleeper.chat.records import (
     Ledger,
     NewMessage,
     StorageFull,
+    StorageUnsure,
     StoredMessage,
     content_hash,
 )
@@ -603,6 +604,11 @@ class Hub:
                 message = result.result()
             except StorageFull:
                 answer(reply(codes.STORAGE_FULL, "storage full: the message was NOT sent; try again later"))
+                return
+            except StorageUnsure as exc:
+                log.error("storing a message from %s was interrupted: %s", session.label, exc)
+                answer(reply(codes.STORAGE_ERROR, "storage interrupted: the message may or may not be stored; "
+                             "send it again with the same ID to be sure"))  # fmt: skip
                 return
             except Exception as exc:
                 log.error("storing a message from %s failed: %s", session.label, exc)

@@ -15,6 +15,11 @@ class StorageError(Exception):
     """Storage failed; the message was not stored and must not be acknowledged."""
 
 
+class StorageUnsure(StorageError):
+    """Storage stopped in the middle of a commit: the message may or may not be stored. Only a resend with
+    the same client id settles it (it is stored once either way)."""
+
+
 class StorageFull(StorageError):
     """No space left: new messages are refused until an operator frees space."""
 

@@ -13,9 +13,10 @@ from bleeper.store.model import (
 )
 
 
-async def open_store(location: str, *, exclusive: bool = False) -> Store:
+async def open_store(location: str, *, exclusive: bool = False, writer: str = "process") -> Store:
     """Open (creating or upgrading) the store at *location*: ``postgresql://...``, ``sqlite:///path`` or a
-    plain file path. The server opens it *exclusive* (one server per SQLite file)."""
+    plain file path. The server opens it *exclusive* (one server per SQLite file), and then SQLite commits
+    messages in a *writer* ``"process"`` of its own or on its ``"thread"``."""
     if location.startswith(("postgresql://", "postgres://")):
         from bleeper.store.postgres import PostgresStore
 
@@ -23,7 +24,7 @@ async def open_store(location: str, *, exclusive: bool = False) -> Store:
     from bleeper.store.sqlite import SqliteStore
 
     path = location.removeprefix("sqlite:///") if location.startswith("sqlite:///") else location
-    return await SqliteStore.open(path, exclusive=exclusive)
+    return await SqliteStore.open(path, exclusive=exclusive, writer=writer)
 
 
 __all__ = [

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bleeper.chat.records import Ledger, LedgerEntry
 from bleeper.store.audit import AuditEntry
 from bleeper.store.model import Account, AuditEvent, InboxEntry, NewMessage, StoredMessage
+
+Committed = Callable[[list[StoredMessage] | None, BaseException | None], None]  # see Store.commit
+_running: set[asyncio.Task[list[StoredMessage]]] = set()  # commits under way, kept referenced
 
 # Shared SQL, written with ? placeholders (the PostgreSQL backend numbers them).
 SELECT_ACCOUNT = "SELECT key, name, password_hash, admin, created_ms, delivered_seq FROM accounts"
@@ -37,6 +41,9 @@ class Store(ABC):
 
     dialect: str
     url: str
+    # How many group commits the journal may hand over before the first is answered. More than one only
+    # for a store that commits them one after another in the order given (the SQLite writer process).
+    pipeline_depth = 1
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -72,6 +79,24 @@ class Store(ABC):
         numbers. A message whose (sender, client_id) was stored before comes back as that earlier message,
         marked ``duplicate``, and is not stored again. The same transaction appends *events* and an entry
         per stored message to the audit chain."""
+
+    def commit(self, messages: Sequence[NewMessage], events: Sequence[AuditEvent], done: Committed) -> None:
+        """:meth:`store_messages` for the journal, which needs no coroutine: *done* is called with the results,
+        or with ``None`` and the error. A store that can call it straight from its I/O callback (the SQLite
+        writer process) overrides this and saves the journal a task's loop turns per commit."""
+
+        def finished(task: asyncio.Task[list[StoredMessage]]) -> None:
+            _running.discard(task)
+            try:
+                stored = task.result()
+            except BaseException as exc:  # cancelled too: the journal must hear of every batch
+                done(None, exc)
+            else:
+                done(stored, None)
+
+        task = asyncio.ensure_future(self.store_messages(messages, events))
+        _running.add(task)
+        task.add_done_callback(finished)
 
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
         """Append to the audit chain on its own (the admin tools' actions)."""

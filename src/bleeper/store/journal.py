@@ -8,6 +8,7 @@ hundred.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
@@ -28,6 +29,11 @@ def _resolve_all(batch: list[tuple[NewMessage, Ticket]], stored: list[StoredMess
 
 
 class Journal:
+    """Runs on callbacks rather than a task: a batch goes to the store at the end of the loop turn in which
+    its first message arrived, and a commit's answer reaches the senders in the turn the store answers. Each
+    task or future hop on that path would cost a whole loop turn of latency per message, and with every
+    sender waiting for its acknowledgement, latency is throughput."""
+
     def __init__(self, store: Store, max_batch: int = 500) -> None:
         self.store = store
         self.max_batch = max_batch
@@ -35,9 +41,10 @@ class Journal:
         self._events: list[AuditEvent] = []  # audit entries to write with the next commit
         self._idle = asyncio.Event()  # set when everything submitted so far is committed
         self._idle.set()
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._scheduled = False  # a dispatch is due at the end of this loop turn
+        self._paused = False  # after a failed commit that held audit entries: wait before trying again
         self._closing = False
+        self._in_flight = 0  # batches handed to the store and not yet answered
         self.commits = 0
         self.committed = 0
         self.last_commit_ms = 0.0  # how long the last commit took: the store's latency, for HEALTH
@@ -52,10 +59,7 @@ class Journal:
             return ticket
         self._queue.append((message, ticket))
         self._submitted += 1
-        self._idle.clear()
-        self._wake.set()
-        if self._writer is None:
-            self._writer = asyncio.ensure_future(self._write_loop())
+        self._kick()
         return ticket
 
     def record(self, event: AuditEvent) -> None:
@@ -64,40 +68,59 @@ class Journal:
             log.error("audit entry after shutdown began, not recorded: %s", event)
             return
         self._events.append(event)
-        self._idle.clear()
-        self._wake.set()
-        if self._writer is None:
-            self._writer = asyncio.ensure_future(self._write_loop())
+        self._kick()
 
-    async def _write_loop(self) -> None:
-        while True:
-            if not self._queue and not self._events:
-                self._idle.set()
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue or self._events:
-                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                events, self._events = self._events, []
-                started = time.perf_counter()
-                try:
-                    stored = await self.store.store_messages([message for message, _ in batch], events)
-                    self.last_commit_ms = (time.perf_counter() - started) * 1000
-                except Exception as exc:
-                    log.error("commit of %d message(s) and %d audit entries failed: %s", len(batch), len(events), exc)
-                    for _, ticket in batch:
-                        ticket.resolve(error=exc)
-                    self._finish(len(batch))
-                    if events and not self._closing:
-                        self._events[:0] = events  # keep them for the next commit: the log must not lose them
-                        await asyncio.sleep(RETRY_DELAY)
-                    continue
-                self.commits += 1
-                self.committed += len(batch)
-                self._finish(len(batch))
-                # Answer the batch on the next loop turn, in one go, while the next commit already runs.
-                asyncio.get_running_loop().call_soon(_resolve_all, batch, stored)
-            if self._closing:
-                return
+    def _kick(self) -> None:
+        self._idle.clear()
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        """Hand batches to the store: one at a time, or up to the store's ``pipeline_depth`` when it commits
+        them in order elsewhere (the SQLite writer process), so that its next batch is already waiting when
+        a commit ends."""
+        self._scheduled = False
+        while (self._queue or self._events) and self._in_flight < self.store.pipeline_depth and not self._paused:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            events, self._events = self._events, []
+            self._in_flight += 1
+            started = time.perf_counter()
+            done = functools.partial(self._committed, batch, events, started)
+            self.store.commit([message for message, _ in batch], events, done)
+        if not self._queue and not self._events and not self._in_flight:
+            self._idle.set()
+
+    def _committed(
+        self,
+        batch: list[tuple[NewMessage, Ticket]],
+        events: list[AuditEvent],
+        started: float,
+        stored: list[StoredMessage] | None,
+        error: BaseException | None,
+    ) -> None:
+        self._in_flight -= 1
+        self._finish(len(batch))
+        if stored is None:
+            log.error("commit of %d message(s) and %d audit entries failed: %s", len(batch), len(events), error)
+            if events and not self._closing:
+                self._events[:0] = events  # keep them for the next commit: the log must not lose them
+                self._paused = True
+                asyncio.get_running_loop().call_later(RETRY_DELAY, self._resume)
+            for _, ticket in batch:
+                ticket.resolve(error=error)
+        else:
+            self.last_commit_ms = (time.perf_counter() - started) * 1000
+            self.commits += 1
+            self.committed += len(batch)
+            self._dispatch()  # the next batch first, so that it commits while this one is answered
+            _resolve_all(batch, stored)
+        if not self._queue and not self._events and not self._in_flight:
+            self._idle.set()
+
+    def _resume(self) -> None:
+        self._paused = False
+        self._dispatch()
 
     @property
     def waiting(self) -> int:
@@ -135,6 +158,6 @@ class Journal:
     async def close(self) -> None:
         """Write what is queued, then stop."""
         self._closing = True
-        self._wake.set()
-        if self._writer is not None:
-            await self._writer
+        if self._queue or self._events or self._in_flight:
+            self._kick()
+        await self._idle.wait()

@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import logging
 import os
+import re
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +33,7 @@ from bleeper.store.base import (
     SELECT_AUDIT,
     SELECT_MESSAGE,
     SELECT_MESSAGE_WITH_SENDER_KEY,
+    Committed,
     Store,
     account_from_row,
     audit_filter,
@@ -47,8 +51,10 @@ from bleeper.store.model import (
     StoreError,
     StoreFull,
 )
+from bleeper.store.writer import SqliteFailure, WriterProcess
 
 T = TypeVar("T")
+log = logging.getLogger("bleeper.store")
 
 
 class SqliteStore(Store):
@@ -60,21 +66,34 @@ class SqliteStore(Store):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bleeper-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._lock: IO[str] | None = None
+        self._writer: WriterProcess | None = None
+        self._restarting = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: str, *, migrate: bool = True, exclusive: bool = False) -> SqliteStore:
+    async def open(
+        cls, path: str, *, migrate: bool = True, exclusive: bool = False, writer: str = "process"
+    ) -> SqliteStore:
         """*exclusive*: the server's claim on the file (``<path>.lock``), so a second server, or a restore,
-        cannot use it at the same time. Readers such as ``bleeper user`` do not need it."""
+        cannot use it at the same time. Readers such as ``bleeper user`` do not need it. The server's store
+        commits messages in a *writer* ``"process"`` of its own (see store/writer.py), or on its ``"thread"``."""
         store = cls(path)
         try:
             if exclusive and path != ":memory:":
-                store._lock = claim(path)
+                store._lock = await asyncio.to_thread(claim, path)
             await store._run(store._connect, migrate)
+            if exclusive and path != ":memory:" and writer == "process":
+                store._writer = await WriterProcess.start(path, store._keep_fds())
+                store.pipeline_depth = PIPELINE_DEPTH
         except BaseException:
+            if store._conn is not None:
+                store._conn.close()
             store._release()
             store._executor.shutdown(wait=False)
             raise
         return store
+
+    def _keep_fds(self) -> tuple[int, ...]:
+        return (self._lock.fileno(),) if self._lock is not None else ()
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -96,13 +115,8 @@ class SqliteStore(Store):
     def _connect(self, migrate: bool) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=5.0, cached_statements=CACHED_STATEMENTS
-        )
+        conn = connect(self.path)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=5000")
             if migrate:
                 _migrate(conn)
         except BaseException:
@@ -111,6 +125,9 @@ class SqliteStore(Store):
         self._conn = conn
 
     async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
         if self._conn is not None:
             await self._run(self._db().close)
             self._conn = None
@@ -172,41 +189,34 @@ class SqliteStore(Store):
     async def store_messages(
         self, batch: Sequence[NewMessage], events: Sequence[AuditEvent] = ()
     ) -> list[StoredMessage]:
-        return await self._run(self._store_batch, list(batch), list(events))
+        if self._writer is None:
+            return await self._run(lambda: write_batch(self._db(), list(batch), list(events)))
+        if self._writer.stopped:
+            await self._restart_writer()
+        try:
+            return await self._writer.write(batch, events)
+        except SqliteFailure as exc:
+            raise translate(sqlite3.OperationalError(str(exc)), self.path) from None
 
-    def _store_batch(self, messages: list[NewMessage], events: list[AuditEvent]) -> list[StoredMessage]:
-        """One transaction of a few statements whatever the batch size: this is the group commit.
+    def commit(self, messages: Sequence[NewMessage], events: Sequence[AuditEvent], done: Committed) -> None:
+        writer = self._writer
+        if writer is None or writer.stopped:
+            super().commit(messages, events, done)  # the thread, or a writer process to start again first
+            return
 
-        Every statement step hands the interpreter lock to the event loop and must win it back, which under
-        load costs more than the SQL: so what the batch reads comes back as one row (JSON built by SQLite)
-        and what it writes goes in as one multi-row statement per table.
-        """
-        db = self._db()
-        batch = Batch(messages, events)
-        with _transaction(db):
-            batch.settle(_earlier(db, batch.client_ids()))
-            if batch.fresh or batch.events:
-                recipients = [key for key, _ in batch.recipient_counts()]
-                last_ids_json, last_seqs_json, newest, audit_head = db.execute(READ_FOR_BATCH, (
-                    json.dumps(batch.conversations()), json.dumps(recipients)
-                )).fetchone()  # fmt: skip
-                # AUTOINCREMENT never reuses an id; with one writer the next ones are ours to hand out.
-                ids = range(newest + 1, newest + 1 + len(batch.fresh))
-                rows = batch.message_rows(ids, json.loads(last_ids_json))
-                _insert_rows(db, f"INSERT INTO messages ({MESSAGE_COLUMNS})", 10, rows)
-                _insert_rows(db, "INSERT INTO conversations (key, last_id)", 2, batch.conversation_rows(),
-                             " ON CONFLICT (key) DO UPDATE SET last_id = excluded.last_id")  # fmt: skip
-                before = json.loads(last_seqs_json)
-                last_seqs = {key: before.get(key, 0) + count for key, count in batch.recipient_counts()}
-                _insert_rows(db, "INSERT INTO sequences (account_key, last_seq)", 2, sorted(last_seqs.items()),
-                             " ON CONFLICT (account_key) DO UPDATE SET last_seq = excluded.last_seq")  # fmt: skip
-                _insert_rows(db, "INSERT INTO inbox (account_key, seq, message_id)", 3, batch.inbox_rows(last_seqs))
-                last_audit_id, last_hash = json.loads(audit_head) if audit_head else (0, GENESIS)
-                entries = batch.audit_rows(last_audit_id, last_hash)
-                _insert_rows(db, f"INSERT INTO audit ({AUDIT_COLUMNS})", 8, entries)
-            else:
-                batch.inbox_rows({})
-        return batch.results()
+        def answered(stored: list[StoredMessage] | None, error: BaseException | None) -> None:
+            if isinstance(error, SqliteFailure):
+                error = translate(sqlite3.OperationalError(str(error)), self.path)
+            done(stored, error)
+
+        writer.submit(messages, events, answered)
+
+    async def _restart_writer(self) -> None:
+        async with self._restarting:
+            if self._writer is not None and self._writer.stopped:
+                log.error("the SQLite writer process stopped (%s); starting another", self._writer.stopped)
+                await self._writer.close()
+                self._writer = await WriterProcess.start(self.path, self._keep_fds())
 
     async def inbox(self, account_key: str, after_seq: int, limit: int = 1000) -> list[InboxEntry]:
         def read() -> list[InboxEntry]:
@@ -337,6 +347,56 @@ class SqliteStore(Store):
         return await self._run(load)
 
 
+def write_batch(db: sqlite3.Connection, messages: list[NewMessage], events: list[AuditEvent]) -> list[StoredMessage]:
+    """One transaction of a few statements whatever the batch size: this is the group commit.
+
+    Every statement step hands the interpreter lock to the event loop and must win it back, which under
+    load costs more than the SQL: so what the batch reads comes back as one row (JSON built by SQLite)
+    and what it writes goes in as one multi-row statement per table.
+    """
+    batch = Batch(messages, events)
+    with _transaction(db):
+        batch.settle(_earlier(db, batch.client_ids()))
+        if batch.fresh or batch.events:
+            recipients = [key for key, _ in batch.recipient_counts()]
+            last_ids_json, last_seqs_json, newest, audit_head = db.execute(READ_FOR_BATCH, (
+                json.dumps(batch.conversations()), json.dumps(recipients)
+            )).fetchone()  # fmt: skip
+            # AUTOINCREMENT never reuses an id; with one writer the next ones are ours to hand out.
+            ids = range(newest + 1, newest + 1 + len(batch.fresh))
+            rows = batch.message_rows(ids, json.loads(last_ids_json))
+            _insert_rows(db, f"INSERT INTO messages ({MESSAGE_COLUMNS})", 10, rows)
+            _insert_rows(db, "INSERT INTO conversations (key, last_id)", 2, batch.conversation_rows(),
+                         " ON CONFLICT (key) DO UPDATE SET last_id = excluded.last_id")  # fmt: skip
+            before = json.loads(last_seqs_json)
+            last_seqs = {key: before.get(key, 0) + count for key, count in batch.recipient_counts()}
+            _insert_rows(db, "INSERT INTO sequences (account_key, last_seq)", 2, sorted(last_seqs.items()),
+                         " ON CONFLICT (account_key) DO UPDATE SET last_seq = excluded.last_seq")  # fmt: skip
+            _insert_rows(db, "INSERT INTO inbox (account_key, seq, message_id)", 3, batch.inbox_rows(last_seqs))
+            last_audit_id, last_hash = json.loads(audit_head) if audit_head else (0, GENESIS)
+            entries = batch.audit_rows(last_audit_id, last_hash)
+            _insert_rows(db, f"INSERT INTO audit ({AUDIT_COLUMNS})", 8, entries)
+        else:
+            batch.inbox_rows({})
+    return batch.results()
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A connection set up as every Bleeper connection to the file is: WAL, a full fsync per commit."""
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=5.0, cached_statements=CACHED_STATEMENTS
+    )
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+PIPELINE_DEPTH = 2  # batches sent to the writer process ahead: one committing, the next waiting for it
 # Multi-row statements differ by row count; keep them all prepared rather than parse them again.
 CACHED_STATEMENTS = 1024
 ROWS_PER_STATEMENT = 200  # 9 columns x 200 stays far below SQLite's limit of 32,766 parameters
@@ -405,22 +465,50 @@ class _transaction:
             self.db.execute("ROLLBACK")
 
 
-def claim(path: str) -> IO[str]:
-    """Take ``<path>.lock`` for this process, or explain who has it."""
+def claim(path: str, wait: float = 10.0) -> IO[str]:
+    """Take ``<path>.lock`` for this process, or explain who has it.
+
+    The writer process shares the lock, so that nobody takes the file while it still writes. A server that
+    died leaves it finishing its last commit for a moment: for up to *wait* seconds, a lock whose server is
+    gone is waited for rather than refused."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     handle = open(f"{path}.lock", "a+")  # noqa: SIM115 - held open for the server's lifetime
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise StoreError(f"{path} is in use by {holder}: stop that server, or choose another --db") from None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            server = re.search(r"pid (\d+)", holder)
+            if server is not None and not _running(int(server.group(1))) and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            handle.close()
+            raise StoreError(f"{path} is in use by {holder}: stop that server, or choose another --db") from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"Bleeper server pid {os.getpid()}")
     handle.flush()
     return handle
+
+
+def _running(pid: int) -> bool:
+    """Whether process *pid* exists and has not exited (a zombie waiting for its parent has)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel instead
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 def in_use(path: str) -> bool:
