@@ -133,7 +133,8 @@ async def test_a_killed_server_leaves_no_writer_and_starts_again_at_once(tmp_pat
     await alice.send(*(f"TELL bob m{n}" for n in range(500)))
     await alice.reply()
     server.kill()  # SIGKILL, mid-load
-    server.wait()
+    _, errors = await asyncio.to_thread(server.communicate, timeout=30)  # the writer shares its stderr
+    assert b"Traceback" not in errors, errors.decode()  # the writer stopped quietly
     again = await asyncio.to_thread(start, db, port)  # the lock is waited for while the old writer finishes
     try:
         await asyncio.to_thread(writer.wait, 10)  # the old writer is gone (psutil.TimeoutExpired if not)

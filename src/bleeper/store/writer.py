@@ -80,8 +80,7 @@ class WriterProcess(asyncio.Protocol):
     """The server's end: :meth:`write` sends a batch and returns its results once the child has committed it.
     Batches are answered in the order they were sent."""
 
-    def __init__(self, path: str, proc: subprocess.Popen[bytes]) -> None:
-        self.path = path
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
         self.stopped = ""  # why the child is gone, once it is
         self._transport: asyncio.Transport | None = None
@@ -104,11 +103,13 @@ class WriterProcess(asyncio.Protocol):
             raise
         finally:
             theirs.close()
-        writer = cls(path, proc)
+        writer = cls(proc)
         try:
             await asyncio.get_running_loop().create_unix_connection(lambda: writer, sock=ours)
             await asyncio.wait_for(asyncio.shield(writer._ready), START_TIMEOUT)
         except BaseException:
+            if writer._transport is None:
+                ours.close()  # so that the child sees the end of its input and exits
             await writer.close()
             raise
         return writer
@@ -126,7 +127,7 @@ class WriterProcess(asyncio.Protocol):
 
         def done(stored: list[StoredMessage] | None, error: BaseException | None) -> None:
             if not future.done():
-                future.set_result(stored) if stored is not None else future.set_exception(error or WriterLost())
+                future.set_result(stored) if stored is not None else future.set_exception(error or WriterLost("lost"))
 
         self.submit(messages, events, done)
         return await future
@@ -213,20 +214,22 @@ def serve(fd: int, path: str) -> int:
     except sqlite3.Error as exc:
         sock.sendall(frame(("failed", str(exc))))
         return 1
-    sock.sendall(frame(("ready",)))
     incoming = sock.makefile("rb")
-    with contextlib.closing(db), incoming:
+    with contextlib.closing(db), incoming, contextlib.suppress(ConnectionError):  # the server died: stop quietly
+        sock.sendall(frame(("ready",)))
         while True:
             header = incoming.read(HEADER.size)
-            if len(header) < HEADER.size:
-                return 0  # the server closed its end, or died
-            (size,) = HEADER.unpack(header)
-            messages, events = decode_batch(incoming.read(size))
+            size = HEADER.unpack(header)[0] if len(header) == HEADER.size else -1
+            payload = incoming.read(size) if size > 0 else b""
+            if len(payload) != size:
+                break  # the server closed its end, or died
+            messages, events = decode_batch(payload)
             try:
                 answer = encode_results(write_batch(db, messages, events))
             except Exception as exc:  # the transaction was rolled back; the server must hear why
                 answer = frame(("error", str(exc)))
             sock.sendall(answer)
+    return 0
 
 
 if __name__ == "__main__":
