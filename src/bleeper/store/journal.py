@@ -1,8 +1,8 @@
 """Group commit: messages submitted while a commit is in flight are written together in the next one.
 
-Each submission gets a future that completes after its transaction commits, so the server acknowledges a
-message only once it is durable, while a hundred busy senders share one fsync instead of paying for a
-hundred.
+Each submission gets an answer (a ticket) that completes after its transaction commits, so the server
+acknowledges a message only once it is durable, while a hundred busy senders share one fsync instead of
+paying for a hundred.
 """
 
 from __future__ import annotations
