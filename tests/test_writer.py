@@ -4,10 +4,12 @@ doubling a message, Ctrl+C does not cut its last commits short, and a killed ser
 from __future__ import annotations
 
 import asyncio
+import marshal
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -16,7 +18,8 @@ import pytest
 from bleeper.chat.records import AuditEvent, NewMessage, StoredMessage
 from bleeper.server import ChatServer
 from bleeper.store import open_store
-from bleeper.store.sqlite import SqliteStore
+from bleeper.store.model import StoreError
+from bleeper.store.sqlite import SqliteStore, claim
 from bleeper.store.writer import decode_batch, decode_results, encode_batch, encode_results
 from tests.conftest import make_config, port_of
 from tests.helpers import ROOT, LineClient, create_accounts, free_port, wait_for_port
@@ -34,8 +37,6 @@ def test_batches_and_results_round_trip() -> None:
     earlier = StoredMessage(7, "Ann", "@bob", "@ann,bob", "the first text", 0, "c-1", True, (("bob", 1),), True)
     fresh = StoredMessage(9, "guest", "*", "*", "", 2, None, False, (), False)
     answer = encode_results([earlier, fresh])
-    import marshal
-
     status, rows = marshal.loads(answer[4:])
     assert status == "ok" and len(rows[1]) == 2  # a fresh message comes back as its id and sequence numbers
     assert decode_results(rows, messages) == [earlier, fresh]
@@ -163,3 +164,43 @@ async def test_both_writers_store_the_same(tmp_path: Path, writer: str) -> None:
         assert [entry.message.text for entry in await store.inbox("bob", 0)] == [f"m{n}" for n in range(50)]
     finally:
         await server.stop(grace=0.5)
+
+
+HOLD_LOCK = """
+import fcntl, sys, time
+handle = open(sys.argv[1], "a+")
+fcntl.flock(handle, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_lock_left_to_a_dead_servers_writer_is_waited_for(tmp_path: Path) -> None:
+    db = str(tmp_path / "w.db")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    Path(f"{db}.lock").write_text(f"Bleeper server pid {gone.stdout.strip()}")  # that server has exited
+    writer = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, f"{db}.lock", "1"], stdout=subprocess.PIPE)
+    assert writer.stdout is not None and writer.stdout.readline() == b"held\n"  # its writer still finishing
+    started = time.monotonic()
+    handle = claim(db)
+    try:
+        assert time.monotonic() - started > 0.5  # waited for the writer to let go, then took the file
+        assert Path(f"{db}.lock").read_text() == f"Bleeper server pid {os.getpid()}"
+    finally:
+        handle.close()
+        writer.wait()
+
+
+def test_a_lock_held_by_a_live_server_is_refused_at_once(tmp_path: Path) -> None:
+    db = str(tmp_path / "w.db")
+    Path(f"{db}.lock").write_text(f"Bleeper server pid {os.getpid()}")  # alive: this test
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, f"{db}.lock", "30"], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        started = time.monotonic()
+        with pytest.raises(StoreError, match=f"in use by Bleeper server pid {os.getpid()}"):
+            claim(db)
+        assert time.monotonic() - started < 0.5
+    finally:
+        holder.kill()
+        holder.wait()
