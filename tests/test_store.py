@@ -379,3 +379,36 @@ async def test_caught_up_waits_for_what_was_submitted_before_and_not_after(store
     assert [entry.message.text for entry in await store.inbox("alice", 0)][:5] == [f"m{n}" for n in range(5)]
     await journal.close()
     assert len(await store.inbox("alice", 0)) == 6
+
+
+async def test_audit_entries_from_a_failed_commit_are_written_by_a_later_one(tmp_path: Path) -> None:
+    """A commit that fails answers its messages with the error but keeps its audit entries: they go into the
+    next commit, after a pause, ahead of messages submitted meanwhile."""
+    from bleeper.store import journal as journal_module
+    from bleeper.store.journal import Journal
+
+    path = str(tmp_path / "retry.db")
+    store = await SqliteStore.open(path)
+    await store._run(lambda: store._db().execute("PRAGMA busy_timeout = 100"))  # fail fast while locked
+    holder = sqlite3.connect(path, isolation_level=None)
+    journal = Journal(store)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # another program holds the database
+        journal.record(AuditEvent(1, "login", "ann", "ann"))
+        refused = journal.submit(message("ann", "@bob", "refused", ("bob",)))
+        answered = asyncio.Event()
+        refused.add_done_callback(lambda _: answered.set())
+        await asyncio.wait_for(answered.wait(), 5)
+        with pytest.raises(StoreError, match="locked"):
+            refused.result()
+        later = journal.submit(message("ann", "@bob", "later", ("bob",)))  # waits out the pause
+        holder.execute("ROLLBACK")
+        await asyncio.wait_for(journal.settled(), journal_module.RETRY_DELAY + 5)
+        assert later.result().id > 0
+        kinds = [(entry.kind, entry.subject) for entry in await store.audit_entries()]
+        assert kinds == [("login", "ann"), ("message", str(later.result().id))]  # the kept entry first
+        assert [entry.message.text for entry in await store.inbox("bob", 0)] == ["later"]
+    finally:
+        holder.close()
+        await journal.close()
+        await store.close()

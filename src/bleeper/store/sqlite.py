@@ -196,7 +196,7 @@ class SqliteStore(Store):
         try:
             return await self._writer.write(batch, events)
         except SqliteFailure as exc:
-            raise translate(sqlite3.OperationalError(str(exc)), self.path) from None
+            raise self._advice(exc) from None
 
     def commit(self, messages: Sequence[NewMessage], events: Sequence[AuditEvent], done: Committed) -> None:
         writer = self._writer
@@ -205,11 +205,13 @@ class SqliteStore(Store):
             return
 
         def answered(stored: list[StoredMessage] | None, error: BaseException | None) -> None:
-            if isinstance(error, SqliteFailure):
-                error = translate(sqlite3.OperationalError(str(error)), self.path)
-            done(stored, error)
+            done(stored, self._advice(error) if isinstance(error, SqliteFailure) else error)
 
         writer.submit(messages, events, answered)
+
+    def _advice(self, failure: SqliteFailure) -> StoreError:
+        """The writer process's SQLite error, as the error the thread would have raised."""
+        return translate(sqlite3.OperationalError(str(failure)), self.path)
 
     async def _restart_writer(self) -> None:
         async with self._restarting:
