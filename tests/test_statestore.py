@@ -104,10 +104,65 @@ def test_bad_rest_requests(http: httpx.Client) -> None:
     assert http.put("/keys/" + "k" * 257, content="v").status_code == 400
     assert http.put("/keys/big", content="v" * 65537).status_code == 413
     assert http.put("/keys/latin", content=b"caf\xe9").status_code == 400
-    assert http.put("/keys/x", content="v", headers={"If-Match": "yesterday"}).status_code == 400
     assert http.get("/keys/x", params={"wait": "soon"}).status_code == 422
     assert http.get("/keys/x", params={"wait": 13, "after": 1}).status_code == 422  # over --max-wait
     assert http.delete("/keys/never-there").status_code == 404
+
+
+FOREIGN_TAGS = ['"abc"', 'W/"{v}"', "xyz", "{v}", '"0{v}"', '"{v}, x"', '"{w}", "banana"', 'W/"{v}", "{w}"',
+                '"", *', '""', ""]  # fmt: skip
+
+
+@pytest.mark.parametrize("tag", FOREIGN_TAGS)
+def test_if_match_with_a_foreign_entity_tag_is_a_failed_precondition(http: httpx.Client, tag: str) -> None:
+    # RFC 9110 13.1.1: entity tags are opaque, compared strongly (a weak tag never matches), and a list
+    # matches when one of its tags does; whatever a tag looks like, not matching is 412, not 400
+    key = unique("tagged")
+    version = http.put(f"/keys/{key}", content="kept").json()["version"]
+    foreign = tag.format(v=version, w=version + 1000)
+    for response in (http.put(f"/keys/{key}", content="lost", headers={"If-Match": foreign}),
+                     http.delete(f"/keys/{key}", headers={"If-Match": foreign})):  # fmt: skip
+        assert response.status_code == 412, (foreign, response.status_code, response.text)
+        assert response.json()["version"] == version and response.headers["ETag"] == f'"{version}"'
+    assert http.get(f"/keys/{key}").text == "kept"
+    missing = unique("never-written")
+    for response in (http.put(f"/keys/{missing}", content="lost", headers={"If-Match": foreign}),
+                     http.delete(f"/keys/{missing}", headers={"If-Match": foreign})):  # fmt: skip
+        assert response.status_code == 412, (foreign, response.status_code, response.text)
+        assert response.json()["version"] is None
+    assert http.get(f"/keys/{missing}").status_code == 404
+
+
+def test_if_match_takes_a_list_of_entity_tags_or_a_star(http: httpx.Client) -> None:
+    key = unique("listed")
+    first = http.put(f"/keys/{key}", content="one").json()["version"]
+    second = http.put(f"/keys/{key}", content="two", headers={"If-Match": f'"banana", W/"x", "{first}"'})
+    assert second.status_code == 200 and second.json()["version"] > first
+    version = second.json()["version"]
+    split = [("If-Match", '"banana"'), ("If-Match", f'"{first}", "{version}"')]  # one list over two lines
+    third = http.put(f"/keys/{key}", content="three", headers=split)
+    assert third.status_code == 200 and http.get(f"/keys/{key}").text == "three"
+    fourth = http.put(f"/keys/{key}", content="four", headers={"If-Match": "*"})
+    assert fourth.status_code == 200
+    assert http.put(f"/keys/{unique('absent')}", content="x", headers={"If-Match": "*"}).status_code == 412
+    deleted = http.delete(f"/keys/{key}", headers={"If-Match": f'"{first}" ,"{fourth.json()["version"]}",'})
+    assert deleted.status_code == 204 and http.get(f"/keys/{key}").status_code == 404
+
+
+def test_if_none_match_with_entity_tags(http: httpx.Client) -> None:
+    # RFC 9110 13.1.2: weak comparison; a tag that matches fails the condition (412 for a write), any other
+    # tag, foreign or not, lets the request proceed
+    key = unique("unless")
+    version = http.put(f"/keys/{key}", content="one", headers={"If-None-Match": '"abc"'}).json()["version"]
+    for matching in (f'"{version}"', f'W/"{version}"', f'"banana", "{version}"', "*"):
+        refused = http.put(f"/keys/{key}", content="lost", headers={"If-None-Match": matching})
+        assert refused.status_code == 412 and refused.json()["version"] == version, matching
+        refused = http.delete(f"/keys/{key}", headers={"If-None-Match": matching})
+        assert refused.status_code == 412 and refused.json()["version"] == version, matching
+    for other in ('"abc"', f'"{version + 1000}"', "xyz", f'"0{version}"'):
+        written = http.put(f"/keys/{key}", content=other, headers={"If-None-Match": other})
+        assert written.status_code == 200 and http.get(f"/keys/{key}").text == other
+    assert http.delete(f"/keys/{key}", headers={"If-None-Match": f'"{version}"'}).status_code == 204
 
 
 def test_long_polling_waits_for_a_change_without_polling(http: httpx.Client, store_url: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,12 +88,20 @@ class KeyValueDB:
             return int(self._conn.execute("SELECT count(*) FROM kv WHERE value IS NOT NULL").fetchone()[0])
 
     def put(
-        self, key: str, value: str | None, *, if_version: int | None = None, if_absent: bool = False
+        self,
+        key: str,
+        value: str | None,
+        *,
+        if_version: int | None = None,
+        if_absent: bool = False,
+        when: Callable[[Entry | None], bool] | None = None,
     ) -> tuple[Entry, bool]:
         """Set (or with None delete) a key; returns the new entry, and whether the key had no value before.
 
         *if_version*: only if the key's current version is this one (Conflict otherwise). *if_absent*: only if
-        the key has no live value. A delete of a key that has no value raises KeyError.
+        the key has no live value. *when*: only if it holds for the live entry (None when the key has no value),
+        asked inside the transaction. The conditions come first: a delete of a key that has no value, its
+        conditions met, raises KeyError.
         """
         with self._lock:
             conn = self._conn
@@ -104,6 +113,8 @@ class KeyValueDB:
                 if if_absent and live:
                     raise Conflict(current)
                 if if_version is not None and (not live or current is None or current.version != if_version):
+                    raise Conflict(current if live else None)
+                if when is not None and not when(current if live else None):
                     raise Conflict(current if live else None)
                 if value is None and not live:
                     raise KeyError(key)

@@ -2,14 +2,15 @@
 
 Two APIs over one store. The *compatible* one keeps the original exercise's URLs working
 (``/?action=set&key=K&value=V``, ``get``, ``unset``, and ``/`` listing everything as a page). The REST one
-adds what coordination needs: a version per value, conditional writes (``If-Match``, ``If-None-Match: *``)
-so two writers cannot both win a race, and long polling (``?wait=30&after=V``) so a client waiting for a
-change asks once instead of spinning.
+adds what coordination needs: a version per value (its entity tag: ``ETag: "7"``), conditional writes
+(``If-Match``, ``If-None-Match``) so two writers cannot both win a race, and long polling
+(``?wait=30&after=V``) so a client waiting for a change asks once instead of spinning.
 """
 
 import asyncio
 import html
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Annotated, Any
@@ -23,6 +24,8 @@ from bleeper.statestore.db import MAX_VALUE, Conflict, Entry, KeyValueDB, key_pr
 
 SERVICE_NAME = "Bleeper state store"
 MAX_WAIT = 60.0  # seconds a long poll may hold a request, by default
+IF_MATCH = 'only if the value\'s ETag is one of these entity tags (such as "7", "8"), or * for any value; else 412'
+IF_NONE_MATCH = "only if the value's ETag is none of these entity tags, or * for no value; else 412"
 
 
 class Written(BaseModel):
@@ -75,18 +78,55 @@ def _stopping() -> JSONResponse:
     return JSONResponse({"detail": "the state store is stopping; try again shortly"}, 503, headers={"Retry-After": "1"})
 
 
-def _version_header(value: str | None, name: str) -> int | None:
-    """``If-Match: "7"`` (or 7, or W/"7") -> 7."""
-    if value is None:
-        return None
-    text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
-        raise HTTPException(400, f'{name} must be a version as given in ETag, such as "7" (or * with If-None-Match)')
-    return int(text)
+# One element of a list of entity tags, such as ``"7"`` or ``W/"7"``, or whatever else lies before the next comma.
+_LIST_ELEMENT = re.compile(r'[ \t]*((?:W/)?"[^"]*"|[^,]*?)[ \t]*(?:,|\Z)')
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
 
 
 def _tagged(entry: Entry) -> dict[str, str]:
-    return {"ETag": f'"{entry.version}"', "X-Version": str(entry.version)}
+    return {"ETag": _etag(entry.version), "X-Version": str(entry.version)}
+
+
+def _field(request: Request, name: str) -> str | None:
+    """A list-valued header over all of its lines, joined with commas as RFC 9110 section 5.3 says."""
+    lines = request.headers.getlist(name)
+    return ", ".join(lines) if lines else None
+
+
+def _entity_tags(field: str) -> frozenset[str] | None:
+    """The entity tags of an ``If-Match`` or ``If-None-Match`` list, each as sent (``W/`` kept); None for ``*``.
+
+    Entity tags are opaque strings (RFC 9110 section 8.8.3): an element that is none of this store's (``"abc"``,
+    ``"07"``, even unquoted ``xyz``) is no error, just a tag that matches no version.
+    """
+    if field.strip() == "*":
+        return None
+    return frozenset(match[1] for match in _LIST_ELEMENT.finditer(field) if match[1])
+
+
+def _precondition(if_match: str | None, if_none_match: str | None) -> Callable[[Entry | None], bool] | None:
+    """RFC 9110 sections 13.1.1 and 13.1.2 as a test of the key's live entry (None: the key has no value).
+
+    ``If-Match`` holds when the field is ``*`` and the key has a value, or one of its tags is the value's,
+    compared strongly (a weak ``W/"7"`` never matches). ``If-None-Match`` holds unless the field is ``*`` and the
+    key has a value, or one of its tags is the value's, compared weakly (``W/"7"`` matches ``"7"``).
+    """
+    if if_match is None and if_none_match is None:
+        return None
+    wanted = _entity_tags(if_match) if if_match is not None else frozenset()
+    refused = _entity_tags(if_none_match) if if_none_match is not None else frozenset()
+    refused_weakly = None if refused is None else frozenset(tag.removeprefix("W/") for tag in refused)
+
+    def holds(entry: Entry | None) -> bool:
+        tag = None if entry is None else _etag(entry.version)
+        if if_match is not None and (tag is None or (wanted is not None and tag not in wanted)):
+            return False
+        return if_none_match is None or tag is None or (refused_weakly is not None and tag not in refused_weakly)
+
+    return holds
 
 
 def _check_key(key: str) -> None:
@@ -210,7 +250,7 @@ def create_app(db_path: str, name: str = SERVICE_NAME, max_wait: float = MAX_WAI
         return PlainTextResponse(entry.value, headers=_tagged(entry))
 
     @app.put("/keys/{key:path}", response_model=Written, status_code=200,
-             summary="Set a value; conditional with If-Match or If-None-Match: *",
+             summary="Set a value; conditional with If-Match or If-None-Match",
              responses={201: {"model": Written, "description": "created"}, 412: {"description": "version conflict"},
                         413: {"description": "value too long"}},
              openapi_extra={"requestBody": {"required": True, "content": {"text/plain": {"schema": {
@@ -218,36 +258,33 @@ def create_app(db_path: str, name: str = SERVICE_NAME, max_wait: float = MAX_WAI
     async def put_key(
         request: Request,
         key: Annotated[str, Path(description="1-256 bytes of UTF-8, no control characters")],
-        if_match: Annotated[str | None, Header()] = None,
-        if_none_match: Annotated[str | None, Header()] = None,
+        if_match: Annotated[str | None, Header(description=IF_MATCH)] = None,
+        if_none_match: Annotated[str | None, Header(description=IF_NONE_MATCH)] = None,
     ) -> Response:
         _check_key(key)
         value = await _read_value(request)
-        if if_none_match is not None and if_none_match.strip() != "*":
-            raise HTTPException(400, "If-None-Match takes only * here (create only if absent)")
-        version = None if if_match is None or if_match.strip() == "*" else _version_header(if_match, "If-Match")
-        must_exist = if_match is not None and if_match.strip() == "*"
+        # if_match and if_none_match hold a header's first line only: they are there to put it in the schema
+        when = _precondition(_field(request, "If-Match"), _field(request, "If-None-Match"))
         try:
-            if must_exist:
-                current = db().get(key)
-                if current is None or current.value is None:
-                    raise Conflict(None)
-                version = current.version
-            entry, created = await write(key, value, if_version=version, if_absent=if_none_match is not None)
+            entry, created = await write(key, value, when=when)
         except Conflict as conflict:
             return _conflict(key, conflict)
         return JSONResponse({"key": key, "version": entry.version}, 201 if created else 200, headers=_tagged(entry))
 
-    @app.delete("/keys/{key:path}", status_code=204, summary="Delete a value; conditional with If-Match",
+    @app.delete("/keys/{key:path}", status_code=204,
+                summary="Delete a value; conditional with If-Match or If-None-Match",
                 responses={404: {"description": "no value"}, 412: {"description": "version conflict"}})  # fmt: skip
     async def delete_key(
+        request: Request,
         key: Annotated[str, Path(description="1-256 bytes of UTF-8, no control characters")],
-        if_match: Annotated[str | None, Header()] = None,
+        if_match: Annotated[str | None, Header(description=IF_MATCH)] = None,
+        if_none_match: Annotated[str | None, Header(description=IF_NONE_MATCH)] = None,
     ) -> Response:
         _check_key(key)
-        version = _version_header(if_match, "If-Match") if if_match is not None and if_match.strip() != "*" else None
+        # if_match and if_none_match hold a header's first line only: they are there to put it in the schema
+        when = _precondition(_field(request, "If-Match"), _field(request, "If-None-Match"))
         try:
-            entry, _ = await write(key, None, if_version=version)
+            entry, _ = await write(key, None, when=when)
         except KeyError:
             return JSONResponse({"detail": f"no value for key {key!r}"}, 404)
         except Conflict as conflict:
