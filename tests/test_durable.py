@@ -193,3 +193,25 @@ async def test_a_database_it_cannot_use_stops_the_server_with_advice(tmp_path: P
     server = ChatServer(make_config(db=str(broken)))
     with pytest.raises(Exception, match="damaged or not a database"):
         await server.start()
+
+
+async def test_sync_during_a_burst_counts_what_it_sent_and_repeats_nothing(start: Start) -> None:
+    """Messages committed while a SYNC reads the inbox: ``215 <upto> sent <n>; <m> more`` stays consistent
+    (never a negative count), and every number above the SYNC's arrives once, in order, live or replayed."""
+    server = await start(rate=0)
+    alice, _ = await login(server, "alice")
+    bob, _ = await login(server, "bob")
+    received: list[int] = []
+    for _ in range(5):
+        since = len(received)
+        await alice.send(*(f"TELL bob burst {n}" for n in range(20)))
+        await bob.send(f"SYNC {since}")
+        synced = await bob.reply()  # however much of the burst was committed before the SYNC read it
+        upto, sent, more = int(synced.fields[0]), int(synced.fields[2].rstrip(";")), int(synced.fields[3])
+        assert synced.code == 215 and more >= 0 and sent == upto - since, synced
+        for _ in range(20):
+            assert (await alice.reply()).code == 250
+        while len(received) < since + 20:
+            received.append((await bob.message()).seq)
+    await bob.drain()
+    assert received == list(range(1, 101)) and not [m for m in bob.events if isinstance(m, Message)]

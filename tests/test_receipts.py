@@ -67,3 +67,25 @@ async def test_an_urgent_ledger_shows_escalation_and_acknowledgement(start: Star
     assert lines[0] == "stored: from alice to @bob (urgent)"
     assert lines[1] == f"delivered to bob ({bob.address})"
     assert lines[2:] == ["escalated to carol (backup of bob)", "acknowledged by carol"]
+
+
+async def test_delivered_is_told_once_however_often_the_recipient_syncs(start: Start) -> None:
+    server = await start()
+    alice, _ = await login(server, "alice")
+    bob, _ = await login(server, "bob")
+    msg_id = (await alice.command("TELL bob one receipt only")).text.split()[0]
+    assert (await event(alice, "DELIVERED")).args == (msg_id, "bob")
+    await bob.message()
+    first_device = bob.address
+    for _ in range(3):
+        assert (await bob.command("SYNC 0")).code == 215  # the message again, on the same device
+    bob_tablet, _ = await login(server, "bob")
+    assert (await bob_tablet.command("SYNC 0")).code == 215  # and on another one
+    await bob.command("QUIT")
+    await bob_tablet.command("QUIT")
+    _, text = await login(server, "bob")
+    assert "0 waiting sent" in text
+    assert (await alice.command("PING receipts")).code == 200  # whatever was sent to alice has arrived
+    assert not [e for e in alice.events if isinstance(e, Event) and e.kind == "DELIVERED"]
+    lines = [line.split(" ", 1)[1] for line in (await alice.command(f"TRACE {msg_id}")).items]
+    assert [line for line in lines if line.startswith("delivered")] == [f"delivered to bob ({first_device})"]

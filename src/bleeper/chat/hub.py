@@ -149,6 +149,7 @@ class Hub:
         self.urgent = UrgentDesk(self.limits.urgent_interval, self.limits.urgent_attempts)
         self.backups: dict[str, str] = {}  # person's name key -> their backup's, for escalation
         self.roles = Roles()
+        self._delivered: dict[str, int] = {}  # account key -> highest number that reached one of its connections
         self.started = monotonic()
         self.deliveries = 0  # messages handed to connections, for /metrics
         self.vital_signs: Callable[[], list[str]] = list  # the server adds its own lines to HEALTH
@@ -268,6 +269,7 @@ class Hub:
             if not devices:
                 self.users.pop(session.key, None)
                 self.presence.forget(session.key)
+                self._delivered.pop(session.key, None)  # the backend keeps it; the next LOGIN reads it back
                 self._to_everyone(event("OFFLINE", session.name or "", reason), None)
         if log.isEnabledFor(logging.INFO):
             log.info("disconnect %s: %s (%d active)", session.label, reason, len(self.sessions),
@@ -462,16 +464,13 @@ class Hub:
         log.info("login %s from %s", account.name, session.address,
                  extra={"event": "login", "who": account.name, "peer": session.address})  # fmt: skip
 
+        self._delivered[account.key] = max(self._delivered.get(account.key, 0), account.delivered_seq)
+
         def waiting(pending: Pending[list[InboxEntry]]) -> None:
-            upto = self._replay(session, _result(pending) or [], account.delivered_seq)
-            sent = upto - account.delivered_seq
+            upto, sent = self._replay(session, _result(pending) or [], account.delivered_seq)
 
             def counted(last: Pending[int]) -> None:
-                held, session.held = session.held or [], None
-                for seq, head, tail in held:
-                    if seq > upto:
-                        self._answer(session, head)
-                        self._answer(session, tail)
+                self._release_held(session, upto)
                 more = max(0, (_result(last) or 0) - upto)
                 hint = f" (SYNC {upto} for the rest)" if more else ""
                 self._answer(
@@ -483,25 +482,47 @@ class Hub:
 
         self.backend.inbox(account.key, account.delivered_seq, SYNC_BATCH).add_done_callback(waiting)
 
-    def _replay(self, session: Session, entries: list[InboxEntry], since: int) -> int:
+    def _replay(self, session: Session, entries: list[InboxEntry], since: int) -> tuple[int, int]:
         """Send stored messages as MSG events with their original time and sequence number, up to about
-        :data:`REPLAY_BYTES`. Returns the last sequence number sent (*since* when none)."""
-        upto = since
-        size = 0
+        :data:`REPLAY_BYTES`. Returns the last sequence number sent (*since* when none) and how many were sent.
+
+        A message that reaches the account for the first time is recorded as delivered (and its sender told);
+        one sent again because a client asked (SYNC) is not: ``DELIVERED`` comes once per person."""
+        upto, count, size = since, 0, 0
+        account = session.account
+        first_time = self._delivered.get(account, 0) if account is not None else 0
         for entry in entries:
             message = entry.message
             tail = message_tail(message.id, format_ms(message.created_ms), message.sender, message.to, message.text)
             self._answer(session, urgent_head(entry.seq) if message.urgent else message_head(entry.seq))
-            if message.to != "*":
+            if message.to != "*" and entry.seq > first_time:
                 self._note_delivered(message, (session,), name_key(message.sender))
             self._answer(session, tail)
-            upto = entry.seq
+            upto, count = entry.seq, count + 1
             size += len(tail)
             if size >= REPLAY_BYTES:
                 break
-        if upto > since and session.account is not None:
-            self.backend.mark_delivered(session.account, upto)
-        return upto
+        if account is not None:
+            self._mark_delivered(account, upto)
+        return upto, count
+
+    def _release_held(self, session: Session, upto: int) -> None:
+        """After a replay: send the live messages that arrived meanwhile and were not part of it, in order."""
+        held, session.held = session.held or [], None
+        newest = upto
+        for seq, head, tail in held:
+            if seq > upto:
+                self._answer(session, head)
+                self._answer(session, tail)
+                newest = max(newest, seq)
+        if session.account is not None:
+            self._mark_delivered(session.account, newest)
+
+    def _mark_delivered(self, account: str, seq: int) -> None:
+        """Everything up to *seq* reached one of the account's connections: the next login starts after it."""
+        if seq > self._delivered.get(account, 0):
+            self._delivered[account] = seq
+            self.backend.mark_delivered(account, seq)
 
     # -- messages ---------------------------------------------------------------------------------------
 
@@ -682,7 +703,7 @@ class Hub:
             send(tail)
             reached += 1
         for account, seq in delivered.items():  # only accounts with a connection here: the rest wait for LOGIN
-            self.backend.mark_delivered(account, seq)  # coalesced by the backend
+            self._mark_delivered(account, seq)  # coalesced by the backend
         self.deliveries += reached
         return reached
 
@@ -692,32 +713,34 @@ class Hub:
             self._answer(session, reply(codes.FORBIDDEN, "SYNC needs an account: LOGIN <name> <password>"))
             return None
         flow: Answer[None] = Answer()
+        session.held = []  # as at LOGIN: live messages wait for the replay, so each number arrives once, in order
 
-        def got_last(pending: Pending[int]) -> None:
-            last = _result(pending) or 0
-            if command.since > last:
-                self._answer(
-                    session, reply(codes.BAD_SYNTAX, f"your last message is number {last}; SYNC {last} or lower")
-                )
-                flow.resolve()
-                return
+        def got(entries_pending: Pending[list[InboxEntry]]) -> None:
+            entries = _result(entries_pending) or []
 
-            def got(entries_pending: Pending[list[InboxEntry]]) -> None:
-                entries = _result(entries_pending) or []
-                if command.since < last and (not entries or entries[0].seq != command.since + 1):
+            def got_last(pending: Pending[int]) -> None:
+                # Read after the inbox, so it counts every message the replay could hold: <m> is never negative.
+                last = max(_result(pending) or 0, entries[-1].seq if entries else 0)
+                if command.since > last:
+                    self._release_held(session, command.since)
+                    self._answer(
+                        session, reply(codes.BAD_SYNTAX, f"your last message is number {last}; SYNC {last} or lower")
+                    )
+                elif command.since < last and (not entries or entries[0].seq != command.since + 1):
+                    self._release_held(session, command.since)
                     first = entries[0].seq if entries else last + 1
                     self._answer(
                         session, reply(codes.GONE, f"{first} gap: messages {command.since + 1} to {first - 1} are gone")
                     )
-                    flow.resolve()
-                    return
-                upto = self._replay(session, entries, command.since)
-                self._answer(session, reply(codes.SYNCED, f"{upto} sent {upto - command.since}; {last - upto} more"))
+                else:
+                    upto, sent = self._replay(session, entries, command.since)
+                    self._release_held(session, upto)
+                    self._answer(session, reply(codes.SYNCED, f"{upto} sent {sent}; {max(0, last - upto)} more"))
                 flow.resolve()
 
-            self.backend.inbox(account, command.since, SYNC_BATCH).add_done_callback(got)
+            self.backend.last_seq(account).add_done_callback(got_last)
 
-        self.backend.last_seq(account).add_done_callback(got_last)
+        self.backend.inbox(account, command.since, SYNC_BATCH).add_done_callback(got)
         return None if flow.done() else flow
 
     def _history(self, session: Session, command: History) -> Pending[object] | None:
