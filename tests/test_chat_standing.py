@@ -56,3 +56,14 @@ def test_unreadable_rows_are_counted_and_skipped() -> None:
     standing = read_rows([("role", "x", "{not json"), ("urgent", "7", '{"sender": "a"}'), ("mystery", "k", "v"),
                           ("backup", "ann", "ben")])  # fmt: skip
     assert standing.unreadable == 3 and standing.backups == {"ann": "ben"}
+
+
+def test_an_older_servers_escalation_copy_still_acknowledges_its_original() -> None:
+    """Servers before one page kept one id stored a copy with its own id; their rows still work."""
+    row = ('{"sender_key": "ward7", "sender": "ward7", "to": "@ann", "waiting": ["ann", "ben"], "sent_ms": 0,'
+           ' "alerts": 1, "escalated": ["ben"], "copies": [9]}')  # fmt: skip
+    hub = Hub(backend=MemoryBackend())
+    hub.restore(read_rows([("urgent", "4", row)]), {4: "VT bay 2"})
+    ben, _ = join(hub, "ben")
+    hub.handle(ben, "ACK 9")
+    assert hub.urgent.open == {} and hub.urgent.find(4) is not None and hub.urgent.find(4).acked_by == "ben"  # type: ignore[union-attr]

@@ -54,6 +54,7 @@ async def test_an_offline_recipient_counts_as_delivered_when_it_logs_in(start: S
 
 
 async def test_an_urgent_ledger_shows_escalation_and_acknowledgement(start: Start) -> None:
+    """One page, one id, one ledger: TRACE shows every step, whoever it reached."""
     server = await start(**FAST)
     alice, _ = await login(server, "alice")
     bob, _ = await login(server, "bob")
@@ -61,12 +62,26 @@ async def test_an_urgent_ledger_shows_escalation_and_acknowledgement(start: Star
     await bob.command("BACKUP carol")
     msg_id = (await alice.command("URGENT bob bed 4 sats 84%")).text.split()[0]
     passed_on = await carol.message()
-    assert (await carol.command(f"ACK {passed_on.id}")).code == 206
+    assert passed_on.id == int(msg_id) and passed_on.seq == 1  # carol's own number, the page's id
+    assert (await carol.command(f"READ {msg_id}")).code == 208
+    assert (await event(alice, "READ")).args == (msg_id, "carol")
+    assert (await carol.command(f"ACK {msg_id}")).code == 206
     await event(alice, "ACKED")
-    lines = [line.split(" ", 1)[1] for line in (await alice.command(f"TRACE {msg_id}")).items]
-    assert lines[0] == "stored: from alice to @bob (urgent)"
-    assert lines[1] == f"delivered to bob ({bob.address})"
-    assert lines[2:] == ["escalated to carol (backup of bob)", "acknowledged by carol"]
+    trace = await alice.command(f"TRACE {msg_id}")
+    lines = [line.split(" ", 1)[1] for line in trace.items]
+    assert trace.text == f"{len(lines)} entries for message {msg_id}"
+    lines = [line for line in lines if line != "alerted bob, carol (alert 2 of 2)"]  # if carol was slow to ACK
+    assert lines == [
+        "stored: from alice to @bob (urgent)",
+        f"delivered to bob ({bob.address})",
+        "alerted bob (alert 2 of 2)",
+        "escalated to carol (backup of bob)",
+        f"delivered to carol ({carol.address})",
+        "read by carol",
+        "acknowledged by carol",
+    ], lines
+    _, text = await login(server, "carol")  # carol's other device: nothing waits, the page reached her
+    assert text.startswith("carol logged in; 0 waiting sent")
 
 
 async def test_delivered_is_told_once_however_often_the_recipient_syncs(start: Start) -> None:

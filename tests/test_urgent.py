@@ -59,15 +59,28 @@ async def test_unanswered_it_escalates_to_the_backup_who_can_acknowledge(start_s
     set_backup = await doc.command("BACKUP registrar")
     assert set_backup.code == 207 and "after 2 alerts" in set_backup.text
     msg_id = int((await ward.command("URGENT doc bed 9 arrest call")).text.split()[0])
-    assert (await event(ward, "ESCALATION")).args[1] == "alerted"
+    assert (await event(ward, "ESCALATION")).args == (str(msg_id), "alerted", "2/2", "doc")
     escalated = await event(ward, "ESCALATION")
     assert escalated.args == (str(msg_id), "escalated", "registrar", "backup-of", "doc")
     passed_on = await reg.message()
     assert passed_on.urgent and passed_on.text == "bed 9 arrest call" and passed_on.sender == "ward7"
-    assert passed_on.to == "@registrar" and passed_on.id != msg_id
-    assert (await reg.command(f"ACK {passed_on.id}")).code == 206  # its own id acknowledges the original
+    assert passed_on.id == msg_id and passed_on.to == "@doc"  # the same page, one id, addressed as it was
+    assert (await event(reg, "ALERT")).args == (str(msg_id), "ward7", "1")  # the id the backup received
+    # the delivery to the backup counts as its first alert, as the first delivery did
+    assert (await event(ward, "ESCALATION")).args == (str(msg_id), "alerted", "2/2", "doc,registrar")
+    acked = await reg.command(f"ACK {msg_id}")
+    assert acked.code == 206 and acked.text == f"{msg_id} acknowledged; ward7 is told"
     for told in (ward, doc):
         assert (await event(told, "ACKED")).args == (str(msg_id), "registrar")
+    assert (await reg.command(f"READ {msg_id}")).code == 208  # sent to the backup too, so the backup may read it
+    lines = [line.split(" ", 1)[1] for line in (await ward.command(f"TRACE {msg_id}")).items]
+    assert lines[0] == "stored: from ward7 to @doc (urgent)"
+    assert lines.index(f"delivered to guest:doc ({doc.address})") < lines.index("alerted doc (alert 2 of 2)")
+    assert lines.index("escalated to registrar (backup of doc)") < lines.index(
+        f"delivered to guest:registrar ({reg.address})") < lines.index("acknowledged by guest:registrar")  # fmt: skip
+    assert lines[-1] == "read by guest:registrar"
+    assert (await ward.command(f"RECALL {msg_id}")).code == 210
+    assert (await event(reg, "RECALLED")).args == (str(msg_id), "ward7")  # the backup's screen hides it too
 
 
 async def test_without_a_backup_the_sender_is_told_and_alerts_go_on(start_server: Start) -> None:
@@ -190,7 +203,8 @@ async def test_roles_backups_and_unacknowledged_urgent_messages_survive_restarts
 
     server = await start(**FAST)
     carol, _ = await login(server, "carol")
-    assert (await carol.command(f"ACK {copy.id}")).code == 206  # the copy's id still leads to the original
+    assert copy.id == int(waiting)  # the same page, the same id
+    assert (await carol.command(f"ACK {copy.id}")).code == 206
     alice, _ = await login(server, "alice")
     assert (await alice.command(f"ACK {waiting}")).text == f"{waiting} already acknowledged by carol"
     await server.stop(grace=0.5)

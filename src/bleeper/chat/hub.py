@@ -869,6 +869,8 @@ class Hub:
                 continue
             if other.account is not None:
                 self.audit("delivered", other.account, str(message.id), device=other.address)
+            elif message.urgent:  # a page's ledger names everyone it reached, as its ACK does
+                self.audit("delivered", f"guest:{other.name}", str(message.id), device=other.address)
             if live and key not in told:
                 told.add(key)
                 receipt = event("DELIVERED", str(message.id), other.name or key)
@@ -877,8 +879,16 @@ class Hub:
                     self._answer(sender, receipt)  # after the 250 that gives the id, even when pipelining
 
     def _received(self, session: Session, ledger: Ledger) -> bool:
-        """Whether the message was sent to this person (READ is only for recipients)."""
+        """Whether the message was sent to this person (READ is only for recipients): its conversation's
+        people, and those an urgent message was escalated or handed over to."""
         conversation = ledger.message.conversation
+        if ledger.message.urgent:
+            urgent = self.urgent.find(ledger.message.id)
+            me = session.account or f"guest:{session.name}"
+            if (urgent is not None and (session.key or "") in urgent.waiting) or any(
+                entry.kind == "delivered" and entry.actor == me for entry in ledger.entries
+            ):
+                return True
         if conversation == "*":
             return True
         if conversation.startswith("#"):
@@ -928,19 +938,26 @@ class Hub:
         return None if flow.done() else flow
 
     def _audience(self, ledger: Ledger) -> list[Session]:
-        """The connections that may have a message now: its conversation's people, online."""
+        """The connections that may have a message now: its conversation's people, online, and those an
+        urgent message went on to."""
         conversation = ledger.message.conversation
         if conversation == "*":
             return list(self.sessions)
+        members: set[Session] = set()
+        keys: list[str] = []
         if conversation.startswith("#"):
             group = self.groups.get(conversation)
-            return list(group.members) if group is not None else []
-        if conversation.startswith("role:"):
+            members = set(group.members) if group is not None else set()
+        elif conversation.startswith("role:"):
             role = self.roles.get(conversation[5:])
-            keys = role.holders if role is not None else []
+            keys = list(role.holders) if role is not None else []
         else:
             keys = conversation[1:].split(",")
-        return [other for key in keys for other in self.users.get(key, ())]
+        urgent = self.urgent.find(ledger.message.id) if ledger.message.urgent else None
+        if urgent is not None:
+            keys += urgent.waiting
+        members.update(other for key in keys for other in self.users.get(key, ()))
+        return list(members)
 
     def _recall(self, session: Session, command: Recall) -> Pending[object] | None:
         flow: Answer[None] = Answer()
@@ -1063,6 +1080,8 @@ class Hub:
         for urgent, action in self.urgent.due(self._monotonic()):
             self._keep(urgent_row(urgent))  # where its alerts stand, to resume there after a restart
             if action == "alert":
+                self.audit("alert", "server", str(urgent.id), to=",".join(urgent.waiting),
+                           round=f"{urgent.alerts}/{self.urgent.attempts}")  # fmt: skip
                 for key in urgent.waiting:  # lock-screen safe: who and how many, never the text
                     self._to_person(key, event("ALERT", str(urgent.id), urgent.sender,
                                                str(self.urgent.waiting_for(key))))  # fmt: skip
@@ -1080,29 +1099,32 @@ class Hub:
             names = ",".join(self._shown(key) for key in urgent.waiting)
             self._to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), "no-backup", names))
             return
+        urgent.alerts = 1  # the delivery to the backups is the first alert of their round, as the first delivery was
         for backup, of in targets.items():
             self._pass_on(urgent, backup, "escalated", "backup-of", of)
 
     def _pass_on(self, urgent: Urgent, to: str, step: str, relation: str, of: str) -> None:
-        """Store a copy of an urgent message for *to*, deliver it, and let *to* acknowledge the original:
-        escalation to a backup, or a handover of an on-call role."""
+        """Deliver an urgent message to one more person, *to*, who may then acknowledge it: escalation to a
+        backup, or a handover of an on-call role. It is the same message with the same id (stored for *to*'s
+        account as a resend: a new inbox entry, no new message), so URGENT, ALERT, ACK, ACKED and TRACE all
+        name one page by one id."""
         shown = self._shown(to)
-        new = NewMessage(urgent.sender, urgent.sender_key or None, f"@{shown}", f"@{to}", urgent.text,
-                         int(self._clock() * 1000), (to,) if to in self.accounts else (), None, True)  # fmt: skip
+        new = NewMessage(urgent.sender, urgent.sender_key or None, urgent.to, "", urgent.text, urgent.sent_ms,
+                         (to,) if to in self.accounts else (), None, True, resend_of=urgent.id)  # fmt: skip
 
         def stored(result: Pending[StoredMessage]) -> None:
             message = _result(result)
             if message is None:
                 return  # logged by the store; an escalation is tried again next round
-            self.urgent.escalated(urgent, to, message.id)
+            self.urgent.escalated(urgent, to)
             self._keep(urgent_row(urgent))
+            self.audit("escalation", urgent.sender_key, str(urgent.id), to=to, step=step,
+                       **{relation.replace("-", "_"): of})  # fmt: skip
             reached = list(self.users.get(to, ()))
             self._deliver(message, format_ms(message.created_ms), reached)
             self._to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), step, shown, relation,
                                                      self._shown(of)))  # fmt: skip
             self._note_delivered(message, reached, urgent.sender_key)
-            self.audit("escalation", urgent.sender_key, str(urgent.id), to=to, step=step, **{relation.replace("-", "_"): of},
-                       message=message.id)  # fmt: skip
 
         self.backend.store(new).add_done_callback(stored)
 
@@ -1168,7 +1190,8 @@ class Hub:
         self.audit("role", actor, role.name, action="handover", holder=to, previous=me, urgent=len(pending))
         self._to_person(to, event("ONCALL", role.name, "from", session.name or me))
         for urgent in pending:
-            self._pass_on(urgent, to, "handed-over", "from", me)
+            if to not in urgent.waiting:  # a fellow holder has it already
+                self._pass_on(urgent, to, "handed-over", "from", me)
         note = f"; {len(pending)} urgent message(s) passed on, to acknowledge" if pending else ""
         self._answer(session, reply(codes.ROLES, f"{role.name} handed over to {self._shown(to)}{note}"))
 
@@ -1345,6 +1368,11 @@ def _ledger_lines(ledger: Ledger) -> list[str]:
             lines.append(f"{when} read by {entry.actor}")
         elif entry.kind == "ack":
             lines.append(f"{when} acknowledged by {entry.actor}")
+        elif entry.kind == "alert":
+            round_ = str(detail.get("round", "?")).replace("/", " of ")
+            lines.append(f"{when} alerted {str(detail.get('to', '?')).replace(',', ', ')} (alert {round_})")
+        elif entry.kind == "escalation" and "from" in detail:
+            lines.append(f"{when} handed over to {detail.get('to')} (on-call role, from {detail.get('from')})")
         elif entry.kind == "escalation":
             lines.append(f"{when} escalated to {detail.get('to')} (backup of {detail.get('backup_of')})")
         else:

@@ -29,6 +29,14 @@ class MemoryBackend:
         self.standing: dict[tuple[str, str], str] = {}  # (kind, key) -> value: see chat/standing.py
 
     def store(self, message: NewMessage) -> Pending[StoredMessage]:
+        if message.resend_of is not None:
+            stored = self.messages[message.resend_of - 1]
+            seqs = []
+            for key in message.recipients:
+                box = self.inboxes.setdefault(key, [])
+                box.append(InboxEntry(len(box) + 1, stored))
+                seqs.append((key, len(box)))
+            return Answer.of(stored_from(message, stored.id, tuple(seqs)))
         if message.client_id is not None:
             earlier = self._by_client_id.get((message.sender_key, message.client_id))
             if earlier is not None:

@@ -47,6 +47,10 @@ class NewMessage:
     recipients: tuple[str, ...] = ()
     client_id: str | None = None
     urgent: bool = False  # must be acknowledged (ACK); alerts again until it is
+    # The id of a message already stored that now goes to more *recipients* as it is (an urgent message
+    # escalated to a backup or handed over with an on-call role): no new message, only inbox entries, so one
+    # page keeps one id everywhere. The other fields repeat the stored message's.
+    resend_of: int | None = None
 
 
 @dataclass(slots=True)

@@ -21,7 +21,9 @@ class Urgent:
     since: float = 0.0  # when it was sent (monotonic)
     alerts: int = 1  # the delivery counts as the first
     escalated: list[str] = field(default_factory=list)
-    copies: list[int] = field(default_factory=list)  # ids of the copies sent to backups and new role holders
+    # Ids of copies sent to backups and new role holders by servers before one page kept one id: stored
+    # standing state may still name them, and each still acknowledges the original.
+    copies: list[int] = field(default_factory=list)
     sent_ms: int = 0  # when it was sent (wall clock, ms): kept across a restart, where monotonic time is not
     acked_by: str | None = None
     acked_at: float = 0.0
@@ -36,7 +38,7 @@ class UrgentDesk:
         self.interval = interval
         self.attempts = attempts
         self.open: dict[int, Urgent] = {}
-        self.aliases: dict[int, int] = {}  # escalation message id -> the original's id
+        self.aliases: dict[int, int] = {}  # an older server's escalation copy's id -> the original's id
         self.closed: OrderedDict[int, Urgent] = OrderedDict()
 
     def add(self, msg_id: int, sender_key: str, sender: str, to: str, text: str, waiting: list[str],
@@ -74,13 +76,11 @@ class UrgentDesk:
                 self.closed.popitem(last=False)
         return urgent
 
-    def escalated(self, urgent: Urgent, to_key: str, escalation_id: int) -> None:
-        """*to_key* now has the message too (as message *escalation_id*) and may acknowledge it."""
+    def escalated(self, urgent: Urgent, to_key: str) -> None:
+        """*to_key* now has the message too (same id) and may acknowledge it."""
         urgent.escalated.append(to_key)
-        urgent.copies.append(escalation_id)
         if to_key not in urgent.waiting:
             urgent.waiting.append(to_key)
-        self.aliases[escalation_id] = urgent.id
 
     def due(self, now: float) -> list[tuple[Urgent, str]]:
         """What to do now: ``("alert", ...)`` again, or ``("escalate", ...)`` once the alerts are used up."""

@@ -2,7 +2,8 @@
 
 A backend drives a :class:`Batch` through its steps inside one transaction:
 
-1. look up :meth:`Batch.client_ids` and pass what earlier commits stored to :meth:`Batch.settle`;
+1. look up :meth:`Batch.client_ids` and pass what earlier commits stored to :meth:`Batch.settle` (which sets
+   aside resends: messages already stored, going to more recipients, which need inbox entries only);
 2. read the last message id of each of :meth:`Batch.conversations` and reserve ids for the fresh messages;
 3. write :meth:`Batch.message_rows` and :meth:`Batch.conversation_rows`;
 4. add :meth:`Batch.recipient_counts` to the recipients' sequences and write :meth:`Batch.inbox_rows`;
@@ -33,12 +34,14 @@ class Batch:
         self.messages = list(messages)
         self.events = list(events)
         self.fresh: list[NewMessage] = []  # what this commit stores, in order
+        self.resends: dict[int, NewMessage] = {}  # batch index -> a stored message going to more recipients
         self.ids: list[int] = []  # their ids, once reserved
         self._earlier: dict[int, StoredMessage] = {}  # batch index -> stored by an earlier commit
         self._repeats: dict[int, int] = {}  # batch index -> index in fresh of its twin earlier in this batch
         self._placed: dict[int, int] = {}  # batch index -> index in fresh
         self._last_ids: dict[str, int] = {}  # conversation -> its newest message id
         self._stored: list[StoredMessage] = []
+        self._resent: dict[int, StoredMessage] = {}
         self._counts: list[tuple[str, int]] | None = None
 
     def client_ids(self) -> list[tuple[str | None, str]]:
@@ -50,6 +53,9 @@ class Batch:
         Those, and repeats within this batch, are answered as duplicates; the rest are :attr:`fresh`."""
         firsts: dict[tuple[str | None, str], int] = {}
         for index, message in enumerate(self.messages):
+            if message.resend_of is not None:
+                self.resends[index] = message
+                continue
             if message.client_id is not None:
                 ident = (message.sender_key, message.client_id)
                 if ident in earlier:
@@ -87,7 +93,7 @@ class Batch:
         writers lock rows in the same order)."""
         if self._counts is None:
             counts: dict[str, int] = {}
-            for message in self.fresh:
+            for message in (*self.fresh, *self.resends.values()):
                 for key in message.recipients:
                     counts[key] = counts.get(key, 0) + 1
             self._counts = sorted(counts.items())
@@ -99,14 +105,21 @@ class Batch:
         next_seq = {key: last_seqs[key] - count + 1 for key, count in counts.items()}
         rows: list[tuple[str, int, int]] = []
         self._stored = []
-        for msg_id, message in zip(self.ids, self.fresh, strict=True):
+        self._resent = {}
+
+        def enter(msg_id: int, message: NewMessage) -> StoredMessage:
             seqs = []
             for key in message.recipients:
                 seq = next_seq[key]
                 next_seq[key] = seq + 1
                 seqs.append((key, seq))
                 rows.append((key, seq, msg_id))
-            self._stored.append(stored_from(message, msg_id, tuple(seqs)))
+            return stored_from(message, msg_id, tuple(seqs))
+
+        for msg_id, message in zip(self.ids, self.fresh, strict=True):
+            self._stored.append(enter(msg_id, message))
+        for index, message in self.resends.items():
+            self._resent[index] = enter(message.resend_of or 0, message)
         return rows
 
     def audit_rows(self, last_id: int, last_hash: str) -> list[AuditEntry]:
@@ -122,7 +135,9 @@ class Batch:
         """One answer per submitted message, in order; call after :meth:`inbox_rows`."""
         out: list[StoredMessage] = []
         for index in range(len(self.messages)):
-            if index in self._earlier:
+            if index in self._resent:
+                out.append(self._resent[index])
+            elif index in self._earlier:
                 out.append(self._earlier[index])
             elif index in self._repeats:
                 out.append(dataclasses.replace(self._stored[self._repeats[index]], duplicate=True))

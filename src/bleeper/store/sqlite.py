@@ -359,7 +359,7 @@ def write_batch(db: sqlite3.Connection, messages: list[NewMessage], events: list
     batch = Batch(messages, events)
     with _transaction(db):
         batch.settle(_earlier(db, batch.client_ids()))
-        if batch.fresh or batch.events:
+        if batch.fresh or batch.events or batch.resends:
             recipients = [key for key, _ in batch.recipient_counts()]
             last_ids_json, last_seqs_json, newest, audit_head = db.execute(READ_FOR_BATCH, (
                 json.dumps(batch.conversations()), json.dumps(recipients)

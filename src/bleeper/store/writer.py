@@ -48,8 +48,8 @@ def frame(value: object) -> bytes:
 
 def encode_batch(messages: Sequence[NewMessage], events: Sequence[AuditEvent]) -> bytes:
     return frame((
-        [(m.sender, m.sender_key, m.to, m.conversation, m.text, m.created_ms, m.recipients, m.client_id, m.urgent)
-         for m in messages],
+        [(m.sender, m.sender_key, m.to, m.conversation, m.text, m.created_ms, m.recipients, m.client_id, m.urgent,
+          m.resend_of) for m in messages],
         [(e.at_ms, e.kind, e.actor, e.subject, e.detail) for e in events],
     ))  # fmt: skip
 
