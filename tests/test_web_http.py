@@ -126,3 +126,22 @@ def test_a_busy_http_port_stops_the_start_with_advice() -> None:
                                  "--http-port", str(port)], capture_output=True, text=True, timeout=30)  # fmt: skip
     assert result.returncode == 1
     assert f"cannot listen for HTTP on 127.0.0.1:{port}" in result.stderr and "--http-port" in result.stderr
+
+
+async def test_a_stopping_server_refuses_new_web_sessions(start_server: Start) -> None:
+    """While it drains (a client that does not hang up holds it for seconds), a new page must not be greeted
+    and named only to be dropped: it is told 503, as the TCP listener refuses, and retries later."""
+    server, where = await web_server(start_server)
+    lingering = await LineClient.connect(server.addresses[0][1])
+    await lingering.register("lingering")
+    stopping = asyncio.ensure_future(server.stop(grace=3.0))
+    assert (await lingering.event("CLOSING")).args == ("server", "shutting", "down")  # type: ignore[union-attr]
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with websockets.connect(f"ws://{where}/ws") as ws:
+            await ws.send("NAME latecomer")
+            pytest.fail(f"a stopping server answered: {await ws.recv()}")
+    assert refused.value.response.status_code == 503
+    assert refused.value.response.headers["retry-after"]
+    assert not stopping.done()  # still draining: the refusal came from the stopping server, not a closed port
+    await lingering.close()
+    await stopping

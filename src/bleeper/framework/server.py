@@ -55,6 +55,11 @@ class Server(Endpoint):
     # Lifecycle ---------------------------------------------------------------------------------------
 
     @property
+    def stopping(self) -> bool:
+        """Stopping has begun: listeners on other transports (the WebSocket) refuse newcomers too."""
+        return self._stopping
+
+    @property
     def addresses(self) -> list[tuple[str, int]]:
         """Where the server listens (useful with port 0)."""
         found = []

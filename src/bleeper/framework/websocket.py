@@ -22,7 +22,7 @@ from bleeper.framework.server import Server
 
 log = logging.getLogger("bleeper.framework")
 
-NORMAL_CLOSE, POLICY_VIOLATION = 1000, 1008
+NORMAL_CLOSE, POLICY_VIOLATION, SERVICE_RESTART = 1000, 1008, 1012
 
 
 class WebSocketTransport:

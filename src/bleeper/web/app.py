@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from bleeper.framework.server import Server
-from bleeper.framework.websocket import POLICY_VIOLATION, serve_websocket
+from bleeper.framework.websocket import POLICY_VIOLATION, SERVICE_RESTART, serve_websocket
 
 STATIC = Path(__file__).parent / "static"
 
@@ -31,6 +31,7 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
     "manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+SHUTTING_DOWN = "the server is shutting down; try again in a few seconds"
 HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -85,7 +86,13 @@ def create_app(options: WebOptions) -> Starlette:
         if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), options.origins):
             await ws.close(POLICY_VIOLATION)  # before accept: the browser sees the handshake refused (403)
             return
+        if options.server.stopping:  # as the TCP listener, closed by then: a page backs off and retries
+            await ws.send_denial_response(PlainTextResponse(SHUTTING_DOWN, 503, headers={"Retry-After": "5"}))
+            return
         await ws.accept()
+        if options.server.stopping:  # it began to stop during the handshake
+            await ws.close(SERVICE_RESTART, SHUTTING_DOWN)
+            return
         await serve_websocket(options.server, ws)
 
     async def healthz(request: Request) -> Response:
