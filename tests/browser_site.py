@@ -59,6 +59,20 @@ def keep(spacing):
 <p>Broken <b>markup <i>never closed</p><p>after the break</p>
 <hr>
 <p>Line one<br>line two</p>""",
+    # Code in quotes and lists, as documentation sites write it (SQLite's docs quote every sample).
+    "/quoted-code.html": """<!doctype html><title>Quoted code</title>
+<p>The statement:</p>
+<blockquote><pre>CREATE TABLE t1(
+  a INTEGER,
+  b TEXT
+);</pre></blockquote>
+<blockquote><p>A quoted paragraph, then a quote in the quote:</p><blockquote><pre>SELECT a
+  FROM t1;</pre></blockquote></blockquote>
+<ul><li><pre>ls -l
+  | sort</pre><li>Then:<pre>cd /tmp &amp;&amp;
+    make</pre></ul>
+<ol><li><blockquote><pre>&gt; an e-mail quote
+&gt;&gt; kept as written</pre></blockquote></ol>""",
 }
 
 

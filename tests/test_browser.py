@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from textual.pilot import Pilot
 
-from bleeper.browser.app import BrowserApp
+from bleeper.browser.app import BrowserApp, rich_style
 from bleeper.browser.fetch import FetchError, fetch, normalise_url
 from bleeper.browser.links import Resolver
 from bleeper.browser.output import page_to_text
@@ -113,16 +113,69 @@ def test_nested_lists_with_numbers_and_bullets(elements: str) -> None:
     assert "  10. tenth" in elements
 
 
-def test_blockquotes_are_marked_and_wrapped(elements: str) -> None:
-    assert block(elements, "> To be", 2) == [
-        "> To be, or not to be, that is the question: whether 'tis nobler in the mind to",
-        "> suffer the slings and arrows of outrageous fortune.",
+def test_blockquotes_are_indented_and_wrapped(elements: str) -> None:
+    # Indented as w3m and lynx do, not marked with "> ", which would be copied with quoted code.
+    assert block(elements, "    To be", 2) == [
+        "    To be, or not to be, that is the question: whether 'tis nobler in the mind",
+        "    to suffer the slings and arrows of outrageous fortune.",
     ]
 
 
 def test_preformatted_text_is_kept_exactly(elements: str) -> None:
     long = '    return   "exactly"    # and this line is deliberately wider than the eighty columns of the page, much wider'
     assert block(elements, "def keep", 3) == ["def keep(spacing):", long, "        tab"]
+
+
+QUOTED_CODE = [
+    ["CREATE TABLE t1(", "  a INTEGER,", "  b TEXT", ");"],
+    ["SELECT a", "  FROM t1;"],
+    ["ls -l", "  | sort"],
+    ["cd /tmp &&", "    make"],
+    ["> an e-mail quote", ">> kept as written"],
+]
+
+
+def code_indent(text: str, code: list[str]) -> int:
+    """Where *code* appears in *text*: each line exactly as written, after the same run of spaces (all a
+    reader who copies it gets besides the code). Returns that indentation."""
+    rows = text.splitlines()
+    for start, row in enumerate(rows):
+        indent = len(row) - len(row.lstrip(" "))
+        if row[indent:] == code[0] and rows[start : start + len(code)] == [" " * indent + line for line in code]:
+            return indent
+    raise AssertionError(f"{code} is not kept exactly in:\n{text}")
+
+
+@pytest.mark.parametrize("color", ["never", "always"])
+def test_code_in_quotes_and_lists_is_kept_exactly_without_marks(site: str, color: str) -> None:
+    result = browse("--dump", "--color", color, site + "quoted-code.html")
+    assert result.returncode == 0, result.stderr
+    text = ANSI.sub("", result.stdout)
+    indents = [code_indent(text, code) for code in QUOTED_CODE]
+    assert 0 < indents[0] < indents[1]  # a quote, and a quote in a quote, show as indentation
+    marked = [row.strip() for row in text.splitlines() if row.strip().startswith((">", "│"))]
+    assert marked == QUOTED_CODE[-1]  # only the page's own ">" lines
+
+
+def test_quotes_are_indented_in_plain_text_and_list_markers_stay_off_code(site: str) -> None:
+    assert dump(site + "quoted-code.html") == "\n".join([
+        "Quoted code", "===========", "", "The statement:", "",
+        "    CREATE TABLE t1(", "      a INTEGER,", "      b TEXT", "    );", "",
+        "    A quoted paragraph, then a quote in the quote:", "", "        SELECT a", "          FROM t1;", "",
+        "  •", "    ls -l", "      | sort", "", "  • Then:", "", "    cd /tmp &&", "        make", "",
+        "   1.", "          > an e-mail quote", "          >> kept as written", "",
+    ])  # fmt: skip
+
+
+def test_quotes_in_the_app_are_a_shaded_margin_not_text() -> None:
+    html = "<blockquote><p>Said:</p><blockquote><pre>SELECT a\n  FROM t1;</pre></blockquote></blockquote>"
+    page = render_html(html, "http://e/", 40)  # as the app and the coloured dump render it
+    rows = [line for line in page.lines if "".join(piece for piece, _, _ in line).strip()]
+    assert ["".join(piece for piece, _, _ in line) for line in rows] == ["  Said:", "    SELECT a", "      FROM t1;"]
+    for line in rows:
+        *margin, _ = line
+        assert all(not piece.strip() for piece, _, _ in margin)  # spaces: copying the code copies no marks
+        assert any(rich_style(style).bgcolor is not None for _, style, _ in margin)  # the bar is a shade
 
 
 def test_tables_in_columns_and_wide_ones_as_labelled_rows(elements: str) -> None:

@@ -20,6 +20,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Input, Static
@@ -78,6 +79,12 @@ class PageView(ScrollView, can_focus=True):
         self.cursor = 0  # the selected link's number (0: none)
         self.find = ""
         self.link_lines: dict[int, int] = {}
+
+    class Resized(Message):
+        """The view has its new size (the app's own resize can come before layout gives it that)."""
+
+    def on_resize(self) -> None:
+        self.post_message(self.Resized())
 
     def show(self, page: Page) -> None:
         self.page = page
@@ -174,11 +181,7 @@ class BrowserApp(App[None]):
     def _width(self) -> int:
         return max(self.view.size.width - 2, 20) if self.view.size.width else 78
 
-    def on_resize(self) -> None:
-        if self.document is not None:
-            self.call_after_refresh(self._rerender)
-
-    def _rerender(self) -> None:
+    def on_page_view_resized(self) -> None:
         if self.document is not None:
             cursor, scroll = self.view.cursor, self.view.scroll_y
             self.view.show(page_for(self.document, self._width()))

@@ -18,8 +18,8 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from bleeper.browser.links import Resolver
 
-BOLD, ITALIC, UNDERLINE, CODE, LINK, NUMBER, DIM, HEADING, TITLE, FIELD, STRIKE, MARK, CURSOR = (
-    1 << n for n in range(13)
+BOLD, ITALIC, UNDERLINE, CODE, LINK, NUMBER, DIM, HEADING, TITLE, FIELD, STRIKE, MARK, CURSOR, QUOTE = (
+    1 << n for n in range(14)
 )
 
 # How each style bit looks: SGR parameters for --dump, a Rich style for the app. Later entries win where they
@@ -27,7 +27,8 @@ BOLD, ITALIC, UNDERLINE, CODE, LINK, NUMBER, DIM, HEADING, TITLE, FIELD, STRIKE,
 STYLES = ((BOLD, "1", "bold"), (DIM, "2", "dim"), (ITALIC, "3", "italic"), (UNDERLINE, "4", "underline"),
           (STRIKE, "9", "strike"), (CODE, "33", "yellow"), (HEADING, "35", "magenta"), (TITLE, "1;36", "bold cyan"),
           (FIELD, "7", "reverse"), (LINK, "4;34", "underline bright_blue"), (NUMBER, "36", "cyan"),
-          (MARK, "30;43", "black on yellow"), (CURSOR, "7", "reverse bold"))  # fmt: skip
+          (MARK, "30;43", "black on yellow"), (CURSOR, "7", "reverse bold"),
+          (QUOTE, "100", "on bright_black"))  # fmt: skip
 
 Span = tuple[str, int, int]  # text, style bits, link number (0: none)
 Line = list[Span]
@@ -129,7 +130,9 @@ class _Shared:
 
 
 class _Margin:
-    """A left margin: *first* before the first line of the block, *rest* before the others."""
+    """A left margin: *first* before the first line of the block, *rest* before the others. With the style
+    ``QUOTE``, only its first column is shaded (a quote's bar); the text is spaces either way, so what a
+    reader copies from the terminal is the page's text and never a mark of ours."""
 
     __slots__ = ("first", "rest", "style", "used")
 
@@ -164,16 +167,32 @@ class _Renderer:
         for margin in self.margins:
             text = margin.rest if margin.used else margin.first
             margin.used = True
-            if text:
+            if not text:
+                continue
+            if margin.style & QUOTE:
+                spans += [(text[:1], margin.style, 0), (text[1:], 0, 0)]
+            else:
                 spans.append((text, margin.style, 0))
-                used += len(text)
+            used += len(text)
         return spans, used
+
+    def _blank(self) -> Line:
+        """A blank line inside the open blocks: their margins (shaded bars stay), without trailing spaces."""
+        line: Line = []
+        for margin in self.margins:
+            if margin.used and margin.rest:
+                if margin.style & QUOTE:
+                    line += [(margin.rest[:1], margin.style, 0), (margin.rest[1:], 0, 0)]
+                else:
+                    line.append((margin.rest, margin.style, 0))
+        while line and not line[-1][1] and not line[-1][0].strip():
+            line.pop()
+        return line
 
     def emit(self, content: Line) -> None:
         if self.gap and self.out:
             for _ in range(self.gap):
-                rest = "".join(m.rest for m in self.margins if m.used).rstrip()
-                self.out.append([(rest, DIM, 0)] if rest else [])
+                self.out.append(self._blank())
         self.gap = 0
         prefix, _ = self._prefix()
         self.out.append(prefix + content if prefix else content)
@@ -204,6 +223,10 @@ class _Renderer:
         if pieces and pieces[-1][0].endswith("\n"):
             text, style, link = pieces[-1]
             pieces[-1] = (text[:-1], style, link)
+        if any(not margin.used and margin.first.strip() for margin in self.margins) and any(
+            text.strip() for text, _, _ in pieces
+        ):  # a list item's marker on a line of its own, not in front of the code a reader may copy
+            self.emit([])
         for text, style, link in pieces:
             parts = text.expandtabs(8).split("\n")
             for index, part in enumerate(parts):
@@ -543,8 +566,13 @@ def _definition(r: _Renderer, node: LexborNode) -> None:
 
 
 def _quote(r: _Renderer, node: LexborNode) -> None:
-    bar = "> " if r.shared.marks else "│ "
-    r.block(node, 1, 1, _Margin(bar, bar, DIM))
+    """Indented, as w3m and lynx show quotes: plain text four spaces in, with colour a shaded bar. Never
+    ``> `` marks in the text, which a reader copying quoted code (documentation quotes its samples) would
+    copy too."""
+    if r.shared.marks:
+        r.block(node, 1, 1, _Margin("    ", "    "))
+    else:
+        r.block(node, 1, 1, _Margin("  ", "  ", QUOTE))
 
 
 def _preformatted(r: _Renderer, node: LexborNode) -> None:
