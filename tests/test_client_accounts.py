@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bleeper.client import ChatClient, LoginFailed, Message
+from bleeper.client import ChatClient, Connected, LoginFailed, Message
 from bleeper.server import ChatServer
 from tests.conftest import make_config, port_of
-from tests.helpers import LineClient, create_accounts, free_port
+from tests.helpers import LineClient, create_accounts, free_port, server_process
 from tests.services import location
 
 
@@ -72,7 +72,10 @@ async def test_after_a_server_restart_the_client_gets_every_missed_message_once(
         assert [m.text for m in got] == ["while away 0", "while away 1", "while away 2"]
         assert [m.seq for m in got] == [2, 3, 4]
         await asyncio.sleep(0.3)  # nothing else arrives: no duplicates
-        assert not [e for e in _drain(alice) if isinstance(e, Message)]
+        rest = _drain(alice)
+        assert not [e for e in rest if isinstance(e, Message)]
+        back = [e for e in rest if isinstance(e, Connected)]
+        assert back == [Connected(alice.server, "alice", True, 3)]  # three arrived while away, now shown
         await alice.quit()
     finally:
         await server.stop(grace=0.5)
@@ -150,3 +153,33 @@ async def test_a_gap_in_message_numbers_is_filled_with_sync(db: str) -> None:
         await alice.quit()
     finally:
         await server.stop(grace=0.5)
+
+
+async def test_a_repeat_after_a_crash_is_dropped_and_nothing_missed_is_said_only_when_true(tmp_path: Path) -> None:
+    """SIGKILL within a second of a delivery: the server's delivered mark was not yet written, so the next
+    LOGIN sends the message again with the same number. The library hands it on once."""
+    db = await create_accounts(str(tmp_path / "crash.db"), "alice", "bob")
+    port = free_port()
+    with server_process("--db", db, port=port) as (proc, _):
+        alice = ChatClient("127.0.0.1", port, backoff=(0.05, 0.3))
+        await alice.connect()
+        await alice.login("alice", "alice-password")
+        bob = await LineClient.connect(port)
+        assert (await bob.command("LOGIN bob bob-password")).code == 202
+        assert (await bob.command("TELL alice bed 3 bloods back")).code == 250
+        assert [m.seq for m in await messages(alice, 1)] == [1]
+        proc.kill()  # well within the second before the mark is written
+        proc.wait()
+    with server_process("--db", db, port=port):
+        back = await next_connected(alice)
+        assert back.caught_up == 0  # the repeat is not news: nothing was missed
+        assert alice.repeats == 1  # the server did send it again, and the library dropped it
+        assert not [e for e in _drain(alice) if isinstance(e, Message)]
+        await alice.quit()
+
+
+async def next_connected(client: ChatClient) -> Connected:
+    while True:
+        event = await client.next_event(15)
+        if isinstance(event, Connected) and event.again:
+            return event

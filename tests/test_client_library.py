@@ -21,6 +21,9 @@ from bleeper.client import (
     RateLimited,
 )
 from bleeper.client.events import Event
+from bleeper.client.input import EVERYONE, interpret
+from bleeper.client.plain import perform
+from bleeper.client.render import event_line
 from bleeper.server import ChatServer
 from tests.conftest import make_config, port_of
 from tests.helpers import free_port
@@ -187,3 +190,60 @@ async def test_reconnects_after_a_server_restart_with_its_name_and_groups() -> N
         await client.quit()
     finally:
         await second.stop(grace=1.0)
+
+
+async def test_groups_joined_by_typed_commands_are_rejoined_by_everyone_after_a_restart() -> None:
+    """The TUI and plain mode send what the user types (``/join #icu``) as a raw command: the library still
+    rejoins those groups after a reconnect, so a group whose members all reconnect carries on."""
+    port = free_port()
+    first = ChatServer(make_config(port=port))
+    await first.start()
+    clients = []
+    for name in ("ann", "ben"):
+        client = ChatClient("127.0.0.1", port, backoff=(0.05, 0.5))
+        await client.connect()
+        await client.register(name)
+        clients.append(client)
+    ann, ben = clients
+    shown: list[str] = []
+    await perform(ann, interpret("/join #icu", EVERYONE), EVERYONE, shown.append)
+    assert (await ben.command("JOIN #ICU")).code == 203
+    assert ann.groups == {"#icu"} and ben.groups == {"#icu"}
+    await first.stop(grace=1.0)
+    second = ChatServer(make_config(port=port))
+    await second.start()
+    try:
+        for client in clients:
+            back = await next_of(client, Connected, timeout=10)
+            while isinstance(back, Connected) and not back.again:  # the first connection's
+                back = await next_of(client, Connected, timeout=10)
+            assert isinstance(back, Connected) and back.lost_groups == ()
+            assert back.caught_up is None  # a guest's messages are not kept while it is away
+        await perform(ann, interpret("hello again", "#icu"), "#icu", shown.append)
+        got = await next_of(ben, Message)
+        assert isinstance(got, Message) and (got.to, got.text) == ("#icu", "hello again")
+        await ben.tell("#icu", "and back")
+        assert (await next_of(ann, Message)).text == "and back"  # type: ignore[attr-defined]
+        await perform(ann, interpret("/leave #icu", "#icu"), "#icu", shown.append)
+        assert ann.groups == set()  # left by a typed command: not rejoined next time
+        for client in clients:
+            await client.quit()
+    finally:
+        await second.stop(grace=1.0)
+
+
+def test_a_reconnect_says_what_is_known_of_messages_sent_meanwhile() -> None:
+    said = {
+        Connected("h:1", "ann", True): "reconnected to h:1 as ann. Messages sent while you were away are not kept "
+        "for names without an account: log in with an account (bleeper chat --login) to receive them",
+        Connected("h:1", "ann", True, 0): "reconnected to h:1; nothing was missed",
+        Connected("h:1", "ann", True, 3): "reconnected to h:1; 3 message(s) sent while you were away are shown above",
+        Connected("h:1", "ann", True, 1, "5 gap: messages 2 to 4 are gone"): "reconnected to h:1; some messages "
+        "sent while you were away are no longer kept (5 gap: messages 2 to 4 are gone)",
+        Connected("h:1", "ann", True, 0, None, ("#icu",)): "reconnected to h:1; nothing was missed; could not "
+        "rejoin #icu: /join to try again",
+    }  # fmt: skip
+    for event, text in said.items():
+        line = event_line(event, "ann")
+        assert line is not None and line.text == text
+    assert "nothing was missed" not in str([event_line(e, "ann") for e in said if e.caught_up != 0])

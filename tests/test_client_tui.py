@@ -15,7 +15,7 @@ from bleeper.client.tui import ChatApp
 from bleeper.client.tui.app import NameScreen
 from bleeper.server import ChatServer
 from tests.conftest import make_config, port_of
-from tests.helpers import create_accounts, free_port
+from tests.helpers import LineClient, create_accounts, free_port, server_process
 
 
 async def until(pilot: Pilot[object], predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -193,6 +193,8 @@ async def test_reconnects_by_itself_and_says_so() -> None:
     try:
         async with app.run_test(size=(200, 40)) as pilot:
             await sign_in(pilot, app, "gina")
+            await pilot.press(*"/join #icu", "enter")
+            await until(pilot, lambda: "#icu joined" in shown(app))
             await first.stop(grace=0.5)
             await until(pilot, lambda: "reconnecting" in shown(app) and app.connection == "reconnecting")
             second = ChatServer(make_config(port=port))
@@ -201,10 +203,39 @@ async def test_reconnects_by_itself_and_says_so() -> None:
                 await until(pilot, lambda: "reconnected" in shown(app), timeout=10)
                 assert app.connection == "connected" and "gina" in second.hub.users
                 assert str(app.query_one("#status").render()).startswith("connected · gina @ ")
+                assert "not kept for names without an account" in shown(app)  # never "nothing was missed"
+                assert "nothing was missed" not in shown(app)
+                nurse = await person(second, "nurse")
+                await nurse.tell("#icu", "bed 2 needs you")  # the group is back: gina rejoined it
+                await until(pilot, lambda: "bed 2 needs you" in shown(app))
+                await nurse.close()
             finally:
                 await second.stop(grace=0.5)
     finally:
         await first.stop(grace=0.5)
+
+
+async def test_an_account_sees_a_message_once_after_a_crash_and_hears_nothing_was_missed(tmp_path: Path) -> None:
+    db = await create_accounts(str(tmp_path / "tui.db"), "dr.lee", "ward7")
+    port = free_port()
+    app = ChatApp("127.0.0.1", port, "dr.lee", login=True)
+    app.client.backoff = (0.05, 0.3)
+    with server_process("--db", db, port=port) as (proc, _):
+        async with app.run_test(size=(200, 40)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, NameScreen) and app.screen.secret)
+            await pilot.press(*"dr.lee-password", "enter")
+            await until(pilot, lambda: app.client.logged_in)
+            ward = await LineClient.connect(port)
+            assert (await ward.command("LOGIN ward7 ward7-password")).code == 202
+            assert (await ward.command("TELL dr.lee bed 9 results are back")).code == 250
+            await until(pilot, lambda: "bed 9 results are back" in shown(app))
+            proc.kill()  # before the server wrote down that it was delivered
+            proc.wait()
+            with server_process("--db", db, port=port):
+                await until(pilot, lambda: "reconnected" in shown(app), timeout=15)
+                assert app.client.repeats == 1  # sent again by the new server, dropped by the client
+                assert shown(app).count("bed 9 results are back") == 1
+                assert "nothing was missed" in shown(app)
 
 
 async def test_login_to_an_account_brings_waiting_messages(tmp_path: Path) -> None:

@@ -9,11 +9,20 @@ from bleeper.protocol.incoming import Event, Message
 
 @dataclass(frozen=True, slots=True)
 class Connected:
-    """The connection is up (the first time, or again after a loss) and, if a name was held, registered."""
+    """The connection is up (the first time, or again after a loss) and, if a name was held, registered and
+    back in its groups.
+
+    After a reconnect, ``caught_up`` says what is known of the messages sent meanwhile: for an account, how
+    many were delivered now (0: nothing was missed); None for a name without an account, whose messages are
+    not kept while it is away. ``gone`` is the server's word when some were removed before they could be
+    delivered (retention), and ``lost_groups`` the groups it could not rejoin."""
 
     server: str
     name: str | None
     again: bool
+    caught_up: int | None = None
+    gone: str | None = None
+    lost_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,13 @@
 
 Replies are matched to the commands that caused them by order (the server answers every command exactly once,
 in order), so many tasks may issue commands at the same time. Events arrive through :meth:`ChatClient.events`.
-After a lost connection the client reconnects with exponential backoff, takes its name again and rejoins its
-groups, reporting each step as a :class:`Disconnected` / :class:`Connected` event.
+After a lost connection the client reconnects with exponential backoff, takes its name again (or logs in and
+catches up with SYNC) and rejoins its groups, reporting each step as a :class:`Disconnected` /
+:class:`Connected` event. Groups joined through :meth:`join` or a raw ``JOIN`` command are both remembered.
+
+An account's messages carry sequence numbers, and the client hands each number on once: the server may send
+a message again after a crash (its "delivered" mark is written about once a second), and a SYNC may overlap
+what already arrived; such repeats are dropped and counted in :attr:`ChatClient.repeats`.
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ class ChatClient(Endpoint):
         self.logged_in = False
         self.last_seq = 0  # every message up to this number has been seen (accounts: across connections)
         self._ahead: set[int] = set()  # numbers seen beyond a gap, waiting for the gap to fill
+        self.repeats = 0  # messages dropped because their number had been seen (replayed after a crash, say)
+        self._fresh = 0  # messages handed on so far, to count those that arrive during a reconnect
         self._gap_sync: asyncio.Task[None] | None = None
         self.groups: set[str] = set()
         self._password: str | None = None
@@ -135,7 +142,16 @@ class ChatClient(Endpoint):
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending.append(future)
         conn.send(line)
-        return await future
+        reply = await future
+        self._note_membership(line, reply)
+        return reply
+
+    def _note_membership(self, line: str, reply: Reply) -> None:
+        """Remember groups joined or left by any command, so a reconnect rejoins what the user sees."""
+        if reply.code == codes.JOINED and line[:5].upper() == "JOIN ":
+            self.groups.add(reply.fields[0])
+        elif reply.code == codes.LEFT and line.split(" ", 1)[0].upper() in ("LEAVE", "PART"):
+            self.groups = {g for g in self.groups if g.lower() != reply.fields[0].lower()}
 
     async def _checked(self, line: str) -> Reply:
         reply = await self.command(line)
@@ -205,14 +221,10 @@ class ChatClient(Endpoint):
                 await asyncio.wait_for(self._back.wait(), max(0.1, deadline - asyncio.get_running_loop().time()))
 
     async def join(self, group: str) -> Reply:
-        reply = await self._checked(f"JOIN {group}")
-        self.groups.add(reply.fields[0])
-        return reply
+        return await self._checked(f"JOIN {group}")
 
     async def leave(self, group: str) -> Reply:
-        reply = await self._checked(f"LEAVE {group}")
-        self.groups = {g for g in self.groups if g.lower() != reply.fields[0].lower()}
-        return reply
+        return await self._checked(f"LEAVE {group}")
 
     async def who(self, group: str | None = None) -> list[Person]:
         reply = await self._checked(f"WHO {group}" if group else "WHO")
@@ -302,8 +314,11 @@ class ChatClient(Endpoint):
             return
         if isinstance(item, Event) and item.kind == "PING":
             conn.send(f"PONG {item.rest(0)}".rstrip())
-        if isinstance(item, Message) and not self._accept(item.seq):
-            return  # already seen (replayed by LOGIN or SYNC after a reconnect)
+        if isinstance(item, Message):
+            if not self._accept(item.seq):
+                self.repeats += 1  # already seen (replayed by LOGIN or SYNC after a reconnect or a crash)
+                return
+            self._fresh += 1
         self._events.put_nowait(item)
 
     def _accept(self, seq: int) -> bool:
@@ -314,21 +329,27 @@ class ChatClient(Endpoint):
         if seq <= self.last_seq or seq in self._ahead:
             return False
         if seq == self.last_seq + 1:
-            self.last_seq = seq
-            while self.last_seq + 1 in self._ahead:
-                self._ahead.discard(self.last_seq + 1)
-                self.last_seq += 1
+            self._skip_to(seq)
         else:
             self._ahead.add(seq)
             if self._gap_sync is None or self._gap_sync.done():
                 self._gap_sync = asyncio.ensure_future(self._fill_gap())
         return True
 
+    def _skip_to(self, seq: int) -> None:
+        """Everything up to *seq* has been seen, or is gone for good."""
+        self.last_seq = max(self.last_seq, seq)
+        if self._ahead:
+            self._ahead = {ahead for ahead in self._ahead if ahead > self.last_seq}
+        while self.last_seq + 1 in self._ahead:
+            self._ahead.discard(self.last_seq + 1)
+            self.last_seq += 1
+
     async def _fill_gap(self) -> None:
         await asyncio.sleep(0.2)  # a replay in progress usually fills it by itself
         if self._ahead and self.state == "connected":
             with contextlib.suppress(BleeperError):
-                await self.sync()
+                await self._catch_up()
 
     def on_disconnect(self, conn: Connection, reason: str) -> None:
         if conn is not self._conn:
@@ -356,26 +377,46 @@ class ChatClient(Endpoint):
         while self.reconnect:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(high, delay * 2)
+            fresh_before = self._fresh
+            caught_up: int | None = None
+            gone: str | None = None
+            lost: list[str] = []
             try:
                 await self._open()
                 if self.logged_in and self.name is not None and self._password is not None:
                     reply = await self.command(f"LOGIN {self.name} {self._password}")
                     if not reply.ok:
                         raise CommandError(reply)
-                    await self.sync()  # whatever arrived while we were away, exactly once (duplicates dropped)
+                    gone = await self._catch_up()
+                    caught_up = self._fresh - fresh_before
                 elif self.name is not None:
                     await self._reclaim_name(self.name)
                 for group in sorted(self.groups):
-                    await self.command(f"JOIN {group}")
+                    if (await self.command(f"JOIN {group}")).code != codes.JOINED:
+                        lost.append(group)
             except (CommandError, ConnectionClosed, TimeoutError, OSError) as exc:
                 log.info("reconnect to %s failed: %s", self.server, exc)
                 if self._conn is not None and not self._conn.closed:
                     self._conn.close("reconnect failed")
                 continue
+            self.groups -= set(lost)
             self.state = "connected"
             self._back.set()
-            self._events.put_nowait(Connected(self.server, self.name, again=True))
+            self._events.put_nowait(Connected(self.server, self.name, True, caught_up, gone, tuple(lost)))
             return
+
+    async def _catch_up(self) -> str | None:
+        """SYNC whatever arrived while we were away, each message once (repeats are dropped). Returns the
+        server's words if some were removed before they could be delivered (410), else None."""
+        try:
+            await self.sync()
+        except CommandError as exc:
+            if exc.reply.code != codes.GONE:
+                raise
+            self._skip_to(int(exc.reply.fields[0]) - 1)  # those are gone for good: wait for them no longer
+            await self.sync()
+            return exc.reply.text
+        return None
 
     async def _reclaim_name(self, name: str) -> None:
         reply = await self.command(f"NAME {name}")

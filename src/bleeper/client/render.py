@@ -68,8 +68,7 @@ def event_line(event: ClientEvent, me: str | None) -> Line | None:
     if isinstance(event, Message):
         return message_line(event, me)
     if isinstance(event, Connected):
-        text = f"reconnected to {event.server}" if event.again else f"connected to {event.server}"
-        return Line(now, "", None, text, "notice")
+        return Line(now, "", None, *_connected(event))
     if isinstance(event, Disconnected):
         tail = "; reconnecting…" if event.retrying else ""
         return Line(now, "", None, f"connection lost: {clean_text(event.reason)}{tail}", "error")
@@ -90,6 +89,29 @@ def event_line(event: ClientEvent, me: str | None) -> Line | None:
             return None
         return _clinical_line(event.kind, args, now)
     return None
+
+
+def _connected(event: Connected) -> tuple[str, str]:
+    """What a person must know after a reconnect: whether anything sent meanwhile was missed. "Nothing was
+    missed" is said only when the server's SYNC showed it."""
+    if not event.again:
+        return f"connected to {event.server}", "notice"
+    text, kind = f"reconnected to {event.server}", "notice"
+    if event.caught_up is None and event.name is not None:
+        text += (f" as {event.name}. Messages sent while you were away are not kept for names without an account:"
+                 " log in with an account (bleeper chat --login) to receive them")  # fmt: skip
+        kind = "error"
+    elif event.gone is not None:
+        text += f"; some messages sent while you were away are no longer kept ({clean_text(event.gone)})"
+        kind = "error"
+    elif event.caught_up == 0:
+        text += "; nothing was missed"
+    elif event.caught_up is not None:
+        text += f"; {event.caught_up} message(s) sent while you were away are shown above"
+    if event.lost_groups:
+        text += f"; could not rejoin {', '.join(event.lost_groups)}: /join to try again"
+        kind = "error"
+    return text, kind
 
 
 def _clinical_line(kind: str, args: list[str], now: str) -> Line:
