@@ -215,3 +215,27 @@ async def test_sync_during_a_burst_counts_what_it_sent_and_repeats_nothing(start
             received.append((await bob.message()).seq)
     await bob.drain()
     assert received == list(range(1, 101)) and not [m for m in bob.events if isinstance(m, Message)]
+
+
+async def test_a_live_message_during_an_unfinished_backlog_does_not_mark_the_backlog_delivered(start: Start) -> None:
+    """LOGIN replays about 256 KiB and says how many more wait. A live message that arrives before the client
+    has fetched the rest must not make the server think the rest was delivered: the next LOGIN starts where
+    the first replay stopped."""
+    server = await start(rate=0)
+    bob, _ = await login(server, "bob")
+    text = "x" * 3000
+    for number in range(120):
+        await bob.command(f"TELL carol {number} {text}")
+    carol, reply = await login(server, "carol")
+    sent = int(reply.split("; ")[1].split()[0])
+    assert 0 < sent < 120
+    await bob.command("TELL carol live while the rest waits")
+    while (await carol.message()).seq != 121:  # delivered live, ahead of the rest
+        pass
+    await carol.command("QUIT")  # without asking for the rest
+    await server.stop(grace=0.5)  # the delivered mark is written
+    server = await start(rate=0)
+    carol, reply = await login(server, "carol")
+    waiting = [m.seq for m in carol.events if isinstance(m, Message)]
+    assert waiting == list(range(sent + 1, sent + 1 + len(waiting))) and 121 - sent - len(waiting) >= 0, reply
+    assert reply.endswith(f"{len(waiting)} waiting sent, {121 - sent - len(waiting)} more") or "SYNC" in reply

@@ -502,27 +502,28 @@ class Hub:
             size += len(tail)
             if size >= REPLAY_BYTES:
                 break
-        if account is not None:
-            self._mark_delivered(account, upto)
+        if account is not None and count:
+            self._mark_delivered(account, since + 1, upto)
         return upto, count
 
     def _release_held(self, session: Session, upto: int) -> None:
         """After a replay: send the live messages that arrived meanwhile and were not part of it, in order."""
         held, session.held = session.held or [], None
-        newest = upto
         for seq, head, tail in held:
             if seq > upto:
                 self._answer(session, head)
                 self._answer(session, tail)
-                newest = max(newest, seq)
-        if session.account is not None:
-            self._mark_delivered(session.account, newest)
+                if session.account is not None:
+                    self._mark_delivered(session.account, seq, seq)
 
-    def _mark_delivered(self, account: str, seq: int) -> None:
-        """Everything up to *seq* reached one of the account's connections: the next login starts after it."""
-        if seq > self._delivered.get(account, 0):
-            self._delivered[account] = seq
-            self.backend.mark_delivered(account, seq)
+    def _mark_delivered(self, account: str, first: int, last: int) -> None:
+        """Messages *first* to *last* reached one of the account's connections. The mark (where the next LOGIN
+        starts) moves only over a run that begins at it: a live message that overtakes a backlog not yet
+        replayed must not mark the backlog delivered. A message left below the mark is only sent again."""
+        mark = self._delivered.get(account, 0)
+        if first <= mark + 1 <= last:
+            self._delivered[account] = last
+            self.backend.mark_delivered(account, last)
 
     # -- messages ---------------------------------------------------------------------------------------
 
@@ -703,7 +704,7 @@ class Hub:
             send(tail)
             reached += 1
         for account, seq in delivered.items():  # only accounts with a connection here: the rest wait for LOGIN
-            self._mark_delivered(account, seq)  # coalesced by the backend
+            self._mark_delivered(account, seq, seq)  # coalesced by the backend
         self.deliveries += reached
         return reached
 
