@@ -11,20 +11,39 @@ const state = {
   conversations: new Map(),
   active: EVERYONE,
   seen: new Set(),     // message ids shown, so SYNC and history never show one twice
-  lastSeq: 0,          // accounts: everything up to here has arrived (SYNC asks from it after a reconnect)
-  urgent: new Map(),   // id -> {from, text}
+  // Accounts number every message they are sent (MSG <seq>). A crashed server may send one again (its
+  // "delivered" mark is written about once a second), and SYNC may overlap what arrived: each number counts once.
+  lastSeq: 0,          // everything up to here has arrived (SYNC asks from it after a reconnect)
+  ahead: new Set(),    // numbers that arrived beyond a gap, waiting for the gap to fill
+  numbered: false,     // whether lastSeq has been anchored (see firstTime)
+  repeats: 0,          // messages dropped because their number had been seen (for diagnostics and tests)
+  added: 0,            // messages received and shown, to count those that arrive during a reconnect
+  firstConnection: true, // until the first connection is lost
+  urgent: new Map(),   // id -> {from, text, time}
+  urgentTimer: null,   // refreshes the banner's "N min ago"
   sent: new Map(),     // my message id -> its marks element
-  outbox: [],          // accounts: messages whose 250 was lost with the connection, resent with their ID
+  // Messages not yet confirmed, in order: written while offline, or (accounts) whose 250 was lost with the
+  // connection. Shown as pending in their conversation and sent once the connection is back.
+  outbox: [],
+  reconnecting: false, // identified again, but groups, catch-up and the outbox are not done yet
+  flushing: false,     // the outbox is being sent
   people: new Map(),   // key -> {name, status, note}
   retry: 0,
   stopped: false,      // QUIT, kicked, or a failed sign-in: do not reconnect
   whoTimer: null,
 };
 
-// One command to the server; while disconnected it answers at once with code 0, as a lost connection does.
+// One command to the server; while disconnected it answers at once with code 0, as a lost connection does,
+// marked unsent because it never left.
 function command(line) {
-  if (!state.socket) return Promise.resolve({ code: 0, text: "not connected", items: [] });
+  if (!state.socket) return Promise.resolve({ code: 0, text: "not connected", items: [], unsent: true });
   return state.socket.command(line);
+}
+
+// HH:MM in local time; the server's clock (UTC) decides the order, people read their own.
+function clock(time) {
+  const date = new Date(time);
+  return [date.getHours(), date.getMinutes()].map((n) => String(n).padStart(2, "0")).join(":");
 }
 
 // -- conversations -----------------------------------------------------------------------------------
@@ -32,7 +51,8 @@ function command(line) {
 function conversation(key, label, target) {
   let conv = state.conversations.get(key);
   if (!conv) {
-    conv = { key, label, target, messages: [], unread: 0, historyLoaded: false };
+    // unread holds message ids, so a message read elsewhere (acknowledged from the banner) leaves the count.
+    conv = { key, label, target, messages: [], unread: new Set(), historyLoaded: false, left: false };
     state.conversations.set(key, conv);
     renderConversations();
   }
@@ -66,11 +86,11 @@ function renderConversations() {
     button.dataset.key = conv.key;
     button.textContent = conv.label;
     if (conv.key === state.active) button.setAttribute("aria-current", "true");
-    if (conv.unread) {
+    if (conv.unread.size) {
       const badge = document.createElement("span");
       badge.className = "unread";
-      badge.textContent = String(conv.unread);
-      badge.setAttribute("aria-label", `${conv.unread} unread`);
+      badge.textContent = String(conv.unread.size);
+      badge.setAttribute("aria-label", `${conv.unread.size} unread`);
       button.append(" ", badge);
     }
     button.addEventListener("click", () => openConversation(conv.key));
@@ -82,7 +102,7 @@ function renderConversations() {
 function openConversation(key) {
   state.active = key;
   const conv = state.conversations.get(key);
-  conv.unread = 0;
+  conv.unread.clear();
   $("title").textContent = conv.label;
   $("urgent-toggle").disabled = key === EVERYONE;
   renderConversations();
@@ -109,7 +129,7 @@ function addMessage(msg, { history = false } = {}) {
   conv.messages.sort((a, b) => a.id - b.id);
   const mine = keyOf(msg.from) === state.me.key;
   if (!history && !mine && (conv.key !== state.active || document.hidden)) {
-    conv.unread += 1;
+    conv.unread.add(msg.id);
     renderConversations();
   }
   if (conv.key === state.active) renderMessages();
@@ -121,6 +141,7 @@ function renderMessages() {
   const list = $("messages");
   list.replaceChildren();
   for (const msg of conv.messages) list.append(messageItem(msg));
+  for (const item of state.outbox) if (item.convKey === conv.key) list.append(pendingItem(item));
   list.scrollTop = list.scrollHeight;
   markRead(conv);
 }
@@ -131,7 +152,7 @@ function messageItem(msg) {
   item.dataset.id = String(msg.id);
   const time = document.createElement("time");
   time.dateTime = msg.time;
-  time.textContent = new Date(msg.time).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  time.textContent = clock(msg.time);
   const from = document.createElement("span");
   from.className = "from";
   from.textContent = msg.from;
@@ -159,6 +180,23 @@ function messageItem(msg) {
   return item;
 }
 
+// A message not yet confirmed by the server: the text stays visible, marked as waiting.
+function pendingItem(item) {
+  const element = document.createElement("li");
+  element.className = "message mine pending" + (item.urgent ? " urgent-message" : "");
+  const from = document.createElement("span");
+  from.className = "from";
+  from.textContent = state.me.name;
+  const text = document.createElement("span");
+  text.className = "text";
+  text.textContent = item.text;
+  const mark = document.createElement("span");
+  mark.className = "marks";
+  mark.textContent = "waiting for the connection";
+  element.append(from, " ", text, " ", mark);
+  return element;
+}
+
 // Shown on screen is read: tell the sender (READ) for private, sub-group and urgent messages.
 function markRead(conv) {
   if (document.hidden || !state.socket) return;
@@ -183,13 +221,28 @@ function updateMarks(id, kind, name) {
 
 // -- urgent messages ------------------------------------------------------------------------------------
 
+// "just now", "3 min ago", "2 h 5 min ago": a page answered late must look late.
+function ago(time) {
+  const minutes = Math.floor((Date.now() - Date.parse(time)) / 60_000);
+  if (minutes < 1) return "just now";
+  if (minutes < 60) return `${minutes} min ago`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min ago`;
+}
+
 function renderUrgent() {
   const banner = $("urgent");
   const first = state.urgent.entries().next();
-  if (first.done) { banner.hidden = true; return; }
+  if (first.done) {
+    banner.hidden = true;
+    clearInterval(state.urgentTimer);
+    state.urgentTimer = null;
+    return;
+  }
   const [id, info] = first.value;
   const more = state.urgent.size > 1 ? ` (${state.urgent.size} waiting)` : "";
-  $("urgent-text").textContent = `URGENT from ${info.from}: ${info.text}${more}`;
+  const sent = `sent ${clock(info.time)} (${ago(info.time)})`;
+  $("urgent-text").textContent = `URGENT from ${info.from}, ${sent}: ${info.text}${more}`;
+  if (!state.urgentTimer) state.urgentTimer = setInterval(renderUrgent, 30_000); // keeps "N min ago" true
   $("ack").dataset.id = String(id);
   $("ack").setAttribute("aria-label", `Acknowledge urgent message ${id} from ${info.from}`);
   banner.hidden = false;
@@ -202,7 +255,24 @@ async function acknowledge() {
     state.urgent.delete(id);
     renderUrgent();
   }
+  if (reply.code === 206) readFromBanner(id);
   notice(`${reply.code} ${reply.text}`);
+}
+
+// Acknowledging a page means it was read, wherever its conversation is: it leaves the unread count, and its
+// sender is told (READ), once.
+function readFromBanner(id) {
+  for (const conv of state.conversations.values()) {
+    const msg = conv.messages.find((m) => m.id === id);
+    if (!msg) continue;
+    conv.unread.delete(id);
+    renderConversations();
+    if (!msg.readSent) {
+      msg.readSent = true;
+      command(`READ ${id}`);
+    }
+    return;
+  }
 }
 
 // -- events -------------------------------------------------------------------------------------------
@@ -212,10 +282,13 @@ function onEvent({ name, rest }) {
     case "MSG":
     case "URGENT": {
       const msg = parseMessage(name, rest);
-      if (msg.seq > state.lastSeq && state.me.password) state.lastSeq = msg.seq;
-      addMessage(msg);
+      if (!firstTime(msg.seq)) {
+        state.repeats += 1; // sent again (after a crash, or by an overlapping SYNC): already handled
+        break;
+      }
+      if (addMessage(msg)) state.added += 1;
       if (msg.urgent) {
-        state.urgent.set(msg.id, { from: msg.from, text: msg.text });
+        state.urgent.set(msg.id, { from: msg.from, text: msg.text, time: msg.time });
         renderUrgent();
       }
       break;
@@ -278,6 +351,33 @@ function onEvent({ name, rest }) {
   }
 }
 
+// Accounts: whether this message number is new. A guest's numbers count the messages of one connection and
+// start again with each, so they are not tracked.
+function firstTime(seq) {
+  if (!state.me.password) return true;
+  if (!state.numbered) {
+    state.numbered = true;
+    // During the first connection the server sends the account's numbers in order from the first one not yet
+    // delivered, so the first to arrive follows everything that came before this page. Later it may not
+    // (another device may have had some): lastSeq stays 0 and SYNC asks for everything.
+    if (state.firstConnection) state.lastSeq = seq - 1;
+  }
+  if (seq <= state.lastSeq || state.ahead.has(seq)) return false;
+  state.ahead.add(seq);
+  skipTo(state.lastSeq);
+  return true;
+}
+
+// Everything up to seq has arrived (or is gone for good): move lastSeq there, and on over what arrived ahead.
+function skipTo(seq) {
+  state.lastSeq = Math.max(state.lastSeq, seq);
+  for (const number of state.ahead) if (number <= state.lastSeq) state.ahead.delete(number);
+  while (state.ahead.has(state.lastSeq + 1)) {
+    state.ahead.delete(state.lastSeq + 1);
+    state.lastSeq += 1;
+  }
+}
+
 function refreshPeople() {
   clearTimeout(state.whoTimer);
   state.whoTimer = setTimeout(async () => {
@@ -333,36 +433,104 @@ async function send(event) {
   const conv = state.conversations.get(state.active);
   const urgent = $("urgent-toggle").checked && conv.key !== EVERYONE;
   const verb = urgent ? `URGENT ${conv.target}` : conv.key === EVERYONE ? "SAY" : `TELL ${conv.target}`;
-  const item = { line: `${verb} ${text}`, to: conv.key === EVERYONE ? EVERYONE : conv.target, text, urgent };
+  const to = conv.key === EVERYONE ? EVERYONE : conv.target;
+  const item = { line: `${verb} ${text}`, to, convKey: conv.key, text, urgent };
+  // An account's message carries an ID of the client's choosing: if its 250 is lost with the connection, it is
+  // sent again with the same ID, and the server stores it once.
   if (state.me.password) item.clientId = crypto.randomUUID().slice(0, 16);
   $("urgent-toggle").checked = false;
-  await deliver(item);
+  if (!state.socket) {
+    queue(item);
+    notice("not connected: it will be sent when the connection is back");
+  } else if (state.outbox.length || state.reconnecting) {
+    queue(item); // behind the messages still waiting, so they arrive in the order written
+    if (!state.reconnecting && !state.flushing) showNotes(await sendQueued());
+  } else {
+    showNotes([await deliver(item)]);
+  }
 }
 
+function showNotes(notes) {
+  const said = notes.filter(Boolean);
+  if (said.length) notice(said.join("\n"));
+}
+
+// Send one message; once the server has stored it (250) it replaces any pending copy on screen. Returns what
+// the user should be told, or "" when all went well.
 async function deliver(item) {
   const line = item.clientId ? `ID ${item.clientId} ${item.line}` : item.line;
   const reply = await command(line);
   if (reply.code === 250) {
     const [id, time] = fields(reply.text, 2);
     const to = item.to === EVERYONE || item.to.startsWith("#") ? item.to : "@" + item.to;
+    unqueue(item);
     addMessage({ id: Number(id), time, from: state.me.name, to, text: item.text, urgent: item.urgent, seq: 0 });
-    state.outbox = state.outbox.filter((other) => other !== item);
-  } else if (reply.code === 0 && item.clientId) {
-    if (!state.outbox.includes(item)) state.outbox.push(item);
-    notice("not confirmed yet: it will be sent when the connection is back");
-  } else {
-    notice(`not sent: ${reply.code ? `${reply.code} ${reply.text}` : "the connection was lost"}`);
+    return "";
   }
+  if (reply.code === 0 && (reply.unsent || item.clientId)) {
+    // Never sent, so it cannot arrive twice; or an account's, whose ID makes sending it again safe.
+    queue(item);
+    return reply.unsent
+      ? "not connected: it will be sent when the connection is back"
+      : "not confirmed yet: it will be sent when the connection is back";
+  }
+  unqueue(item);
+  giveBack(item.text);
+  if (reply.code === 0) {
+    // A guest's message went out but its 250 did not come back: sending it again might show it twice.
+    return `the connection was lost before “${item.text}” was confirmed: it may or may not have been sent. `
+      + "It is back in the message box: send it again if it did not arrive.";
+  }
+  return `not sent: ${reply.code} ${reply.text} (it is back in the message box)`;
+}
+
+function queue(item) {
+  if (!state.outbox.includes(item)) state.outbox.push(item);
+  if (item.convKey === state.active) renderMessages();
+}
+
+function unqueue(item) {
+  if (!state.outbox.includes(item)) return;
+  state.outbox = state.outbox.filter((other) => other !== item);
+  if (item.convKey === state.active) renderMessages();
+}
+
+// Text that was not sent goes back where it was typed, unless something new is being typed there.
+function giveBack(text) {
+  const input = $("text");
+  if (!input.value.trim()) input.value = text;
+}
+
+// The waiting messages, oldest first, until none is left or the connection goes again. Returns the notes
+// about those that failed.
+async function sendQueued() {
+  state.flushing = true;
+  const notes = [];
+  try {
+    while (state.socket && state.outbox.length) {
+      const item = state.outbox[0];
+      notes.push(await deliver(item));
+      if (state.outbox[0] === item) break; // still waiting: the connection went again
+    }
+  } finally {
+    state.flushing = false;
+  }
+  return notes.filter(Boolean);
 }
 
 async function slashCommand(text) {
   const reply = await command(text);
+  if (reply.code === 0) giveBack("/" + text); // not carried out, or not known to be: keep what was typed
   const lines = [...reply.items, `${reply.code} ${reply.text}`];
   notice(lines.join("\n"));
   if (/^join\s/i.test(text) && reply.code === 203) {
     const group = fields(reply.text, 1)[0];
-    conversation(keyOf(group), group, group);
+    conversation(keyOf(group), group, group).left = false;
     openConversation(keyOf(group));
+  }
+  if (/^(leave|part)\s/i.test(text) && reply.code === 204) {
+    const conv = state.conversations.get(keyOf(fields(reply.text, 1)[0]));
+    if (conv) conv.left = true; // its messages stay on screen, but it is not joined again after a reconnect
   }
 }
 
@@ -375,7 +543,7 @@ async function joinGroup(event) {
   if (reply.code !== 203) { notice(`${reply.code} ${reply.text}`); return; }
   $("join-name").value = "";
   const shown = fields(reply.text, 1)[0];
-  conversation(keyOf(shown), shown, shown);
+  conversation(keyOf(shown), shown, shown).left = false;
   openConversation(keyOf(shown));
 }
 
@@ -403,6 +571,8 @@ function socketUrl() {
   return `${scheme}//${location.host}/ws`;
 }
 
+const identified = (reply) => reply.code === 201 || reply.code === 202;
+
 // Connect and identify: NAME, or LOGIN for an account. Returns the reply that decided it.
 async function connect(name, password) {
   const socket = new LineSocket(socketUrl());
@@ -410,7 +580,7 @@ async function connect(name, password) {
   socket.addEventListener("state", (e) => { if (e.detail === "connecting") showState("connecting…", "connecting"); });
   await socket.open();
   const reply = await socket.command(password ? `LOGIN ${name} ${password}` : `NAME ${name}`);
-  if (reply.code === 201 || reply.code === 202) {
+  if (identified(reply)) {
     state.socket = socket;
     socket.addEventListener("close", onClose);
   } else {
@@ -422,14 +592,18 @@ async function connect(name, password) {
 async function signIn(event) {
   event.preventDefault();
   const name = $("name").value.trim();
-  const password = $("password").value;
+  const password = $("password").value || null;
   $("signin-error").textContent = "";
   $("signin-button").disabled = true;
+  // Known before LOGIN is sent: the messages that waited for an account arrive ahead of its 202.
+  state.me = { name, key: keyOf(name), password };
+  conversation(EVERYONE, "Everyone", null);
   try {
-    const reply = await connect(name, password || null);
-    if (reply.code === 201 || reply.code === 202) {
-      state.me = { name: fields(reply.text, 1)[0], key: keyOf(name), password: password || null };
+    const reply = await connect(name, password);
+    if (identified(reply)) {
+      state.me.name = fields(reply.text, 1)[0];
       started();
+      if (/, [1-9]\d* more/.test(reply.text)) await catchUp(); // more waited than one LOGIN sends
       return;
     }
     if (reply.code === 409) {
@@ -447,6 +621,8 @@ async function signIn(event) {
   } finally {
     $("signin-button").disabled = false;
   }
+  state.me = null;
+  showState("offline", "offline"); // refused or unreachable: nothing is connected
 }
 
 function started() {
@@ -461,6 +637,8 @@ function started() {
 
 function onClose() {
   state.socket = null;
+  state.firstConnection = false;
+  state.reconnecting = false;
   showState("offline", "offline");
   if (state.stopped) return;
   const delay = Math.min(30, 2 ** state.retry);
@@ -469,34 +647,97 @@ function onClose() {
   setTimeout(reconnect, delay * 1000);
 }
 
+// Identify again, then put back what the server forgot: groups, missed messages (accounts), unsent messages.
 async function reconnect() {
+  const before = state.added;
+  let reply;
   try {
-    const reply = await connect(state.me.name, state.me.password);
-    if (reply.code !== 201 && reply.code !== 202) {
-      state.stopped = reply.code === 430 || reply.code === 403;
-      notice(`could not sign in again: ${reply.code} ${reply.text}`);
-      if (!state.stopped) onClose();
-      return;
-    }
+    reply = await connect(state.me.name, state.me.password);
   } catch {
     onClose();
     return;
   }
+  if (!identified(reply)) {
+    state.stopped = reply.code === 430 || reply.code === 403;
+    notice(`could not sign in again: ${reply.code} ${reply.text}`);
+    if (state.stopped) showState("offline", "offline");
+    else onClose();
+    return;
+  }
+  const socket = state.socket;
+  state.reconnecting = true; // messages written from now on wait behind the outbox
   state.retry = 0;
   showState("connected", "online");
-  if (state.me.password && state.lastSeq) {
-    const reply = await command(`SYNC ${state.lastSeq}`); // what arrived while away; duplicates are dropped
-    if (reply.code === 410) notice(`some messages are no longer kept: ${reply.text}`);
-  }
-  for (const item of [...state.outbox]) await deliver(item);
+  const notes = await rejoinGroups();
+  const caughtUp = state.me.password ? await catchUp() : null;
+  state.reconnecting = false;
+  notes.push(...await sendQueued());
+  if (state.socket !== socket) return; // it went again meanwhile: onClose is already retrying
   refreshPeople();
-  notice("reconnected; nothing was missed");
+  notice([reconnectedNotice(state.added - before, caughtUp), ...notes].join("\n"));
+}
+
+// A guest's groups belong to its connection, so a new one is in none: join again every group the page shows.
+// (LOGIN rejoins an account's groups, and JOIN then answers "already joined".) Returns notes on failures.
+async function rejoinGroups() {
+  const notes = [];
+  for (const conv of state.conversations.values()) {
+    if (!conv.key.startsWith("#") || conv.left) continue;
+    const reply = await command(`JOIN ${conv.target}`);
+    if (reply.code !== 203) {
+      notes.push(`could not rejoin ${conv.label}: ${reply.code ? `${reply.code} ${reply.text}` : "the connection was lost"}`);
+    }
+  }
+  return notes;
+}
+
+// Accounts: ask for every message numbered after lastSeq, in batches, until the server says none remain.
+// Returns {gone} when some were removed before they could be delivered (410), {failed} when it could not ask.
+async function catchUp() {
+  const result = {};
+  let since = state.lastSeq;
+  for (;;) {
+    const reply = await command(`SYNC ${since}`);
+    if (reply.code === 410 && !result.gone) {
+      // "410 <first> gap: ...": those are gone for good, so stop waiting for them and ask for the rest.
+      result.gone = reply.text;
+      skipTo(Number(fields(reply.text, 1)[0]) - 1);
+      since = state.lastSeq;
+      continue;
+    }
+    if (reply.code !== 215) {
+      result.failed = reply.code ? `${reply.code} ${reply.text}` : "the connection was lost";
+      return result;
+    }
+    // "215 <upto> sent <n>; <m> more"
+    const [upto] = fields(reply.text, 1);
+    const more = /; (\d+) more/.exec(reply.text);
+    if (!more || Number(more[1]) === 0 || Number(upto) <= since) return result;
+    since = Number(upto);
+  }
+}
+
+// Say what is known about the time away, and no more: "nothing was missed" only when SYNC proved it.
+function reconnectedNotice(added, caughtUp) {
+  if (!state.me.password) {
+    return `reconnected as ${state.me.name}. Messages sent while you were away are not kept for guests: `
+      + "sign in with an account to receive them.";
+  }
+  const shown = added === 1
+    ? "1 message sent while you were away is shown"
+    : `${added} messages sent while you were away are shown`;
+  if (caughtUp.gone) return `reconnected; some messages are no longer kept: ${caughtUp.gone}${added ? `; ${shown}` : ""}`;
+  if (caughtUp.failed) {
+    return `reconnected, but could not ask for the messages sent while you were away (${caughtUp.failed})`
+      + (added ? `; ${shown}` : "");
+  }
+  return added ? `reconnected; ${shown}` : "reconnected; nothing was missed";
 }
 
 document.addEventListener("visibilitychange", () => {
   if (!document.hidden && state.me) {
     const conv = state.conversations.get(state.active);
-    conv.unread = 0;
+    conv.unread.clear();
     renderConversations();
     markRead(conv);
   }

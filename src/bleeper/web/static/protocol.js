@@ -83,10 +83,14 @@ export class LineSocket extends EventTarget {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(line);
   }
 
-  // Send one command; resolves with {code, text, items} (code 0 when the connection went first).
+  // Send one command; resolves with {code, text, items} (code 0 when the connection went first). A command
+  // that never left (no open connection) also carries unsent: true, so the caller knows it cannot have run.
   command(line) {
     return new Promise((resolve) => {
-      if (!this.ws || this.ws.readyState !== WebSocket.OPEN) { resolve({ code: 0, text: "not connected", items: [] }); return; }
+      if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
+        resolve({ code: 0, text: "not connected", items: [], unsent: true });
+        return;
+      }
       this.waiting.push({ resolve, items: [] });
       this.ws.send(line);
     });
