@@ -183,3 +183,31 @@ async def next_connected(client: ChatClient) -> Connected:
         event = await client.next_event(15)
         if isinstance(event, Connected) and event.again:
             return event
+
+
+async def test_a_new_device_starts_at_the_accounts_number_and_a_quiet_reconnect_missed_nothing(db: str) -> None:
+    """Messages delivered to another device before this one signed in are not news to it after a reconnect."""
+    port = free_port()
+    server = ChatServer(make_config(db=db, port=port))
+    await server.start()
+    phone = await LineClient.connect(port)
+    assert (await phone.command("LOGIN alice alice-password")).code == 202
+    bob = await LineClient.connect(port)
+    assert (await bob.command("LOGIN bob bob-password")).code == 202
+    for number in range(3):
+        await bob.command(f"TELL alice seen on the phone {number}")
+    await phone.drain()
+    desk = ChatClient("127.0.0.1", port, backoff=(0.05, 0.3))
+    await desk.connect()
+    reply = await desk.login("alice", "alice-password")
+    assert reply.text.startswith("alice logged in at 3; 0 waiting sent") and desk.last_seq == 3
+    await server.stop(grace=0.5)
+    server = ChatServer(make_config(db=db, port=port))
+    await server.start()
+    try:
+        back = await next_connected(desk)
+        assert back.caught_up == 0  # the three the phone had are not shown again as missed
+        assert not [e for e in _drain(desk) if isinstance(e, Message)]
+        await desk.quit()
+    finally:
+        await server.stop(grace=0.5)

@@ -102,7 +102,7 @@ async def test_offline_messages_arrive_at_next_login_in_order_with_original_time
     assert all(reply.code == 250 for reply in sent)
     assert sent[0].fields[-1] == "0"  # nobody online to reach yet
     carol, text = await login(server, "carol")
-    assert text == "carol logged in; 3 waiting sent, 0 more"
+    assert text == "carol logged in at 3; 3 waiting sent, 0 more"
     got = [m for m in carol.events if isinstance(m, Message)]
     assert [(m.seq, m.text) for m in got] == [(1, "first"), (2, "second"), (3, "third")]
     assert [m.time for m in got] == [reply.fields[1] for reply in sent]
@@ -110,7 +110,7 @@ async def test_offline_messages_arrive_at_next_login_in_order_with_original_time
     # delivered once: a later login has nothing waiting
     await carol.command("QUIT")
     _, text = await login(server, "carol")
-    assert text == "carol logged in; 0 waiting sent, 0 more"
+    assert text == "carol logged in at 3; 0 waiting sent, 0 more"  # where a new device's numbering starts
 
 
 async def test_a_long_backlog_is_replayed_in_parts(start: Start) -> None:

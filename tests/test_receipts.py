@@ -81,7 +81,7 @@ async def test_an_urgent_ledger_shows_escalation_and_acknowledgement(start: Star
         "acknowledged by carol",
     ], lines
     _, text = await login(server, "carol")  # carol's other device: nothing waits, the page reached her
-    assert text.startswith("carol logged in; 0 waiting sent")
+    assert text.startswith("carol logged in at 1; 0 waiting sent")
 
 
 async def test_delivered_is_told_once_however_often_the_recipient_syncs(start: Start) -> None:

@@ -324,6 +324,23 @@ async def test_an_account_is_told_how_many_messages_it_missed(db: str, browser: 
         assert not [text for text in await notices(page) if "nothing was missed" in text]
 
 
+async def test_an_account_page_that_missed_nothing_says_so(db: str, browser: Browser) -> None:
+    """Messages another device had before this page signed in are not news to it when it reconnects."""
+    async with starting(db=db, http=True) as start:
+        server = await start()
+        phone, _ = await login(server, "alice")
+        bob, _ = await login(server, "bob")
+        for number in range(2):
+            await bob.command(f"TELL alice seen on the phone {number}")
+        await phone.drain()
+        page = await sign_in(browser, server, "alice", "alice-password")  # 202 alice logged in at 2
+        await record_notices(page)
+        await page.evaluate("window.bleeper.socket.ws.close()")
+        await expect(page.locator("#notice")).to_have_text("reconnected; nothing was missed", timeout=15_000)
+        assert await page.evaluate("window.bleeper.lastSeq") == 2
+        await expect(page.locator("#conversation-list").get_by_role("button", name="bob")).to_have_count(0)
+
+
 async def test_a_message_written_offline_is_shown_pending_and_sent_once(browser: Browser) -> None:
     port, http_port = free_port(), free_port()
     async with starting(port=port, http=True, http_port=http_port) as start:

@@ -474,7 +474,10 @@ class Hub:
                 more = max(0, (_result(last) or 0) - upto)
                 hint = f" (SYNC {upto} for the rest)" if more else ""
                 self._answer(
-                    session, reply(codes.LOGGED_IN, f"{account.name} logged in; {sent} waiting sent, {more} more{hint}")
+                    session,
+                    reply(
+                        codes.LOGGED_IN, f"{account.name} logged in at {upto}; {sent} waiting sent, {more} more{hint}"
+                    ),
                 )
                 flow.resolve()
 

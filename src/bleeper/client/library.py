@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import ssl as ssl_module
 import uuid
 from collections import deque
@@ -181,6 +182,9 @@ class ChatClient(Endpoint):
         self.name = reply.fields[0]
         self.logged_in = True
         self._password = password
+        at = _LOGGED_IN_AT.search(reply.text)
+        if at is not None:  # where the account's numbers stand: a reconnect SYNCs from here, not from 0
+            self._skip_to(int(at[1]))
         if " 0 more" not in reply.text:  # a long backlog: fetch the rest
             await self.sync()
         return reply
@@ -424,6 +428,9 @@ class ChatClient(Endpoint):
             raise NameTaken(reply)  # the server may not yet have noticed our old connection: retry later
         if not reply.ok:
             raise CommandError(reply)
+
+
+_LOGGED_IN_AT = re.compile(r" logged in at (\d+);")
 
 
 def _sent(reply: Reply) -> Sent:

@@ -15,10 +15,8 @@ const state = {
   // "delivered" mark is written about once a second), and SYNC may overlap what arrived: each number counts once.
   lastSeq: 0,          // everything up to here has arrived (SYNC asks from it after a reconnect)
   ahead: new Set(),    // numbers that arrived beyond a gap, waiting for the gap to fill
-  numbered: false,     // whether lastSeq has been anchored (see firstTime)
   repeats: 0,          // messages dropped because their number had been seen (for diagnostics and tests)
   added: 0,            // messages received and shown, to count those that arrive during a reconnect
-  firstConnection: true, // until the first connection is lost
   urgent: new Map(),   // id -> {from, text, time}
   urgentTimer: null,   // refreshes the banner's "N min ago"
   sent: new Map(),     // my message id -> its marks element
@@ -355,13 +353,6 @@ function onEvent({ name, rest }) {
 // start again with each, so they are not tracked.
 function firstTime(seq) {
   if (!state.me.password) return true;
-  if (!state.numbered) {
-    state.numbered = true;
-    // During the first connection the server sends the account's numbers in order from the first one not yet
-    // delivered, so the first to arrive follows everything that came before this page. Later it may not
-    // (another device may have had some): lastSeq stays 0 and SYNC asks for everything.
-    if (state.firstConnection) state.lastSeq = seq - 1;
-  }
   if (seq <= state.lastSeq || state.ahead.has(seq)) return false;
   state.ahead.add(seq);
   skipTo(state.lastSeq);
@@ -602,6 +593,10 @@ async function signIn(event) {
     const reply = await connect(name, password);
     if (identified(reply)) {
       state.me.name = fields(reply.text, 1)[0];
+      // "202 <name> logged in at <upto>; ...": where this account's numbers stand, so that a reconnect asks
+      // for what is new rather than for everything other devices already had.
+      const at = / logged in at (\d+);/.exec(reply.text);
+      if (at) skipTo(Number(at[1]));
       started();
       if (/, [1-9]\d* more/.test(reply.text)) await catchUp(); // more waited than one LOGIN sends
       return;
@@ -637,7 +632,6 @@ function started() {
 
 function onClose() {
   state.socket = null;
-  state.firstConnection = false;
   state.reconnecting = false;
   showState("offline", "offline");
   if (state.stopped) return;
