@@ -145,3 +145,11 @@ async def test_a_stopping_server_refuses_new_web_sessions(start_server: Start) -
     assert not stopping.done()  # still draining: the refusal came from the stopping server, not a closed port
     await lingering.close()
     await stopping
+
+
+async def test_the_page_learns_the_servers_settings(start_server: Start) -> None:
+    for text, expected in ((False, False), (True, True)):
+        _, where = await web_server(start_server, web_notification_text=text)
+        async with httpx.AsyncClient(base_url=f"http://{where}") as http:
+            settings = await http.get("/config.json")
+            assert settings.status_code == 200 and settings.json()["notificationText"] is expected

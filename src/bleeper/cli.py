@@ -131,6 +131,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--http-origins", metavar="URL[,URL]",
                    help="other origins whose pages may open /ws, such as a reverse proxy's https://bleeper.example")  # fmt: skip
     p.add_argument("--no-http", dest="http", action="store_const", const=False, help="no web listener")
+    p.add_argument("--web-notification-text", action="store_const", const=True,
+                   help="let the web client's system notifications show message text (by default they show who "
+                   "and what kind only, as lock screens display them)")  # fmt: skip
     p.add_argument(
         "--no-uvloop",
         dest="uvloop",

@@ -47,6 +47,9 @@ class ServeConfig:
     http_host: str = "127.0.0.1"  # loopback by default: put it behind TLS (--tls-cert) or a proxy to share it
     http_port: int = 8080
     http_origins: str = ""  # comma-separated extra origins whose pages may open /ws (a proxy's public URL)
+    # The web client's system notifications carry who and what kind, never the text (lock screens show them),
+    # unless a site decides its devices are safe for it.
+    web_notification_text: bool = False
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:

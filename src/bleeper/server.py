@@ -160,7 +160,7 @@ class ChatServer(Server):
 
     async def _start_http(self) -> None:
         config = self.config
-        options = WebOptions(self, self._metrics, self._health, config.origin_list())
+        options = WebOptions(self, self._metrics, self._health, config.origin_list(), config.web_notification_text)
         listener = HttpListener(create_app(options), config.http_host, config.http_port, ssl_certfile=config.tls_cert,
                                 ssl_keyfile=config.tls_key)  # fmt: skip
         try:

@@ -47,6 +47,11 @@ class WebOptions:
     metrics: Callable[[], str]  # Prometheus text
     health: Callable[[], tuple[bool, dict[str, object]]]  # (healthy, details)
     origins: list[str] = field(default_factory=list)  # extra allowed origins, e.g. https://bleeper.ward7.nhs.uk
+    notification_text: bool = False  # may the page's system notifications show message text (--web-notification-text)
+
+    def page_settings(self) -> dict[str, object]:
+        """What the page needs to know of the server's settings (GET /config.json)."""
+        return {"notificationText": self.notification_text}
 
 
 class SecurityHeaders:
@@ -95,6 +100,9 @@ def create_app(options: WebOptions) -> Starlette:
             return
         await serve_websocket(options.server, ws)
 
+    async def settings(request: Request) -> Response:
+        return JSONResponse(options.page_settings())
+
     async def healthz(request: Request) -> Response:
         healthy, details = options.health()
         return JSONResponse({"status": "ok" if healthy else "unavailable", **details}, 200 if healthy else 503)
@@ -105,6 +113,7 @@ def create_app(options: WebOptions) -> Starlette:
     return Starlette(
         routes=[
             Route("/", index),
+            Route("/config.json", settings),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             WebSocketRoute("/ws", websocket),
