@@ -13,12 +13,13 @@ VENV := .venv
 STAMP := $(VENV)/.synced
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: serve test lint typecheck unit bench clean help
+.PHONY: serve test lint typecheck unit bench vendor clean help
 
 help:
 	@echo "make serve   start the server on $(HOST):$(PORT) (override with HOST= PORT=)"
 	@echo "make test    lint, type-check and run the whole test suite"
 	@echo "make lint    ruff only;  make bench  run the benchmarks"
+	@echo "make vendor refresh tests/vendor/axe.min.js from package-lock.json (needs npm)"
 
 .tools/bin/uv:
 	@echo "uv not found: installing it into .tools/ with pip"
@@ -33,8 +34,8 @@ serve: $(STAMP)
 	$(RUN) bleeper serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
-	$(RUN) ruff check src tests examples benchmarks
-	$(RUN) ruff format --check src tests examples benchmarks
+	$(RUN) ruff check src tests examples benchmarks scripts
+	$(RUN) ruff format --check src tests examples benchmarks scripts
 
 typecheck: $(STAMP)
 	$(RUN) mypy
@@ -46,6 +47,13 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(RUN) python benchmarks/run_all.py
+
+# The web tests' accessibility checker, committed so the tests need no npm: refresh it after changing the
+# pinned version in package.json (npm install, then make vendor).
+vendor:
+	npm ci --no-audit --no-fund
+	mkdir -p tests/vendor
+	cp node_modules/axe-core/axe.min.js tests/vendor/axe.min.js
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

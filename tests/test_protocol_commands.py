@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,12 +20,14 @@ from bleeper.protocol.commands import (
     ParseError,
     Ping,
     Pong,
+    Push,
     Quit,
     Say,
     Tell,
     UserTarget,
     Who,
     parse_command,
+    push_service,
     resolve,
 )
 from bleeper.protocol.incoming import Event, Message, Reply, ReplyAssembler, format_command
@@ -95,6 +99,89 @@ def test_client_id_prefix() -> None:
     for bad in ("ID c-1 WHO", "ID bad!id SAY hi", "ID", "ID x"):
         result = parse_command(bad)
         assert isinstance(result, ParseError) and result.message.startswith("usage: ID")
+
+
+def _b64(data: bytes, pad: bool = False) -> str:
+    text = base64.urlsafe_b64encode(data).decode()
+    return text if pad else text.rstrip("=")
+
+
+KEY, AUTH = _b64(bytes([4]) + bytes(range(64))), _b64(bytes(range(16)))
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (f"PUSH ADD https://fcm.googleapis.com/fcm/send/dQw4 {KEY} {AUTH}",
+         Push("add", "https://fcm.googleapis.com/fcm/send/dQw4", KEY, AUTH)),
+        (f"push add https://push.example.org:8443/a?b=c {_b64(bytes([4]) + bytes(range(64)), True)} "
+         f"{_b64(bytes(range(16)), True)}", Push("add", "https://push.example.org:8443/a?b=c", KEY, AUTH)),
+        (f"PUSH ADD http://127.0.0.1:9000/stand-in {KEY} {AUTH}", Push("add", "http://127.0.0.1:9000/stand-in", KEY, AUTH)),
+        (f"PUSH ADD http://localhost/x {KEY} {AUTH}", Push("add", "http://localhost/x", KEY, AUTH)),
+        ("Push Remove https://fcm.googleapis.com/fcm/send/dQw4", Push("remove", "https://fcm.googleapis.com/fcm/send/dQw4")),
+    ],
+)  # fmt: skip
+def test_parse_push(line: str, expected: Push) -> None:
+    assert parse_command(line) == expected  # padding is accepted and dropped, as toJSON() writes keys
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("PUSH", "usage: PUSH ADD <endpoint> <p256dh> <auth> | PUSH REMOVE <endpoint>"),
+        ("PUSH ADD https://p.example/x", "usage: PUSH ADD"),
+        (f"PUSH REMOVE https://p.example/x {KEY}", "usage: PUSH ADD"),
+        (f"PUSH SHOW https://p.example/x {KEY} {AUTH}", "usage: PUSH ADD"),
+        (f"PUSH ADD http://push.example.org/x {KEY} {AUTH}", "must be an https:// URL (http:// only on this machine"),
+        (f"PUSH ADD http://10.0.0.7/x {KEY} {AUTH}", "must be an https:// URL"),
+        (f"PUSH ADD ftp://p.example/x {KEY} {AUTH}", "must be an https:// URL"),
+        (f"PUSH ADD https:///x {KEY} {AUTH}", "must be an https:// URL"),
+        (f"PUSH ADD https://p.example:99999/x {KEY} {AUTH}", "is not a URL"),
+        (f"PUSH ADD https://a:b@p.example/x {KEY} {AUTH}", "user name, password or #fragment"),
+        (f"PUSH ADD https://p.example/x#frag {KEY} {AUTH}", "user name, password or #fragment"),
+        (f"PUSH ADD https://p.example/{'x' * 2048} {KEY} {AUTH}", "at most 2048 are accepted"),
+        (f"PUSH ADD https://p.example/x {_b64(bytes(65))} {AUTH}", "p256dh must be base64url of 65 bytes"),
+        (f"PUSH ADD https://p.example/x {_b64(bytes([4]) + bytes(63))} {AUTH}", "p256dh must be base64url of 65"),
+        (f"PUSH ADD https://p.example/x {KEY}+ {AUTH}", "p256dh must be base64url"),
+        (f"PUSH ADD https://p.example/x {KEY} {_b64(bytes(17))}", "auth must be base64url of 16 bytes"),
+        (f"PUSH ADD https://p.example/x {KEY} {AUTH[:-1]}", "auth must be base64url of 16 bytes"),
+    ],
+)
+def test_bad_push_says_what_is_wrong(line: str, says: str) -> None:
+    result = parse_command(line)
+    assert isinstance(result, ParseError) and result.code == codes.BAD_SYNTAX
+    assert says in result.message
+
+
+def test_push_service_is_the_origin_only() -> None:
+    assert push_service("https://fcm.googleapis.com/fcm/send/secret-token") == "https://fcm.googleapis.com"
+    assert push_service("http://127.0.0.1:9000/x?y") == "http://127.0.0.1:9000"
+
+
+_endpoints = st.builds(
+    "https://{}.example/{}".format,
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=20),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/:=", max_size=300),
+)
+
+
+@given(_endpoints, st.binary(min_size=64, max_size=64), st.binary(min_size=16, max_size=16))
+def test_any_browser_subscription_round_trips(endpoint: str, point: bytes, secret: bytes) -> None:
+    command = Push("add", endpoint, _b64(bytes([4]) + point), _b64(secret))
+    assert parse_command(format_command(command)) == command
+    assert parse_command(format_command(Push("remove", endpoint))) == Push("remove", endpoint)
+
+
+@given(st.text(max_size=120), st.text(max_size=100), st.text(max_size=30))
+def test_push_accepts_only_keys_of_the_right_size(endpoint: str, p256dh: str, auth: str) -> None:
+    result = parse_command(f"PUSH ADD https://p.example/{endpoint.split()[0] if endpoint.split() else 'x'} "
+                           f"{p256dh.split()[0] if p256dh.split() else KEY} {auth.split()[0] if auth.split() else AUTH}")  # fmt: skip
+    if isinstance(result, Push):
+        key, secret = (base64.urlsafe_b64decode(k + "=" * (-len(k) % 4)) for k in (result.p256dh, result.auth))
+        assert len(key) == 65 and key[0] == 4 and len(secret) == 16 and "=" not in result.p256dh + result.auth
+        assert result.endpoint.startswith("https://p.example/") and len(result.endpoint) <= 2048
+    else:
+        assert isinstance(result, ParseError) and result.code == codes.BAD_SYNTAX
 
 
 def test_unknown_command_hints_help() -> None:

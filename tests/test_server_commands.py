@@ -59,6 +59,7 @@ async def test_help_lists_every_command_and_explains_one(server: ChatServer) -> 
         "ONCALL",
         "BACKUP",
         "RECALL",
+        "PUSH",
         "HEALTH",
         "KICK",
         "ANNOUNCE",

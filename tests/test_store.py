@@ -412,3 +412,50 @@ async def test_audit_entries_from_a_failed_commit_are_written_by_a_later_one(tmp
         holder.close()
         await journal.close()
         await store.close()
+
+
+# -- Web Push subscriptions ---------------------------------------------------------------------------------
+
+
+async def test_push_subscriptions_are_upserted_by_endpoint_listed_and_removed(store: Store) -> None:
+    await store.add_push_subscription("ann", "https://push.example/a", "key-a", "auth-a", 1)
+    await store.add_push_subscription("ann", "https://push.example/b", "key-b", "auth-b", 2)
+    await store.add_push_subscription("ben", "https://push.example/c", "key-c", "auth-c", 3)
+    assert [(s.endpoint, s.p256dh, s.auth, s.created_ms) for s in await store.push_subscriptions("ann")] == [
+        ("https://push.example/a", "key-a", "auth-a", 1),
+        ("https://push.example/b", "key-b", "auth-b", 2),
+    ]
+    # The same browser again: new keys replace the old; signed in to another account, it moves to that account.
+    await store.add_push_subscription("ann", "https://push.example/a", "key-a2", "auth-a2", 4)
+    await store.add_push_subscription("ben", "https://push.example/b", "key-b2", "auth-b2", 5)
+    assert [(s.endpoint, s.p256dh) for s in await store.push_subscriptions("ann")] == [
+        ("https://push.example/a", "key-a2")
+    ]
+    assert [s.endpoint for s in await store.push_subscriptions("ben")] == [
+        "https://push.example/c",
+        "https://push.example/b",
+    ]
+    assert not await store.remove_push_subscription("https://push.example/c", "ann")  # not ann's to remove
+    assert await store.remove_push_subscription("https://push.example/c", "ben")
+    assert not await store.remove_push_subscription("https://push.example/c", "ben")
+    assert await store.remove_push_subscription("https://push.example/b")  # the push service said it is gone
+    assert await store.push_subscriptions("ben") == [] and await store.push_subscriptions("nobody") == []
+
+
+async def test_an_account_keeps_its_newest_push_subscriptions_only(store: Store) -> None:
+    for number in range(5):
+        await store.add_push_subscription("ann", f"https://push.example/{number}", "k", "a", 10 + number, keep=3)
+    await store.add_push_subscription("ben", "https://push.example/ben", "k", "a", 1, keep=3)
+    assert [s.endpoint for s in await store.push_subscriptions("ann")] == [
+        f"https://push.example/{n}" for n in (2, 3, 4)
+    ]
+    assert len(await store.push_subscriptions("ben")) == 1  # another account's are not counted
+
+
+async def test_removing_an_account_removes_its_push_subscriptions(store: Store) -> None:
+    await store.create_account("ann", "ann", "h", False, 1)
+    await store.add_push_subscription("ann", "https://push.example/a", "k", "a", 1)
+    await store.add_push_subscription("ben", "https://push.example/b", "k", "a", 1)
+    assert await store.delete_account("ann")
+    assert await store.push_subscriptions("ann") == []
+    assert len(await store.push_subscriptions("ben")) == 1

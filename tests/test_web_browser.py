@@ -49,8 +49,10 @@ def url(server: ChatServer | str) -> str:
     return f"http://{host}:{port}/"
 
 
-async def sign_in(browser: Browser, server: ChatServer | str, name: str, password: str = "", width: int = 1000) -> Page:
-    page = await browser.new_page(viewport={"width": width, "height": 720})
+async def sign_in(
+    browser: Browser, server: ChatServer | str, name: str, password: str = "", width: int = 1000, height: int = 720
+) -> Page:
+    page = await browser.new_page(viewport={"width": width, "height": height})
     await page.goto(url(server))
     await page.get_by_label("Screen name or account").fill(name)
     if password:
@@ -199,9 +201,7 @@ async def test_a_restart_is_survived_with_catch_up(db: str, browser: Browser) ->
         await expect(page.locator("#messages .text", has_text="before the restart")).to_have_count(1)
 
 
-async def test_phone_width_and_the_screenshot_for_the_readme(
-    start_server: Start, browser: Browser, tmp_path: Path
-) -> None:
+async def test_phone_width_and_a_screenshot(start_server: Start, browser: Browser, tmp_path: Path) -> None:
     server = await start_server(http=True)
     alice = await sign_in(browser, server, "alice")
     ward = await LineClient.connect(server.addresses[0][1])
@@ -214,13 +214,16 @@ async def test_phone_width_and_the_screenshot_for_the_readme(
     await say(alice, "thanks, will review at 10")
     await ward.command("URGENT alice K+ 6.9 on bed 5, please call")
     await expect(alice.get_by_role("alert").filter(has_text="URGENT")).to_be_visible()
-    folder = os.environ.get("BLEEPER_SCREENSHOTS")  # docs/images: refresh the README's picture
-    await alice.screenshot(path=str(Path(folder or tmp_path) / "web-client.png"))
+    # The README's pictures are taken by test_web_layout.py::test_screenshots_for_the_readme.
+    await alice.screenshot(path=str(tmp_path / "web-client.png"))
     assert (ROOT / "docs" / "images" / "web-client.png").is_file()
 
     phone = await sign_in(browser, server, "bob", width=390)
     assert await phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
+    # A phone shows one pane at a time, the list of conversations first (test_web_layout.py has the whole flow).
+    await phone.locator("#conversation-list").get_by_role("button", name="Everyone").click()
     await expect(phone.get_by_label("Message", exact=True)).to_be_visible()
+    assert await phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
 async def test_a_refused_sign_in_shows_the_page_is_offline(start_server: Start, browser: Browser) -> None:

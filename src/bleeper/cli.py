@@ -134,6 +134,15 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--web-notification-text", action="store_const", const=True,
                    help="let the web client's system notifications show message text (by default they show who "
                    "and what kind only, as lock screens display them)")  # fmt: skip
+    p.add_argument("--push-vapid-key", metavar="FILE",
+                   help="Web Push to locked phones (optional): the PEM EC P-256 private key made by 'bleeper push "
+                   "keygen'; setting it turns push on (see docs/operations.md)")  # fmt: skip
+    p.add_argument("--push-contact", metavar="URL",
+                   help="for Web Push: mailto:address or https://site where push services can reach this "
+                   "server's operator (required with --push-vapid-key)")  # fmt: skip
+    p.add_argument("--push-services", metavar="HOST[,HOST]",
+                   help="for Web Push: the push services pages may subscribe with (host names, subdomains "
+                   "included) [default: the browsers' own services]")  # fmt: skip
     p.add_argument(
         "--no-uvloop",
         dest="uvloop",
@@ -348,8 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit_parser(sub)
     statestore_parsers(sub)
     from bleeper.browser.cli import add_parser as browser_parser
+    from bleeper.push_keys import add_parser as push_parser
 
     browser_parser(sub)
+    push_parser(sub)
     return parser
 
 

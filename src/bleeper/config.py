@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+DEFAULT_PUSH_SERVICES = "fcm.googleapis.com,push.services.mozilla.com,notify.windows.com,push.apple.com"
 
 
 class ConfigError(Exception):
@@ -50,6 +53,14 @@ class ServeConfig:
     # The web client's system notifications carry who and what kind, never the text (lock screens show them),
     # unless a site decides its devices are safe for it.
     web_notification_text: bool = False
+    # Web Push to phones whose screen is locked (optional; see docs/operations.md). The key (a PEM EC P-256
+    # private key, made by 'bleeper push keygen') turns it on; push services want a contact for its owner.
+    push_vapid_key: str = ""
+    push_contact: str = ""  # mailto:someone@example.org or https://example.org: the VAPID "sub" claim
+    # The push services the server will post to (host names; each also covers its subdomains). A PUSH ADD is
+    # a URL the server will later POST to: without a list, any account could aim it at the hospital's own
+    # network. The default names the browsers' services (Chrome/Android, Firefox, Edge/Windows, Safari).
+    push_services: str = DEFAULT_PUSH_SERVICES
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -69,6 +80,10 @@ class ServeConfig:
                 raise ConfigError(f"http_origins: {origin!r} is not an origin: write it as https://host[:port]")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("TLS needs both tls_cert and tls_key (they may name the same PEM file)")
+        if self.push_vapid_key:
+            problem = contact_problem(self.push_contact)
+            if problem:
+                raise ConfigError(f"Web Push (push_vapid_key is set): {problem}")
         if self.urgent_interval <= 0 or self.urgent_attempts < 1:
             raise ConfigError("urgent_interval must be above 0 seconds and urgent_attempts at least 1")
         if not self.db:
@@ -83,8 +98,23 @@ class ServeConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} cannot be negative (0 turns the limit off)")
 
+    def push_service_list(self) -> list[str]:
+        return [host.strip().lower().strip(".") for host in self.push_services.split(",") if host.strip()]
+
     def origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.http_origins.split(",") if origin.strip()]
+
+
+def contact_problem(contact: str) -> str | None:
+    """What is wrong with a VAPID contact, or None. Push services write to it when this server misbehaves, so
+    it must be an address someone reads: ``mailto:`` with an address at a domain, or an ``https://`` site."""
+    example = "for example --push-contact mailto:bleeper-admin@hospital.example (env BLEEPER_PUSH_CONTACT)"
+    if not contact:
+        return f"push_contact is required: a mailto: address or https: URL push services can reach you at, {example}"
+    domain = r"[\w-]+(\.[\w-]+)+"
+    if re.fullmatch(rf"mailto:[^@\s/]+@{domain}", contact) or re.fullmatch(rf"https://{domain}", contact):
+        return None
+    return f"push_contact {contact!r} is neither mailto:user@domain nor https://host (no path); {example}"
 
 
 def _convert(name: str, kind: type, raw: Any, origin: str) -> Any:

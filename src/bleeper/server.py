@@ -9,7 +9,7 @@ import re
 import resource
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bleeper import __version__
 from bleeper.chat import Hub, HubLimits, Session
@@ -26,6 +26,9 @@ from bleeper.tls import server_context
 from bleeper.web import WebOptions, create_app
 from bleeper.web.metrics import Metric, exposition
 
+if TYPE_CHECKING:
+    from bleeper.web.push import VapidKey, WebPush
+
 log = logging.getLogger("bleeper.events")
 
 
@@ -37,6 +40,12 @@ class ChatServer(Server):
         super().__init__(config.plain_host or config.host, config.port, max_line=config.max_line,
                          max_send_buffer=config.send_buffer)  # fmt: skip
         self.tls_context = server_context(config)  # checked now: a bad certificate stops the start
+        self.push_key: VapidKey | None = None  # Web Push, optional: loaded and checked now, like the certificate
+        if config.push_vapid_key:
+            from bleeper.web.push import VapidKey
+
+            self.push_key = VapidKey.load(config.push_vapid_key, config.push_contact)
+        self.push: WebPush | None = None
         self.tls_addresses: list[tuple[str, int]] = []
         self.hub = Hub(
             HubLimits(
@@ -69,6 +78,12 @@ class ChatServer(Server):
             self.hub.backend = self.backend
             self.hub.know_accounts(await self.store.list_accounts())
             self.hub.load_groups(await self.store.load_groups())
+            if self.push_key is not None:
+                from bleeper.web.push import WebPush
+
+                self.push = WebPush(self.store, self.push_key, self.config.push_contact,
+                                    services=self.config.push_service_list())  # fmt: skip
+                self.hub.notifier = self.push
             await self._restore_standing(self.store)
             await self._log_audit_head("start")
             await super().start()
@@ -81,6 +96,8 @@ class ChatServer(Server):
         if self.http is not None:
             await self.http.stop()
             self.http = None
+        if self.push is not None:
+            await self.push.close()
         if self.backend is not None:
             await self.backend.close()
         if self.store is not None:
@@ -157,10 +174,14 @@ class ChatServer(Server):
             "logged" if self.config.log_messages else "not logged",
             extra={"event": "start", "listen": where, "loop": loop_name(loop), "store": _safe(self.config.db)},
         )
+        if self.push_key is not None:
+            log.info("Web Push on: pages subscribe with public key %s; contact %s", self.push_key.public,
+                     self.config.push_contact, extra={"event": "push"})  # fmt: skip
 
     async def _start_http(self) -> None:
         config = self.config
-        options = WebOptions(self, self._metrics, self._health, config.origin_list(), config.web_notification_text)
+        options = WebOptions(self, self._metrics, self._health, config.origin_list(), config.web_notification_text,
+                             push_key=self.push_key.public if self.push_key is not None else None)  # fmt: skip
         listener = HttpListener(create_app(options), config.http_host, config.http_port, ssl_certfile=config.tls_cert,
                                 ssl_keyfile=config.tls_key)  # fmt: skip
         try:
@@ -197,7 +218,18 @@ class ChatServer(Server):
             Metric("bleeper_store_commits_total", "counter", "Store commits").add(journal.commits if journal else 0),
             Metric("bleeper_store_queue", "gauge", "Messages and audit entries waiting for the next commit")
             .add(journal.waiting if journal else 0),
+            *self._push_metrics(),
         ])  # fmt: skip
+
+    def _push_metrics(self) -> list[Metric]:
+        """Web Push outcomes, only when push is on: a server without it exposes what it always did."""
+        if self.push is None:
+            return []
+        sent = Metric("bleeper_push_sent_total", "counter", "Web Push posts, by result (sent, gone: subscription "
+                      "forgotten, rejected, failed, dropped: too many waiting)")  # fmt: skip
+        for result, count in self.push.results.items():
+            sent.add(count, result=result)
+        return [sent]
 
     def _vital_signs(self) -> list[str]:
         """The transport's and the store's figures for HEALTH."""

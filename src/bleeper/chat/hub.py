@@ -19,6 +19,7 @@ from bleeper import __version__
 from bleeper.chat.backend import Answer, Backend, Pending
 from bleeper.chat.memory import MemoryBackend
 from bleeper.chat.names import group_problem, name_key, name_problem, suggest
+from bleeper.chat.notify import Kind, NoNotifier, Notifier
 from bleeper.chat.presence import Presence
 from bleeper.chat.ratelimit import ALLOWED, FLOOD, TokenBucket
 from bleeper.chat.records import (
@@ -57,6 +58,7 @@ from bleeper.protocol.commands import (
     ParseError,
     Ping,
     Pong,
+    Push,
     Quit,
     Read,
     Recall,
@@ -69,6 +71,7 @@ from bleeper.protocol.commands import (
     UserTarget,
     Who,
     parse_command,
+    push_service,
     resolve,
 )
 from bleeper.protocol.framing import FramingError, LineTooLong
@@ -132,9 +135,11 @@ class Hub:
         server_name: str = "bleeper",
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        notifier: Notifier | None = None,
     ) -> None:
         self.limits = limits or HubLimits()
         self.backend: Backend = backend if backend is not None else MemoryBackend()
+        self.notifier: Notifier = notifier if notifier is not None else NoNotifier()  # push to offline accounts
         self.server_name = server_name
         self._clock = clock
         self._monotonic = monotonic
@@ -173,6 +178,7 @@ class Hub:
             Oncall: self._oncall,  # type: ignore[dict-item]
             Recall: self._recall,  # type: ignore[dict-item]
             Health: self._health,  # type: ignore[dict-item]
+            Push: self._push,  # type: ignore[dict-item]
             Sync: self._sync,  # type: ignore[dict-item]
             History: self._history,  # type: ignore[dict-item]
             Ping: self._ping,  # type: ignore[dict-item]
@@ -658,6 +664,12 @@ class Hub:
                 kept.add_done_callback(lambda _: answer(accepted))
             if not message.duplicate and message.to != "*" and (message.seqs or message.urgent or message.to[0] == "@"):
                 self._note_delivered(message, targets, session.key or "", session)
+            if not message.duplicate and self.notifier.enabled:
+                kind: Kind | None = "urgent" if waiting is not None else None
+                if kind is None and conversation.startswith(("@", "role:")):
+                    kind = "message"  # addressed to people, as a page is; not SAY, nor a group's chatter
+                if kind is not None:
+                    self._notify_offline(accounts, kind, message.id, message.sender)
 
         pending.add_done_callback(stored)
         # Pipelining: the next lines are read at once, unless too many messages already wait for storage.
@@ -1056,6 +1068,63 @@ class Hub:
                    escalated=",".join(urgent.escalated))  # fmt: skip
         self._answer(session, reply(codes.ACKNOWLEDGED, f"{urgent.id} acknowledged; {urgent.sender} is told"))
 
+    def _notify_offline(self, keys: Iterable[str], kind: Kind, message_id: int, sender: str) -> None:
+        """Push to the accounts among *keys* with no connection here: those connected have the message (or
+        the ALERT) on screen already, and people without an account cannot subscribe."""
+        for key in keys:
+            if key in self.accounts and not self.users.get(key):
+                self.notifier.offline(key, kind, message_id, sender)
+
+    def _push(self, session: Session, command: Push) -> Pending[object] | None:
+        if not self.notifier.enabled:
+            self._answer(session, reply(codes.NOT_OFFERED, "Web Push is not set up on this server (its operator "
+                                        "sets --push-vapid-key); urgent messages still wait in your inbox"))  # fmt: skip
+            return None
+        account = session.account
+        if account is None:
+            self._answer(session, reply(codes.FORBIDDEN, "PUSH needs an account, whose messages are kept while you "
+                                        "are away: LOGIN <name> <password>"))  # fmt: skip
+            return None
+        flow: Answer[None] = Answer()
+        service = push_service(command.endpoint)
+        tag = content_hash(command.endpoint)[:16]  # add and remove of one device match; the URL stays secret
+
+        def added(pending: Pending[None]) -> None:
+            try:
+                pending.result()
+            except ValueError as exc:
+                self._answer(session, reply(codes.BAD_SYNTAX, f"PUSH: {exc}"))
+            except Exception as exc:
+                log.error("saving a push subscription for %s failed: %s", session.label, exc)
+                self._answer(session, reply(codes.STORAGE_ERROR, "storage error: the subscription was NOT saved; "
+                                            "try again"))  # fmt: skip
+            else:
+                self.audit("push", account, account, action="add", service=service, endpoint_sha256=tag)
+                self._answer(session, reply(codes.PUSH_SET, f"added: {service} will alert this device when "
+                                            f"{session.name} has no connection"))  # fmt: skip
+            flow.resolve()
+
+        def removed(pending: Pending[bool]) -> None:
+            try:
+                found = pending.result()
+            except Exception as exc:
+                log.error("removing a push subscription for %s failed: %s", session.label, exc)
+                self._answer(session, reply(codes.STORAGE_ERROR, "storage error: the subscription was NOT removed; "
+                                            "try again"))  # fmt: skip
+            else:
+                if found:
+                    self.audit("push", account, account, action="remove", service=service, endpoint_sha256=tag)
+                    self._answer(session, reply(codes.PUSH_SET, "removed: this device gets no more pushes"))
+                else:
+                    self._answer(session, reply(codes.PUSH_SET, "removed: it was not registered for you"))
+            flow.resolve()
+
+        if command.action == "add":
+            self.notifier.subscribe(account, command.endpoint, command.p256dh, command.auth).add_done_callback(added)
+        else:
+            self.notifier.unsubscribe(account, command.endpoint).add_done_callback(removed)
+        return None if flow.done() else flow
+
     def _backup(self, session: Session, command: Backup) -> None:
         key = session.key or ""
         if command.name is None:
@@ -1089,6 +1158,8 @@ class Hub:
                 for key in urgent.waiting:  # lock-screen safe: who and how many, never the text
                     self._to_person(key, event("ALERT", str(urgent.id), urgent.sender,
                                                str(self.urgent.waiting_for(key))))  # fmt: skip
+                if self.notifier.enabled:
+                    self._notify_offline(urgent.waiting, "alert", urgent.id, urgent.sender)
                 names = ",".join(self._shown(key) for key in urgent.waiting)
                 self._to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), "alerted",
                                                          f"{urgent.alerts}/{self.urgent.attempts}", names))  # fmt: skip
@@ -1129,6 +1200,8 @@ class Hub:
             self._to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), step, shown, relation,
                                                      self._shown(of)))  # fmt: skip
             self._note_delivered(message, reached, urgent.sender_key)
+            if self.notifier.enabled:
+                self._notify_offline((to,), "urgent", urgent.id, urgent.sender)
 
         self.backend.store(new).add_done_callback(stored)
 
@@ -1327,6 +1400,8 @@ class Hub:
         elif isinstance(command, History):
             target = command.target
             params = target.text()
+        elif isinstance(command, Push):
+            params = f"{command.action} {push_service(command.endpoint)}"  # the rest of the URL is the device's secret
         if text is not None:
             shown = text if self.limits.log_messages else f"({len(text)} chars)"
             params = f"{params} {shown}".lstrip()

@@ -8,9 +8,11 @@ from that table so they cannot drift apart.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from bleeper.protocol import codes
 
@@ -178,6 +180,16 @@ class Backup:
     name: str | None = None  # None: show it; "none": clear it
 
 
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A browser's Web Push subscription (``PushSubscription.toJSON()``): its endpoint and keys, base64url."""
+
+    action: str  # "add" or "remove"
+    endpoint: str
+    p256dh: str = ""
+    auth: str = ""
+
+
 Command = (
     Help
     | Name
@@ -203,6 +215,7 @@ Command = (
     | Oncall
     | Recall
     | Health
+    | Push
 )
 
 MAX_HISTORY = 500
@@ -312,6 +325,14 @@ COMMANDS: dict[str, CommandSpec] = {
             True,
             "210 403 404",
         ),
+        CommandSpec(
+            "PUSH",
+            (),
+            "PUSH ADD <endpoint> <p256dh> <auth> | PUSH REMOVE <endpoint>",
+            "Web Push to this browser while your account is offline (urgent and private messages)",
+            True,
+            "211 400 403 451 501",
+        ),
         CommandSpec("HEALTH", (), "HEALTH", "the server's vital signs (administrators)", True, "218 403"),
         CommandSpec("KICK", (), "KICK <name> [reason]", "disconnect someone (administrators)", True, "200 403 404"),
         CommandSpec("ANNOUNCE", (), "ANNOUNCE <text>", "tell everyone online (administrators)", True, "200 403"),
@@ -342,6 +363,54 @@ def parse_target(word: str) -> Target:
         return RoleTarget(word)
     names = tuple(n for n in word.split(",") if n)
     return UserTarget(names)
+
+
+MAX_ENDPOINT = 2048  # push services' endpoints are a few hundred characters
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+LOCAL_HOSTS = ("127.0.0.1", "localhost")  # where a plain http:// endpoint may be: this machine only
+
+
+def push_problem(endpoint: str, p256dh: str | None = None, auth: str | None = None) -> str | None:
+    """What is wrong with a subscription, said so that whoever wrote the client knows what to fix; None when
+    it is usable. Only the form is checked here; whether p256dh is a point on the curve is the push code's."""
+    if len(endpoint) > MAX_ENDPOINT:
+        return f"the endpoint is {len(endpoint)} characters long; at most {MAX_ENDPOINT} are accepted"
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return "the endpoint is not a URL: give the subscription's endpoint, https://..."
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "http" and host in LOCAL_HOSTS:
+        pass  # a stand-in push service on this machine (tests, a local relay): nothing leaves it
+    elif parts.scheme != "https" or not host:
+        return "the endpoint must be an https:// URL (http:// only on this machine: 127.0.0.1 or localhost)"
+    if parts.username is not None or parts.password is not None or parts.fragment:
+        return "the endpoint must not hold a user name, password or #fragment"
+    for label, value, size in (("p256dh", p256dh, 65), ("auth", auth, 16)):
+        if value is None:
+            continue
+        raw = _base64url(value)
+        if raw is None or len(raw) != size or (label == "p256dh" and raw[0] != 4):
+            what = "an uncompressed P-256 public key" if label == "p256dh" else "the authentication secret"
+            return f"{label} must be base64url of {size} bytes, {what} (keys.{label} of the subscription's toJSON())"
+    return None
+
+
+def push_service(endpoint: str) -> str:
+    """``scheme://host[:port]`` of an endpoint: the push service, fit for logs and the audit log. The rest of
+    the URL names the device and is as good as a key, so it is never shown."""
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def _base64url(text: str) -> bytes | None:
+    if not _BASE64URL.fullmatch(text):
+        return None
+    try:
+        return base64.urlsafe_b64decode(text.rstrip("=") + "=" * (-len(text.rstrip("=")) % 4))
+    except ValueError:
+        return None
 
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -452,4 +521,16 @@ def _parse(line: str) -> Command | ParseError:
         if len(args) > 1:
             return _usage(COMMANDS["BACKUP"])
         return Backup(args[0] if args else None)
+    if canonical == "PUSH":
+        return _parse_push(args)
     return Quit(rest)
+
+
+def _parse_push(args: list[str]) -> Push | ParseError:
+    action = args[0].lower() if args else ""
+    if not (action == "add" and len(args) == 4) and not (action == "remove" and len(args) == 2):
+        return _usage(COMMANDS["PUSH"])
+    problem = push_problem(*args[1:])
+    if problem:
+        return ParseError(codes.BAD_SYNTAX, f"PUSH: {problem}")
+    return Push(action, args[1], *(key.rstrip("=") for key in args[2:]))  # stored without padding, as toJSON()

@@ -19,6 +19,7 @@ from bleeper.protocol.commands import (
     Name,
     Ping,
     Pong,
+    Push,
     Quit,
     Say,
     Sync,
@@ -156,4 +157,6 @@ def format_command(command: Command) -> str:
             return f"SYNC {since}"
         case History(target, count):
             return f"HISTORY {target.text()} {count}"
+        case Push(action, endpoint, p256dh, auth):
+            return f"PUSH ADD {endpoint} {p256dh} {auth}" if action == "add" else f"PUSH REMOVE {endpoint}"
     raise TypeError(f"not a command: {command!r}")

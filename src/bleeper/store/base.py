@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from bleeper.chat.records import Ledger, LedgerEntry
 from bleeper.store.audit import AuditEntry
-from bleeper.store.model import Account, AuditEvent, InboxEntry, NewMessage, StoredMessage
+from bleeper.store.model import Account, AuditEvent, InboxEntry, NewMessage, PushSubscription, StoredMessage
 
 Committed = Callable[[list[StoredMessage] | None, BaseException | None], None]  # see Store.commit
 _running: set[asyncio.Task[list[StoredMessage]]] = set()  # commits under way, kept referenced
@@ -21,6 +21,22 @@ EXPIRE = "UPDATE messages SET body = ? WHERE created_ms < ? AND body <> ?"
 KEEP = "INSERT INTO standing (kind, key, value) VALUES (?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value"
 FORGET = "DELETE FROM standing WHERE kind = ? AND key = ?"
 AUDIT_HEAD = "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1"
+# Web Push subscriptions: an endpoint is one browser, so adding it again (new keys, or another account signed in
+# on that browser) replaces it; an account keeps its newest few, so stale devices cannot pile up.
+ADD_PUSH = (
+    "INSERT INTO push_subscriptions (account_key, endpoint, p256dh, auth, created_ms) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (endpoint) DO UPDATE SET account_key = excluded.account_key, p256dh = excluded.p256dh,"
+    " auth = excluded.auth, created_ms = excluded.created_ms"
+)
+PRUNE_PUSH = (
+    "DELETE FROM push_subscriptions WHERE account_key = ? AND endpoint NOT IN (SELECT endpoint FROM"
+    " push_subscriptions WHERE account_key = ? ORDER BY created_ms DESC, endpoint DESC LIMIT ?)"
+)
+SELECT_PUSH = (
+    "SELECT account_key, endpoint, p256dh, auth, created_ms FROM push_subscriptions WHERE account_key = ?"
+    " ORDER BY created_ms, endpoint"
+)
+PUSH_PER_ACCOUNT = 10  # devices kept per account: adding an eleventh forgets the oldest
 SELECT_AUDIT = "SELECT id, at_ms, kind, actor, subject, detail, prev_hash, hash FROM audit"
 SELECT_MESSAGE = "SELECT id, sender, recipient, conversation, body, created_ms, client_id, urgent FROM messages"
 SELECT_MESSAGE_WITH_SENDER_KEY = "SELECT sender_key, " + SELECT_MESSAGE.removeprefix("SELECT ")
@@ -176,6 +192,24 @@ class Store(ABC):
     async def standing(self) -> list[tuple[str, str, str]]:
         """Every row of standing state: (kind, key, value)."""
 
+    # Web Push subscriptions -----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def add_push_subscription(
+        self, account_key: str, endpoint: str, p256dh: str, auth: str, created_ms: int, keep: int = PUSH_PER_ACCOUNT
+    ) -> None:
+        """Save a subscription, replacing any with the same endpoint (whoever's it was), and forget the
+        account's oldest beyond *keep*."""
+
+    @abstractmethod
+    async def remove_push_subscription(self, endpoint: str, account_key: str | None = None) -> bool:
+        """Forget a subscription: the account's own (``PUSH REMOVE``), or whoever's (the push service said
+        it is gone). False when there was none."""
+
+    @abstractmethod
+    async def push_subscriptions(self, account_key: str) -> list[PushSubscription]:
+        """The account's subscriptions, oldest first."""
+
     async def message(self, message_id: int) -> StoredMessage | None:
         found = await self._message_with_sender(message_id)
         return None if found is None else found[0]
@@ -194,6 +228,11 @@ def message_from_row(row: Sequence[object], duplicate: bool = False) -> StoredMe
         duplicate,
         urgent=bool(urgent),
     )
+
+
+def push_from_row(row: Sequence[object]) -> PushSubscription:
+    account_key, endpoint, p256dh, auth, created_ms = row
+    return PushSubscription(str(account_key), str(endpoint), str(p256dh), str(auth), int(created_ms))  # type: ignore[call-overload]
 
 
 def account_from_row(row: Sequence[object]) -> Account:

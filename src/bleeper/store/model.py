@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bleeper.chat.records import (
     Account,
     AuditEvent,
@@ -29,12 +31,25 @@ class AccountExists(StoreError):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class PushSubscription:
+    """One browser on one device that asked for Web Push (``PUSH ADD``): where to post, and the keys the
+    payload is encrypted to. Only the push code reads it; the hub never sees the keys."""
+
+    account_key: str
+    endpoint: str
+    p256dh: str  # base64url: the browser's P-256 public key
+    auth: str  # base64url: its 16-byte authentication secret
+    created_ms: int
+
+
 __all__ = [
     "Account",
     "AccountExists",
     "AuditEvent",
     "InboxEntry",
     "NewMessage",
+    "PushSubscription",
     "SchemaTooNew",
     "StoreError",
     "StoreFull",

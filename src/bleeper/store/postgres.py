@@ -11,18 +11,23 @@ import asyncpg
 from bleeper.store import schema
 from bleeper.store.audit import GENESIS, AuditEntry, entries_from_rows
 from bleeper.store.base import (
+    ADD_PUSH,
     AUDIT_HEAD,
     EXPIRE,
     FORGET,
     HISTORY,
     KEEP,
+    PRUNE_PUSH,
+    PUSH_PER_ACCOUNT,
     SELECT_ACCOUNT,
     SELECT_AUDIT,
     SELECT_MESSAGE_WITH_SENDER_KEY,
+    SELECT_PUSH,
     Store,
     account_from_row,
     audit_filter,
     message_from_row,
+    push_from_row,
 )
 from bleeper.store.batch import AUDIT_COLUMNS, MESSAGE_COLUMNS, Batch
 from bleeper.store.model import (
@@ -31,6 +36,7 @@ from bleeper.store.model import (
     AuditEvent,
     InboxEntry,
     NewMessage,
+    PushSubscription,
     SchemaTooNew,
     StoredMessage,
     StoreError,
@@ -132,6 +138,7 @@ class PostgresStore(Store):
             status = await conn.execute("DELETE FROM accounts WHERE key = $1", key)
             await conn.execute("DELETE FROM memberships WHERE account_key = $1", key)
             await conn.execute("DELETE FROM groups WHERE key NOT IN (SELECT group_key FROM memberships)")
+            await conn.execute("DELETE FROM push_subscriptions WHERE account_key = $1", key)  # their phones go quiet
         return bool(status.endswith(" 1"))
 
     async def set_password(self, key: str, password_hash: str) -> bool:
@@ -260,6 +267,25 @@ class PostgresStore(Store):
     async def standing(self) -> list[tuple[str, str, str]]:
         rows = await self._pool.fetch("SELECT kind, key, value FROM standing ORDER BY kind, key")
         return [(row["kind"], row["key"], row["value"]) for row in rows]
+
+    async def add_push_subscription(
+        self, account_key: str, endpoint: str, p256dh: str, auth: str, created_ms: int, keep: int = PUSH_PER_ACCOUNT
+    ) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(numbered(ADD_PUSH), account_key, endpoint, p256dh, auth, created_ms)
+            await conn.execute(numbered(PRUNE_PUSH), account_key, account_key, keep)
+
+    async def remove_push_subscription(self, endpoint: str, account_key: str | None = None) -> bool:
+        if account_key is None:
+            status = await self._pool.execute("DELETE FROM push_subscriptions WHERE endpoint = $1", endpoint)
+        else:
+            status = await self._pool.execute(
+                "DELETE FROM push_subscriptions WHERE endpoint = $1 AND account_key = $2", endpoint, account_key
+            )
+        return status != "DELETE 0"
+
+    async def push_subscriptions(self, account_key: str) -> list[PushSubscription]:
+        return [push_from_row(tuple(row)) for row in await self._fetch(SELECT_PUSH, account_key)]
 
     async def _message_with_sender(self, message_id: int) -> tuple[StoredMessage, str | None] | None:
         rows = await self._fetch(SELECT_MESSAGE_WITH_SENDER_KEY + " WHERE id = ?", message_id)

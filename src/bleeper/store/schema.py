@@ -46,6 +46,11 @@ MIGRATIONS: list[list[str]] = [
     [  # 7: on-call roles, backups and waiting urgent messages survive a restart (see chat/standing.py)
         "CREATE TABLE standing (kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, key))",
     ],
+    [  # 8: Web Push subscriptions (PUSH ADD): an endpoint is one browser on one device, so it is the key
+        "CREATE TABLE push_subscriptions (account_key TEXT NOT NULL, endpoint TEXT PRIMARY KEY,"
+        " p256dh TEXT NOT NULL, auth TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        "CREATE INDEX push_subscriptions_account ON push_subscriptions (account_key)",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

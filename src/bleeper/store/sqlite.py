@@ -24,20 +24,25 @@ from typing import IO, TypeVar
 from bleeper.store import schema
 from bleeper.store.audit import GENESIS, AuditEntry, entries_from_rows
 from bleeper.store.base import (
+    ADD_PUSH,
     AUDIT_HEAD,
     EXPIRE,
     FORGET,
     HISTORY,
     KEEP,
+    PRUNE_PUSH,
+    PUSH_PER_ACCOUNT,
     SELECT_ACCOUNT,
     SELECT_AUDIT,
     SELECT_MESSAGE,
     SELECT_MESSAGE_WITH_SENDER_KEY,
+    SELECT_PUSH,
     Committed,
     Store,
     account_from_row,
     audit_filter,
     message_from_row,
+    push_from_row,
 )
 from bleeper.store.batch import AUDIT_COLUMNS, MESSAGE_COLUMNS, Batch
 from bleeper.store.model import (
@@ -46,6 +51,7 @@ from bleeper.store.model import (
     AuditEvent,
     InboxEntry,
     NewMessage,
+    PushSubscription,
     SchemaTooNew,
     StoredMessage,
     StoreError,
@@ -172,6 +178,7 @@ class SqliteStore(Store):
                 gone = db.execute("DELETE FROM accounts WHERE key = ?", (key,)).rowcount > 0
                 db.execute("DELETE FROM memberships WHERE account_key = ?", (key,))
                 db.execute("DELETE FROM groups WHERE key NOT IN (SELECT group_key FROM memberships)")
+                db.execute("DELETE FROM push_subscriptions WHERE account_key = ?", (key,))  # their phones go quiet
             return gone
 
         return await self._run(delete)
@@ -284,6 +291,31 @@ class SqliteStore(Store):
             return [(str(kind), str(key), str(value)) for kind, key, value in rows]
 
         return await self._run(read)
+
+    async def add_push_subscription(
+        self, account_key: str, endpoint: str, p256dh: str, auth: str, created_ms: int, keep: int = PUSH_PER_ACCOUNT
+    ) -> None:
+        def write() -> None:
+            db = self._db()
+            with _transaction(db):
+                db.execute(ADD_PUSH, (account_key, endpoint, p256dh, auth, created_ms))
+                db.execute(PRUNE_PUSH, (account_key, account_key, keep))
+
+        await self._run(write)
+
+    async def remove_push_subscription(self, endpoint: str, account_key: str | None = None) -> bool:
+        def delete() -> bool:
+            if account_key is None:
+                return self._db().execute("DELETE FROM push_subscriptions WHERE endpoint = ?", (endpoint,)).rowcount > 0
+            sql = "DELETE FROM push_subscriptions WHERE endpoint = ? AND account_key = ?"
+            return self._db().execute(sql, (endpoint, account_key)).rowcount > 0
+
+        return await self._run(delete)
+
+    async def push_subscriptions(self, account_key: str) -> list[PushSubscription]:
+        return await self._run(
+            lambda: [push_from_row(row) for row in self._db().execute(SELECT_PUSH, (account_key,)).fetchall()]
+        )
 
     async def _message_with_sender(self, message_id: int) -> tuple[StoredMessage, str | None] | None:
         def read() -> tuple[StoredMessage, str | None] | None:

@@ -48,10 +48,12 @@ class WebOptions:
     health: Callable[[], tuple[bool, dict[str, object]]]  # (healthy, details)
     origins: list[str] = field(default_factory=list)  # extra allowed origins, e.g. https://bleeper.ward7.nhs.uk
     notification_text: bool = False  # may the page's system notifications show message text (--web-notification-text)
+    push_key: str | None = None  # the VAPID public key when Web Push is on (--push-vapid-key), else None
 
     def page_settings(self) -> dict[str, object]:
-        """What the page needs to know of the server's settings (GET /config.json)."""
-        return {"notificationText": self.notification_text}
+        """What the page needs to know of the server's settings (GET /config.json). ``pushKey`` is the
+        applicationServerKey to subscribe with, or null: this server does not push."""
+        return {"notificationText": self.notification_text, "pushKey": self.push_key}
 
 
 class SecurityHeaders:
@@ -87,6 +89,15 @@ def create_app(options: WebOptions) -> Starlette:
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
+    async def service_worker(request: Request) -> Response:
+        # At the root, so it may control every page (Service-Worker-Allowed says so); every response already
+        # carries Cache-Control: no-cache, so browsers check for a new version each time.
+        return FileResponse(STATIC / "sw.js", media_type="text/javascript; charset=utf-8",
+                            headers={"Service-Worker-Allowed": "/"})  # fmt: skip
+
+    async def manifest(request: Request) -> Response:
+        return FileResponse(STATIC / "manifest.webmanifest", media_type="application/manifest+json")
+
     async def websocket(ws: WebSocket) -> None:
         if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), options.origins):
             await ws.close(POLICY_VIOLATION)  # before accept: the browser sees the handshake refused (403)
@@ -114,6 +125,8 @@ def create_app(options: WebOptions) -> Starlette:
         routes=[
             Route("/", index),
             Route("/config.json", settings),
+            Route("/sw.js", service_worker),
+            Route("/manifest.webmanifest", manifest),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             WebSocketRoute("/ws", websocket),

@@ -1,9 +1,17 @@
 // The Bleeper web client. Everything received is inserted with textContent, never as HTML.
 import { LineSocket, fields, parseMessage } from "./protocol.js";
+import { Timeline, clock, timeElement } from "./timeline.js";
+import { createRoles } from "./roles.js";
+import * as layout from "./layout.js";
+import { announceMessage } from "./announce.js";
+import * as alerts from "./alerts.js";
+import { installSignedIn, permissionGranted, signInWhenBack, startInstall } from "./install.js";
 
 const $ = (id) => document.getElementById(id);
 const keyOf = (name) => name.normalize("NFKC").toLowerCase();
 const EVERYONE = "*";
+let timeline = null; // the open conversation's messages (timeline.js), made once the page has loaded
+let roles = null;    // the on-call panel (roles.js)
 
 const state = {
   socket: null,
@@ -38,12 +46,6 @@ function command(line) {
   return state.socket.command(line);
 }
 
-// HH:MM in local time; the server's clock (UTC) decides the order, people read their own.
-function clock(time) {
-  const date = new Date(time);
-  return [date.getHours(), date.getMinutes()].map((n) => String(n).padStart(2, "0")).join(":");
-}
-
 // -- conversations -----------------------------------------------------------------------------------
 
 function conversation(key, label, target) {
@@ -71,42 +73,77 @@ function conversationFor(from, to) {
   return conversation("@" + others.map(keyOf).join(","), others.join(", "), others.join(","));
 }
 
+// The list of conversations: name, unread count, and (phones read the list first) the latest message.
 function renderConversations() {
   const list = $("conversation-list");
   list.replaceChildren();
   const order = [...state.conversations.values()].sort((a, b) =>
     a.key === EVERYONE ? -1 : b.key === EVERYONE ? 1 : a.label.localeCompare(b.label));
+  let elsewhere = 0;
   for (const conv of order) {
     const item = document.createElement("li");
     const button = document.createElement("button");
     button.type = "button";
     button.className = "conversation-button" + (conv.key === state.active ? " active" : "");
     button.dataset.key = conv.key;
-    button.textContent = conv.label;
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = conv.label;
+    button.append(label);
     if (conv.key === state.active) button.setAttribute("aria-current", "true");
     if (conv.unread.size) {
+      if (conv.key !== state.active || !layout.conversationShown()) elsewhere += conv.unread.size;
+      // The badge shows the number; screen readers hear "3 unread" from the hidden words beside it.
       const badge = document.createElement("span");
       badge.className = "unread";
       badge.textContent = String(conv.unread.size);
-      badge.setAttribute("aria-label", `${conv.unread.size} unread`);
-      button.append(" ", badge);
+      badge.setAttribute("aria-hidden", "true");
+      const words = document.createElement("span");
+      words.className = "visually-hidden";
+      words.textContent = `, ${conv.unread.size} unread`;
+      button.append(" ", badge, words);
+    }
+    const last = conv.messages.at(-1);
+    if (last) {
+      // A description, not part of the name: "bob" stays "bob, 1 unread" to a screen reader's list of buttons.
+      const preview = document.createElement("span");
+      preview.className = "preview";
+      preview.id = `preview-${list.children.length}`;
+      const who = keyOf(last.from) === state.me.key ? "you" : last.from;
+      const words = document.createElement("span");
+      words.className = "preview-text";
+      words.textContent = `${who}: ${last.text}`;
+      preview.append(words, " ", timeElement(last.time));
+      preview.setAttribute("aria-hidden", "true");
+      button.setAttribute("aria-describedby", preview.id);
+      button.append(" ", preview);
     }
     button.addEventListener("click", () => openConversation(conv.key));
     item.append(button);
     list.append(item);
   }
+  layout.setUnreadElsewhere(elsewhere);
 }
 
-function openConversation(key) {
+// Open a conversation; reveal: show it (on a phone, in place of the list) and put the cursor in the message box.
+function openConversation(key, { reveal = true } = {}) {
+  const previous = state.conversations.get(state.active);
+  if (previous && previous.key !== key) previous.markerBefore = null;
   state.active = key;
   const conv = state.conversations.get(key);
-  conv.unread.clear();
+  // "New messages" goes above the first unread, and stays there while the conversation is open.
+  if (conv.unread.size) conv.markerBefore = Math.min(...conv.unread);
+  if (reveal) layout.showConversation();
+  if (layout.conversationShown()) conv.unread.clear();
   $("title").textContent = conv.label;
   $("urgent-toggle").disabled = key === EVERYONE;
   renderConversations();
-  renderMessages();
+  renderMessages({ opening: true });
   if (!conv.historyLoaded && key !== EVERYONE) loadHistory(conv);
-  $("text").focus();
+  if (!reveal) return;
+  // On a phone the on-screen keyboard would cover half the conversation: focus its title instead.
+  if (layout.isPhone()) $("title").focus();
+  else $("text").focus();
 }
 
 async function loadHistory(conv) {
@@ -126,78 +163,56 @@ function addMessage(msg, { history = false } = {}) {
   conv.messages.push(msg);
   conv.messages.sort((a, b) => a.id - b.id);
   const mine = keyOf(msg.from) === state.me.key;
-  if (!history && !mine && (conv.key !== state.active || document.hidden)) {
-    conv.unread.add(msg.id);
-    renderConversations();
+  const here = conv.key === state.active && layout.conversationShown();
+  if (!history && !mine && (!here || document.hidden)) conv.unread.add(msg.id);
+  if (!history && !mine && !msg.urgent) { // urgent ones are said by the banner, an alert
+    announceMessage({ from: msg.from, text: msg.text, where: conv.label, here: here && !document.hidden });
   }
+  renderConversations(); // the latest message shows under the conversation's name
   if (conv.key === state.active) renderMessages();
   return conv;
 }
 
-function renderMessages() {
+function renderMessages({ opening = false } = {}) {
   const conv = state.conversations.get(state.active);
-  const list = $("messages");
-  list.replaceChildren();
-  for (const msg of conv.messages) list.append(messageItem(msg));
-  for (const item of state.outbox) if (item.convKey === conv.key) list.append(pendingItem(item));
-  list.scrollTop = list.scrollHeight;
+  timeline.render({
+    messages: conv.messages,
+    pending: state.outbox.filter((item) => item.convKey === conv.key),
+    markerBefore: conv.markerBefore ?? null,
+    opening,
+    isMine: (msg) => keyOf(msg.from) === state.me.key,
+    marksFor,
+    roleTo,
+    myName: state.me.name,
+  });
   markRead(conv);
 }
 
-function messageItem(msg) {
-  const item = document.createElement("li");
-  item.className = "message" + (msg.urgent ? " urgent-message" : "") + (keyOf(msg.from) === state.me.key ? " mine" : "");
-  item.dataset.id = String(msg.id);
-  const time = document.createElement("time");
-  time.dateTime = msg.time;
-  time.textContent = clock(msg.time);
-  const from = document.createElement("span");
-  from.className = "from";
-  from.textContent = msg.from;
-  const text = document.createElement("span");
-  text.className = "text";
-  text.textContent = msg.text;
-  item.append(time, " ", from, " ", text);
-  if (msg.urgent) {
-    const tag = document.createElement("strong");
-    tag.className = "tag";
-    tag.textContent = "URGENT";
-    item.prepend(tag, " ");
+// The receipt marks of my private, sub-group and urgent messages: one element per message, kept across
+// re-renders, which DELIVERED and READ events update (updateMarks).
+function marksFor(msg) {
+  if (keyOf(msg.from) !== state.me.key || msg.to === EVERYONE) return null;
+  let marks = state.sent.get(msg.id);
+  if (!marks) {
+    marks = document.createElement("span");
+    marks.className = "marks";
+    marks.dataset.delivered = "";
+    marks.dataset.read = "";
+    state.sent.set(msg.id, marks);
   }
-  if (keyOf(msg.from) === state.me.key && msg.to !== EVERYONE) {
-    let marks = state.sent.get(msg.id);
-    if (!marks) {
-      marks = document.createElement("span");
-      marks.className = "marks";
-      marks.dataset.delivered = "";
-      marks.dataset.read = "";
-      state.sent.set(msg.id, marks);
-    }
-    item.append(" ", marks);
-  }
-  return item;
+  return marks;
 }
 
-// A message not yet confirmed by the server: the text stays visible, marked as waiting.
-function pendingItem(item) {
-  const element = document.createElement("li");
-  element.className = "message mine pending" + (item.urgent ? " urgent-message" : "");
-  const from = document.createElement("span");
-  from.className = "from";
-  from.textContent = state.me.name;
-  const text = document.createElement("span");
-  text.className = "text";
-  text.textContent = item.text;
-  const mark = document.createElement("span");
-  mark.className = "marks";
-  mark.textContent = "waiting for the connection";
-  element.append(from, " ", text, " ", mark);
-  return element;
+// A message to an on-call role ("@cardio-oncall") is filed under its sender; say which role it paged. It is
+// one sent to "@<name>" where the name is not mine, by someone else.
+function roleTo(msg) {
+  if (!msg.to.startsWith("@") || msg.to.includes(",") || keyOf(msg.from) === state.me.key) return null;
+  return keyOf(msg.to.slice(1)) === state.me.key ? null : msg.to;
 }
 
 // Shown on screen is read: tell the sender (READ) for private, sub-group and urgent messages.
 function markRead(conv) {
-  if (document.hidden || !state.socket) return;
+  if (document.hidden || !state.socket || !layout.conversationShown()) return;
   for (const msg of conv.messages) {
     if (msg.readSent || keyOf(msg.from) === state.me.key || msg.to === EVERYONE || msg.to.startsWith("#") && !msg.urgent) continue;
     msg.readSent = true;
@@ -228,6 +243,7 @@ function ago(time) {
 }
 
 function renderUrgent() {
+  alerts.urgentWaiting([...state.urgent.keys()]); // the tone, title and favicon follow what waits
   const banner = $("urgent");
   const first = state.urgent.entries().next();
   if (first.done) {
@@ -246,8 +262,7 @@ function renderUrgent() {
   banner.hidden = false;
 }
 
-async function acknowledge() {
-  const id = Number($("ack").dataset.id);
+async function acknowledge(id = Number($("ack").dataset.id)) {
   const reply = await command(`ACK ${id}`);
   if (reply.code === 206 || reply.code === 404) {
     state.urgent.delete(id);
@@ -255,6 +270,21 @@ async function acknowledge() {
   }
   if (reply.code === 206) readFromBanner(id);
   notice(`${reply.code} ${reply.text}`);
+}
+
+// A notification was clicked (alerts.js): show its message's conversation (or, not here, its sender's), and
+// while an urgent page waits put the focus on the banner's Acknowledge button.
+function openFromAlert(id, from) {
+  const conv = [...state.conversations.values()].find((c) => c.messages.some((m) => m.id === id));
+  if (conv) openConversation(conv.key);
+  else if (from) openConversation(conversation("@" + keyOf(from), from, from).key);
+  if (state.urgent.size) $("ack").focus();
+}
+
+// A notification's Acknowledge button: answered as from the banner.
+async function acknowledgeFromAlert(id, from) {
+  openFromAlert(id, from);
+  await acknowledge(id);
 }
 
 // Acknowledging a page means it was read, wherever its conversation is: it leaves the unread count, and its
@@ -284,10 +314,14 @@ function onEvent({ name, rest }) {
         state.repeats += 1; // sent again (after a crash, or by an overlapping SYNC): already handled
         break;
       }
-      if (addMessage(msg)) state.added += 1;
+      if (addMessage(msg)) {
+        state.added += 1;
+        alerts.messageArrived(msg, keyOf(msg.from) === state.me.key); // a notification and a sound, if need be
+      }
       if (msg.urgent) {
         state.urgent.set(msg.id, { from: msg.from, text: msg.text, time: msg.time });
         renderUrgent();
+        roles.giveWay(); // a modal panel would keep the banner's Acknowledge out of reach
       }
       break;
     }
@@ -307,6 +341,7 @@ function onEvent({ name, rest }) {
     case "ALERT": {
       const [id, from, waiting] = fields(rest, 2);
       notice(`still waiting for your acknowledgement: message ${id} from ${from} (${waiting} waiting)`);
+      alerts.stillWaiting(Number(id), from, state.urgent.get(Number(id))?.text);
       $("urgent").classList.remove("flash");
       void $("urgent").offsetWidth;
       $("urgent").classList.add("flash");
@@ -339,6 +374,7 @@ function onEvent({ name, rest }) {
     }
     case "ONCALL":
       notice(`on call: ${rest}`);
+      roles.handedOver(rest);
       break;
     case "CLOSING":
       notice(`the server is closing this connection: ${rest}`);
@@ -548,7 +584,10 @@ async function setStatus(event) {
 // -- connection -----------------------------------------------------------------------------------------
 
 function notice(text) {
-  $("notice").textContent = text;
+  const line = $("notice");
+  line.textContent = text;
+  // A long reply (/help) scrolls inside the line: then it takes keyboard focus too, so it can be scrolled.
+  line.tabIndex = line.scrollHeight > line.clientHeight ? 0 : -1;
 }
 
 function showState(text, kind) {
@@ -582,6 +621,7 @@ async function connect(name, password) {
 
 async function signIn(event) {
   event.preventDefault();
+  alerts.unlockAudio(); // the click is the moment a browser lets the page start its sound
   const name = $("name").value.trim();
   const password = $("password").value || null;
   $("signin-error").textContent = "";
@@ -613,6 +653,8 @@ async function signIn(event) {
     $("name").focus();
   } catch (error) {
     $("signin-error").textContent = `Cannot reach the server (${error.message}). Check the address and try again.`;
+    // Not even greeted: the offline screen waits for the server, then signs in with what was typed.
+    if (error.code === 0) signInWhenBack(() => $("signin-form").requestSubmit());
   } finally {
     $("signin-button").disabled = false;
   }
@@ -626,8 +668,11 @@ function started() {
   $("me").textContent = state.me.name;
   showState("connected", "online");
   conversation(EVERYONE, "Everyone", null);
-  openConversation(EVERYONE);
+  openConversation(EVERYONE, { reveal: !layout.isPhone() }); // a phone starts on the list of conversations
   refreshPeople();
+  roles.refresh();
+  alerts.alertsSignedIn();
+  installSignedIn({ password: state.me.password, command });
 }
 
 function onClose() {
@@ -668,6 +713,7 @@ async function reconnect() {
   notes.push(...await sendQueued());
   if (state.socket !== socket) return; // it went again meanwhile: onClose is already retrying
   refreshPeople();
+  roles.refresh(); // a role handed over while the connection was down sent its ONCALL event to nobody
   notice([reconnectedNotice(state.added - before, caughtUp), ...notes].join("\n"));
 }
 
@@ -729,23 +775,33 @@ function reconnectedNotice(added, caughtUp) {
 }
 
 document.addEventListener("visibilitychange", () => {
-  if (!document.hidden && state.me) {
+  if (!document.hidden && state.me && layout.conversationShown()) {
     const conv = state.conversations.get(state.active);
-    conv.unread.clear();
+    if (conv.unread.size) { // what arrived while the page was hidden is new: mark where it starts
+      conv.markerBefore = Math.min(...conv.unread);
+      conv.unread.clear();
+      renderMessages({ opening: true });
+    }
     renderConversations();
     markRead(conv);
   }
 });
 
 window.addEventListener("DOMContentLoaded", () => {
+  timeline = new Timeline($("messages"), $("jump"));
+  roles = createRoles({ command, me: () => state.me, people: () => [...state.people.values()].map((p) => p.name) });
+  layout.initLayout({ listShown: () => renderConversations() });
   $("signin-form").addEventListener("submit", signIn);
   $("composer").addEventListener("submit", send);
   $("join-form").addEventListener("submit", joinGroup);
   $("status-form").addEventListener("submit", setStatus);
-  $("ack").addEventListener("click", acknowledge);
+  $("ack").addEventListener("click", () => acknowledge());
+  alerts.initAlerts({ open: openFromAlert, acknowledge: acknowledgeFromAlert, granted: permissionGranted });
+  startInstall().then(alerts.configureAlerts); // the offline screen shows until the server answers
   document.addEventListener("keydown", (event) => {
     if (event.altKey && event.key.toLowerCase() === "a" && !$("urgent").hidden) { event.preventDefault(); acknowledge(); }
   });
 });
 
 window.bleeper = state; // for the curious, and for the tests' diagnostics
+state.alerts = alerts.probe; // what the alerts did: notifications raised, the tone on or off

@@ -45,8 +45,10 @@ export class LineSocket extends EventTarget {
       this.ws = ws;
       this.setState("connecting");
       let greeted = false;
-      // The greeting (220, or 421 when full) is the reply to connecting.
-      this.waiting = [{ resolve: (r) => { greeted = true; r.code === 220 ? resolve(r) : reject(new Error(r.text)); }, items: [] }];
+      // The greeting (220, or 421 when full) is the reply to connecting. A refusal's error carries its code:
+      // 0 when the connection closed without one (no server there, or one stopping).
+      const refused = (r) => Object.assign(new Error(r.text), { code: r.code });
+      this.waiting = [{ resolve: (r) => { greeted = true; r.code === 220 ? resolve(r) : reject(refused(r)); }, items: [] }];
       ws.onmessage = (frame) => this.receive(String(frame.data));
       ws.onclose = (e) => {
         const pending = this.waiting;
