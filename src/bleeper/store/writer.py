@@ -204,7 +204,7 @@ def serve(fd: int, path: str) -> int:
     """The child's loop: one transaction per batch received, in order, until the server goes away."""
     import sqlite3
 
-    from bleeper.store.sqlite import connect, write_batch  # here: sqlite.py imports this module
+    from bleeper.store.sqlite_commit import connect, write_batch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
