@@ -9,7 +9,7 @@ already there (the in-memory backend, and the unit tests, need no event loop).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, Generic, Protocol, TypeVar
 
 from bleeper.chat.records import Account, AuditEvent, InboxEntry, Ledger, NewMessage, StoredMessage
@@ -20,11 +20,15 @@ T_co = TypeVar("T_co", covariant=True)
 
 
 class Pending(Protocol[T_co]):
+    """An answer that may not be known yet. Awaitable: an ``async def`` handler awaits it (see chat/flow.py)."""
+
     def add_done_callback(self, fn: Callable[[Any], object], /) -> None: ...
 
     def done(self) -> bool: ...
 
     def result(self) -> T_co: ...
+
+    def __await__(self) -> Generator[Any, None, T_co]: ...
 
 
 class Answer(Generic[T]):
@@ -58,6 +62,14 @@ class Answer(Generic[T]):
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
+
+    def __await__(self) -> Generator[Any, None, T]:
+        """Known already: the value at once, without suspending. Otherwise hand this answer to whoever
+        drives the coroutine, :func:`bleeper.chat.flow.run`, which resumes it once the answer is resolved
+        (an asyncio task cannot: it takes only its own futures)."""
+        if not self._done:
+            yield self
+        return self.result()
 
     def resolve(self, value: T | None = None, error: BaseException | None = None) -> None:
         self._value, self._error, self._done = value, error, True

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bleeper import __version__
 from bleeper.chat.backend import Answer, Backend, Pending
+from bleeper.chat.flow import run
 from bleeper.chat.memory import MemoryBackend
 from bleeper.chat.names import group_problem, name_key, name_problem, suggest
 from bleeper.chat.notify import Kind, NoNotifier, Notifier
@@ -161,7 +162,7 @@ class Hub:
         self._handlers: dict[type, Callable[[Session, object], Pending[object] | None]] = {
             Help: self._help,  # type: ignore[dict-item]
             Name: self._name,  # type: ignore[dict-item]
-            Login: self._login,  # type: ignore[dict-item]
+            Login: self._flow(self._login),
             Say: self._say,  # type: ignore[dict-item]
             Tell: self._tell,  # type: ignore[dict-item]
             Join: self._join,  # type: ignore[dict-item]
@@ -173,18 +174,32 @@ class Hub:
             Announce: self._announce,  # type: ignore[dict-item]
             Ack: self._ack,  # type: ignore[dict-item]
             Backup: self._backup,  # type: ignore[dict-item]
-            Read: self._read,  # type: ignore[dict-item]
-            Trace: self._trace,  # type: ignore[dict-item]
+            Read: self._flow(self._read),
+            Trace: self._flow(self._trace),
             Oncall: self._oncall,  # type: ignore[dict-item]
-            Recall: self._recall,  # type: ignore[dict-item]
+            Recall: self._flow(self._recall),
             Health: self._health,  # type: ignore[dict-item]
-            Push: self._push,  # type: ignore[dict-item]
-            Sync: self._sync,  # type: ignore[dict-item]
-            History: self._history,  # type: ignore[dict-item]
+            Push: self._flow(self._push),
+            Sync: self._flow(self._sync),
+            History: self._flow(self._history),
             Ping: self._ping,  # type: ignore[dict-item]
             Pong: self._pong,  # type: ignore[dict-item]
             Quit: self._quit,  # type: ignore[dict-item]
         }
+
+    def _flow(
+        self, handler: Callable[[Session, Any], Coroutine[Any, Any, None]]
+    ) -> Callable[[Session, Any], Pending[object] | None]:
+        """An ``async def`` handler as the dispatch table wants it: run until it waits for storage (see
+        chat/flow.py), and answered ``500`` should it fail, so the command still gets its one reply."""
+
+        def start(session: Session, command: Any) -> Pending[object] | None:
+            def failed(exc: BaseException) -> None:
+                self._answer(session, reply(codes.SERVER_ERROR, "internal error; the command was not carried out"))
+
+            return run(handler(session, command), failed)
+
+        return start
 
     # -- state from storage -----------------------------------------------------------------------------
 
@@ -404,12 +419,12 @@ class Hub:
         session.name = name
         session.key = key
 
-    def _login(self, session: Session, command: Login) -> Pending[object] | None:
+    async def _login(self, session: Session, command: Login) -> None:
         if session.key is not None:
             self._answer(
                 session, reply(codes.FORBIDDEN, f"you are already {session.name}; QUIT and reconnect to switch")
             )
-            return None
+            return
         key = name_key(command.name)
         now = self._monotonic()
         for subject in (key, "@" + session.host):
@@ -420,39 +435,32 @@ class Hub:
                 self._answer(
                     session, reply(codes.SLOW_DOWN, f"too many failed logins; wait {int(wait) + 1} s and try again")
                 )
-                return None
-        flow: Answer[None] = Answer()
-
-        def failed(reason: str) -> None:
-            self.audit("login-failed", key, key, address=session.address, reason=reason)
-            for subject in (key, "@" + session.host):
-                failures, _ = self._failures.get(subject, (0, 0.0))
-                self._failures[subject] = (failures + 1, self._monotonic())
-            log.warning("failed login for %r from %s", command.name[:40], session.address,
-                        extra={"event": "login-failed", "peer": session.address})  # fmt: skip
-            self._answer(session, reply(codes.LOGIN_FAILED, "login failed: unknown account or wrong password"))
-            flow.resolve()
-
-        def found(pending: Pending[Account | None]) -> None:
-            account = _result(pending)
-            if account is None or session.closing:
-                failed("no such account" if account is None else "disconnected")
                 return
-            self.accounts[account.key] = account.name
+        account = await _known(self.backend.account(key))
+        if account is None or session.closing:
+            self._login_failed(session, command, "no such account" if account is None else "disconnected")
+            return
+        self.accounts[account.key] = account.name
+        if not await _known(self.backend.verify_password(account, command.password)):
+            self._login_failed(session, command, "wrong password")
+            return
+        if session.closing:
+            self._login_failed(session, command, "disconnected")
+            return
+        self._failures.pop(key, None)
+        await self._logged_in(session, account)
 
-            def checked(verdict: Pending[bool]) -> None:
-                if not _result(verdict) or session.closing:
-                    failed("wrong password" if not _result(verdict) else "disconnected")
-                    return
-                self._failures.pop(key, None)
-                self._logged_in(session, account, flow)
+    def _login_failed(self, session: Session, command: Login, reason: str) -> None:
+        key = name_key(command.name)
+        self.audit("login-failed", key, key, address=session.address, reason=reason)
+        for subject in (key, "@" + session.host):
+            failures, _ = self._failures.get(subject, (0, 0.0))
+            self._failures[subject] = (failures + 1, self._monotonic())
+        log.warning("failed login for %r from %s", command.name[:40], session.address,
+                    extra={"event": "login-failed", "peer": session.address})  # fmt: skip
+        self._answer(session, reply(codes.LOGIN_FAILED, "login failed: unknown account or wrong password"))
 
-            self.backend.verify_password(account, command.password).add_done_callback(checked)
-
-        self.backend.account(key).add_done_callback(found)
-        return None if flow.done() else flow
-
-    def _logged_in(self, session: Session, account: Account, flow: Answer[None]) -> None:
+    async def _logged_in(self, session: Session, account: Account) -> None:
         for other in list(self.users.get(account.key, [])):
             if other.account is None:  # someone took the account's name without logging in
                 self.drop(other, f"the name {account.name} belongs to an account that has logged in")
@@ -469,27 +477,18 @@ class Hub:
         self.audit("login", account.key, account.key, address=session.address)
         log.info("login %s from %s", account.name, session.address,
                  extra={"event": "login", "who": account.name, "peer": session.address})  # fmt: skip
-
         self._delivered[account.key] = max(self._delivered.get(account.key, 0), account.delivered_seq)
 
-        def waiting(pending: Pending[list[InboxEntry]]) -> None:
-            upto, sent = self._replay(session, _result(pending) or [], account.delivered_seq)
-
-            def counted(last: Pending[int]) -> None:
-                self._release_held(session, upto)
-                more = max(0, (_result(last) or 0) - upto)
-                hint = f" (SYNC {upto} for the rest)" if more else ""
-                self._answer(
-                    session,
-                    reply(
-                        codes.LOGGED_IN, f"{account.name} logged in at {upto}; {sent} waiting sent, {more} more{hint}"
-                    ),
-                )
-                flow.resolve()
-
-            self.backend.last_seq(account.key).add_done_callback(counted)
-
-        self.backend.inbox(account.key, account.delivered_seq, SYNC_BATCH).add_done_callback(waiting)
+        waiting = await _known(self.backend.inbox(account.key, account.delivered_seq, SYNC_BATCH)) or []
+        upto, sent = self._replay(session, waiting, account.delivered_seq)
+        last = await _known(self.backend.last_seq(account.key)) or 0  # after the inbox: it counts all it holds
+        self._release_held(session, upto)
+        more = max(0, last - upto)
+        hint = f" (SYNC {upto} for the rest)" if more else ""
+        self._answer(
+            session,
+            reply(codes.LOGGED_IN, f"{account.name} logged in at {upto}; {sent} waiting sent, {more} more{hint}"),
+        )
 
     def _replay(self, session: Session, entries: list[InboxEntry], since: int) -> tuple[int, int]:
         """Send stored messages as MSG events with their original time and sequence number, up to about
@@ -618,9 +617,24 @@ class Hub:
                          client_id, waiting is not None)  # fmt: skip
         pending = self.backend.store(new)
         slot: list[Any] | None = None
-        if not pending.done():
+        if not pending.done():  # its reply keeps its place while later lines are read and answered
             slot = [False, []]
             session.slots.append(slot)
+        stored = run(self._deliver_stored(session, pending, slot, targets, accounts, waiting))
+        # Pipelining: the next lines are read at once, unless too many messages already wait for storage.
+        return stored if len(session.slots) > MAX_IN_FLIGHT else None
+
+    async def _deliver_stored(
+        self,
+        session: Session,
+        pending: Pending[StoredMessage],
+        slot: list[Any] | None,
+        targets: list[Session],
+        accounts: list[str],
+        waiting: list[str] | None,
+    ) -> None:
+        """The second half of :meth:`_send`: once the message is stored, deliver it, then say 250 (in the
+        command's own slot, so replies keep the order of the lines)."""
 
         def answer(data: bytes) -> None:
             if slot is None:
@@ -630,50 +644,50 @@ class Hub:
                 slot[0] = True
                 self._release(session)
 
-        def stored(result: Pending[StoredMessage]) -> None:
-            try:
-                message = result.result()
-            except StorageFull:
-                answer(reply(codes.STORAGE_FULL, "storage full: the message was NOT sent; try again later"))
-                return
-            except StorageUnsure as exc:
-                log.error("storing a message from %s was interrupted: %s", session.label, exc)
-                answer(reply(codes.STORAGE_ERROR, "storage interrupted: the message may or may not be stored; "
-                             "send it again with the same ID to be sure"))  # fmt: skip
-                return
-            except Exception as exc:
-                log.error("storing a message from %s failed: %s", session.label, exc)
-                answer(reply(codes.STORAGE_ERROR, "storage error: the message was NOT sent; try again"))
-                return
-            stamp = format_ms(message.created_ms)
-            reached = 0
-            if not message.duplicate:
-                reached = self._deliver(message, stamp, targets)
-            note = "; already sent (same ID), not sent again" if message.duplicate else ""
-            kept: Pending[None] | None = None
-            if waiting is not None and not message.duplicate:
-                urgent = self.urgent.add(message.id, session.key or "", session.name or "", to, text, waiting,
-                                         self._monotonic(), message.created_ms)  # fmt: skip
-                kept = self._keep(urgent_row(urgent))
-                every = f"{self.limits.urgent_interval:g}"
-                note += f"; urgent: alerts every {every} s until acknowledged, then escalates"
-            accepted = reply(codes.MESSAGE_ACCEPTED, f"{message.id} {stamp} reached {reached}{note}")
-            if kept is None:
-                answer(accepted)
-            else:  # accepted once its alerts would survive a restart too
-                kept.add_done_callback(lambda _: answer(accepted))
-            if not message.duplicate and message.to != "*" and (message.seqs or message.urgent or message.to[0] == "@"):
-                self._note_delivered(message, targets, session.key or "", session)
-            if not message.duplicate and self.notifier.enabled:
-                kind: Kind | None = "urgent" if waiting is not None else None
-                if kind is None and conversation.startswith(("@", "role:")):
-                    kind = "message"  # addressed to people, as a page is; not SAY, nor a group's chatter
-                if kind is not None:
-                    self._notify_offline(accounts, kind, message.id, message.sender)
-
-        pending.add_done_callback(stored)
-        # Pipelining: the next lines are read at once, unless too many messages already wait for storage.
-        return pending if len(session.slots) > MAX_IN_FLIGHT else None
+        try:
+            message = await pending
+        except StorageFull:
+            answer(reply(codes.STORAGE_FULL, "storage full: the message was NOT sent; try again later"))
+            return
+        except StorageUnsure as exc:
+            log.error("storing a message from %s was interrupted: %s", session.label, exc)
+            answer(reply(codes.STORAGE_ERROR, "storage interrupted: the message may or may not be stored; "
+                         "send it again with the same ID to be sure"))  # fmt: skip
+            return
+        except Exception as exc:
+            log.error("storing a message from %s failed: %s", session.label, exc)
+            answer(reply(codes.STORAGE_ERROR, "storage error: the message was NOT sent; try again"))
+            return
+        stamp = format_ms(message.created_ms)
+        if message.duplicate:
+            answer(
+                reply(codes.MESSAGE_ACCEPTED, f"{message.id} {stamp} reached 0; already sent (same ID), not sent again")
+            )
+            return
+        reached = self._deliver(message, stamp, targets)
+        note, kept = "", None
+        if waiting is not None:
+            urgent = self.urgent.add(message.id, session.key or "", session.name or "", message.to, message.text,
+                                     waiting, self._monotonic(), message.created_ms)  # fmt: skip
+            kept = self._keep(urgent_row(urgent))
+            note = f"; urgent: alerts every {self.limits.urgent_interval:g} s until acknowledged, then escalates"
+        accepted = reply(codes.MESSAGE_ACCEPTED, f"{message.id} {stamp} reached {reached}{note}")
+        if kept is None or kept.done():
+            answer(accepted)
+        elif slot is None:  # the 250 waits for the alert state: it keeps its place ahead of what follows
+            slot = [False, []]
+            session.slots.append(slot)
+        if message.to != "*" and (message.seqs or message.urgent or message.to[0] == "@"):
+            self._note_delivered(message, targets, session.key or "", session)  # after the 250 that gives the id
+        if self.notifier.enabled:
+            kind: Kind | None = "urgent" if waiting is not None else None
+            if kind is None and message.conversation.startswith(("@", "role:")):
+                kind = "message"  # addressed to people, as a page is; not SAY, nor a group's chatter
+            if kind is not None:
+                self._notify_offline(accounts, kind, message.id, message.sender)
+        if kept is not None and not kept.done():
+            await kept  # accepted once its alerts would survive a restart too
+            answer(accepted)
 
     def _answer(self, session: Session, data: bytes) -> None:
         """A reply to this session's command: straight out, or after the replies still waiting for storage."""
@@ -723,72 +737,53 @@ class Hub:
         self.deliveries += reached
         return reached
 
-    def _sync(self, session: Session, command: Sync) -> Pending[object] | None:
+    async def _sync(self, session: Session, command: Sync) -> None:
         account = session.account
         if account is None:
             self._answer(session, reply(codes.FORBIDDEN, "SYNC needs an account: LOGIN <name> <password>"))
-            return None
-        flow: Answer[None] = Answer()
+            return
         session.held = []  # as at LOGIN: live messages wait for the replay, so each number arrives once, in order
+        entries = await _known(self.backend.inbox(account, command.since, SYNC_BATCH)) or []
+        # Read after the inbox, so it counts every message the replay could hold: <m> is never negative.
+        last = max(await _known(self.backend.last_seq(account)) or 0, entries[-1].seq if entries else 0)
+        if command.since > last:
+            self._release_held(session, command.since)
+            self._answer(session, reply(codes.BAD_SYNTAX, f"your last message is number {last}; SYNC {last} or lower"))
+        elif command.since < last and (not entries or entries[0].seq != command.since + 1):
+            self._release_held(session, command.since)
+            first = entries[0].seq if entries else last + 1
+            self._answer(
+                session, reply(codes.GONE, f"{first} gap: messages {command.since + 1} to {first - 1} are gone")
+            )
+        else:
+            upto, sent = self._replay(session, entries, command.since)
+            self._release_held(session, upto)
+            self._answer(session, reply(codes.SYNCED, f"{upto} sent {sent}; {max(0, last - upto)} more"))
 
-        def got(entries_pending: Pending[list[InboxEntry]]) -> None:
-            entries = _result(entries_pending) or []
-
-            def got_last(pending: Pending[int]) -> None:
-                # Read after the inbox, so it counts every message the replay could hold: <m> is never negative.
-                last = max(_result(pending) or 0, entries[-1].seq if entries else 0)
-                if command.since > last:
-                    self._release_held(session, command.since)
-                    self._answer(
-                        session, reply(codes.BAD_SYNTAX, f"your last message is number {last}; SYNC {last} or lower")
-                    )
-                elif command.since < last and (not entries or entries[0].seq != command.since + 1):
-                    self._release_held(session, command.since)
-                    first = entries[0].seq if entries else last + 1
-                    self._answer(
-                        session, reply(codes.GONE, f"{first} gap: messages {command.since + 1} to {first - 1} are gone")
-                    )
-                else:
-                    upto, sent = self._replay(session, entries, command.since)
-                    self._release_held(session, upto)
-                    self._answer(session, reply(codes.SYNCED, f"{upto} sent {sent}; {max(0, last - upto)} more"))
-                flow.resolve()
-
-            self.backend.last_seq(account).add_done_callback(got_last)
-
-        self.backend.inbox(account, command.since, SYNC_BATCH).add_done_callback(got)
-        return None if flow.done() else flow
-
-    def _history(self, session: Session, command: History) -> Pending[object] | None:
+    async def _history(self, session: Session, command: History) -> None:
         target = command.target
         if isinstance(target, GroupTarget):
             key = "#" + name_key(target.name[1:])
             group = self.groups.get(key)
             if group is None:
                 self._answer(session, reply(codes.NOT_FOUND, f"no such group: {target.name}"))
-                return None
+                return
             if session not in group.members and (session.account is None or session.account not in group.accounts):
                 self._answer(session, reply(codes.FORBIDDEN, f"join {group.name} to read its history"))
-                return None
+                return
             conversation, label = key, group.name
         elif isinstance(target, RoleTarget):
             role = self.roles.get(name_key(target.name[1:]))
             if role is None or (session.key or "") not in role.holders:
                 self._answer(session, reply(codes.FORBIDDEN, f"take {target.name} (ONCALL TAKE) to read its history"))
-                return None
+                return
             conversation, label = f"role:{name_key(target.name[1:])}", role.name
         else:
             keys = {name_key(name) for name in target.names} | {session.key or ""}
             conversation, label = "@" + ",".join(sorted(keys)), ",".join(target.names)
-        pending = self.backend.history(conversation, command.count)
-
-        def got(result: Pending[list[StoredMessage]]) -> None:
-            messages = _result(result) or []
-            items = [f"{m.id} {format_ms(m.created_ms)} {m.sender} {m.to} {m.text}" for m in messages]
-            self._answer(session, multiline(codes.HISTORY_LIST, items, f"{len(items)} message(s) with {label}"))
-
-        pending.add_done_callback(got)
-        return None if pending.done() else pending
+        messages = await _known(self.backend.history(conversation, command.count)) or []
+        items = [f"{m.id} {format_ms(m.created_ms)} {m.sender} {m.to} {m.text}" for m in messages]
+        self._answer(session, multiline(codes.HISTORY_LIST, items, f"{len(items)} message(s) with {label}"))
 
     # -- groups -----------------------------------------------------------------------------------------
 
@@ -915,43 +910,28 @@ class Hub:
             return role is not None and (session.key or "") in role.holders
         return (session.key or "") in conversation[1:].split(",") and ledger.sender_key != session.key
 
-    def _read(self, session: Session, command: Read) -> Pending[object] | None:
-        flow: Answer[None] = Answer()
+    async def _read(self, session: Session, command: Read) -> None:
+        ledger = await _known(self.backend.ledger(command.message_id))
+        if ledger is None or not self._received(session, ledger):
+            self._answer(session, reply(codes.NOT_FOUND, f"no message {command.message_id} was sent to you"))
+            return
+        message = ledger.message
+        self.audit("read", session.account or f"guest:{session.name}", str(message.id), device=session.address)
+        if message.urgent or message.to[0] == "@":
+            sender = ledger.sender_key or name_key(message.sender)
+            self._to_person(sender, event("READ", str(message.id), session.name or ""))
+        self._answer(session, reply(codes.READ_NOTED, f"{message.id} marked read; {message.sender} is told"))
 
-        def got(pending: Pending[Ledger | None]) -> None:
-            ledger = _result(pending)
-            if ledger is None or not self._received(session, ledger):
-                self._answer(session, reply(codes.NOT_FOUND, f"no message {command.message_id} was sent to you"))
-            else:
-                message = ledger.message
-                self.audit("read", session.account or f"guest:{session.name}", str(message.id),
-                           device=session.address)  # fmt: skip
-                if message.urgent or message.to[0] == "@":
-                    sender = ledger.sender_key or name_key(message.sender)
-                    self._to_person(sender, event("READ", str(message.id), session.name or ""))
-                self._answer(session, reply(codes.READ_NOTED, f"{message.id} marked read; {message.sender} is told"))
-            flow.resolve()
-
-        self.backend.ledger(command.message_id).add_done_callback(got)
-        return None if flow.done() else flow
-
-    def _trace(self, session: Session, command: Trace) -> Pending[object] | None:
-        flow: Answer[None] = Answer()
-
-        def got(pending: Pending[Ledger | None]) -> None:
-            ledger = _result(pending)
-            if ledger is None:
-                self._answer(session, reply(codes.NOT_FOUND, f"no message {command.message_id}"))
-            elif not session.admin and (ledger.sender_key or name_key(ledger.message.sender)) != session.key:
-                self._answer(session, reply(codes.FORBIDDEN, "TRACE is for the message's sender and administrators"))
-            else:
-                items = _ledger_lines(ledger)
-                self._answer(session, multiline(codes.TRACE_LIST, items,
-                                                f"{len(items)} entries for message {ledger.message.id}"))  # fmt: skip
-            flow.resolve()
-
-        self.backend.ledger(command.message_id).add_done_callback(got)
-        return None if flow.done() else flow
+    async def _trace(self, session: Session, command: Trace) -> None:
+        ledger = await _known(self.backend.ledger(command.message_id))
+        if ledger is None:
+            self._answer(session, reply(codes.NOT_FOUND, f"no message {command.message_id}"))
+        elif not session.admin and (ledger.sender_key or name_key(ledger.message.sender)) != session.key:
+            self._answer(session, reply(codes.FORBIDDEN, "TRACE is for the message's sender and administrators"))
+        else:
+            items = _ledger_lines(ledger)
+            self._answer(session, multiline(codes.TRACE_LIST, items,
+                                            f"{len(items)} entries for message {ledger.message.id}"))  # fmt: skip
 
     def _audience(self, ledger: Ledger) -> list[Session]:
         """The connections that may have a message now: its conversation's people, online, and those an
@@ -975,47 +955,32 @@ class Hub:
         members.update(other for key in keys for other in self.users.get(key, ()))
         return list(members)
 
-    def _recall(self, session: Session, command: Recall) -> Pending[object] | None:
-        flow: Answer[None] = Answer()
-
-        def got(pending: Pending[Ledger | None]) -> None:
-            ledger = _result(pending)
-            if ledger is None:
-                self._answer(session, reply(codes.NOT_FOUND, f"no message {command.message_id}"))
-                flow.resolve()
-                return
-            message = ledger.message
-            if (ledger.sender_key or name_key(message.sender)) != session.key:
-                self._answer(session, reply(codes.FORBIDDEN, "only its sender can recall a message"))
-                flow.resolve()
-                return
-            if message.text.startswith("[recalled by "):
-                self._answer(session, reply(codes.RECALLED, f"{message.id} was already recalled"))
-                flow.resolve()
-                return
-            digest = content_hash(message.text)
-            tombstone = f"[recalled by {session.name} at {self.now()}; sha256 {digest[:16]}]"
-
-            def done(changed: Pending[bool]) -> None:
-                if not _result(changed):
-                    self._answer(session, reply(codes.STORAGE_ERROR, "the recall was NOT stored; try again"))
-                else:
-                    if self.urgent.open.pop(message.id, None) is not None:  # a recalled page stops alerting
-                        self._keep((URGENT, str(message.id), None))
-                    notice = event("RECALLED", str(message.id), session.name or "")
-                    for other in self._audience(ledger):
-                        if other is not session:
-                            other.send(notice)
-                    self.audit("recall", session.account or f"guest:{session.name}", str(message.id),
-                               sha256=digest)  # fmt: skip
-                    self._answer(session, reply(codes.RECALLED, f"{message.id} recalled: its text is gone from "
-                                                "history and inboxes; a tombstone remains"))  # fmt: skip
-                flow.resolve()
-
-            self.backend.recall(message.id, tombstone).add_done_callback(done)
-
-        self.backend.ledger(command.message_id).add_done_callback(got)
-        return None if flow.done() else flow
+    async def _recall(self, session: Session, command: Recall) -> None:
+        ledger = await _known(self.backend.ledger(command.message_id))
+        if ledger is None:
+            self._answer(session, reply(codes.NOT_FOUND, f"no message {command.message_id}"))
+            return
+        message = ledger.message
+        if (ledger.sender_key or name_key(message.sender)) != session.key:
+            self._answer(session, reply(codes.FORBIDDEN, "only its sender can recall a message"))
+            return
+        if message.text.startswith("[recalled by "):
+            self._answer(session, reply(codes.RECALLED, f"{message.id} was already recalled"))
+            return
+        digest = content_hash(message.text)
+        tombstone = f"[recalled by {session.name} at {self.now()}; sha256 {digest[:16]}]"
+        if not await _known(self.backend.recall(message.id, tombstone)):
+            self._answer(session, reply(codes.STORAGE_ERROR, "the recall was NOT stored; try again"))
+            return
+        if self.urgent.open.pop(message.id, None) is not None:  # a recalled page stops alerting
+            self._keep((URGENT, str(message.id), None))
+        notice = event("RECALLED", str(message.id), session.name or "")
+        for other in self._audience(ledger):
+            if other is not session:
+                other.send(notice)
+        self.audit("recall", session.account or f"guest:{session.name}", str(message.id), sha256=digest)
+        self._answer(session, reply(codes.RECALLED, f"{message.id} recalled: its text is gone from history and "
+                                    "inboxes; a tombstone remains"))  # fmt: skip
 
     def _health(self, session: Session, command: Health) -> None:
         if not session.admin:
@@ -1075,55 +1040,45 @@ class Hub:
             if key in self.accounts and not self.users.get(key):
                 self.notifier.offline(key, kind, message_id, sender)
 
-    def _push(self, session: Session, command: Push) -> Pending[object] | None:
+    async def _push(self, session: Session, command: Push) -> None:
         if not self.notifier.enabled:
             self._answer(session, reply(codes.NOT_OFFERED, "Web Push is not set up on this server (its operator "
                                         "sets --push-vapid-key); urgent messages still wait in your inbox"))  # fmt: skip
-            return None
+            return
         account = session.account
         if account is None:
             self._answer(session, reply(codes.FORBIDDEN, "PUSH needs an account, whose messages are kept while you "
                                         "are away: LOGIN <name> <password>"))  # fmt: skip
-            return None
-        flow: Answer[None] = Answer()
+            return
         service = push_service(command.endpoint)
         tag = content_hash(command.endpoint)[:16]  # add and remove of one device match; the URL stays secret
-
-        def added(pending: Pending[None]) -> None:
+        if command.action == "add":
             try:
-                pending.result()
+                await self.notifier.subscribe(account, command.endpoint, command.p256dh, command.auth)
             except ValueError as exc:
                 self._answer(session, reply(codes.BAD_SYNTAX, f"PUSH: {exc}"))
+                return
             except Exception as exc:
                 log.error("saving a push subscription for %s failed: %s", session.label, exc)
                 self._answer(session, reply(codes.STORAGE_ERROR, "storage error: the subscription was NOT saved; "
                                             "try again"))  # fmt: skip
-            else:
-                self.audit("push", account, account, action="add", service=service, endpoint_sha256=tag)
-                self._answer(session, reply(codes.PUSH_SET, f"added: {service} will alert this device when "
-                                            f"{session.name} has no connection"))  # fmt: skip
-            flow.resolve()
-
-        def removed(pending: Pending[bool]) -> None:
-            try:
-                found = pending.result()
-            except Exception as exc:
-                log.error("removing a push subscription for %s failed: %s", session.label, exc)
-                self._answer(session, reply(codes.STORAGE_ERROR, "storage error: the subscription was NOT removed; "
-                                            "try again"))  # fmt: skip
-            else:
-                if found:
-                    self.audit("push", account, account, action="remove", service=service, endpoint_sha256=tag)
-                    self._answer(session, reply(codes.PUSH_SET, "removed: this device gets no more pushes"))
-                else:
-                    self._answer(session, reply(codes.PUSH_SET, "removed: it was not registered for you"))
-            flow.resolve()
-
-        if command.action == "add":
-            self.notifier.subscribe(account, command.endpoint, command.p256dh, command.auth).add_done_callback(added)
+                return
+            self.audit("push", account, account, action="add", service=service, endpoint_sha256=tag)
+            self._answer(session, reply(codes.PUSH_SET, f"added: {service} will alert this device when "
+                                        f"{session.name} has no connection"))  # fmt: skip
+            return
+        try:
+            found = await self.notifier.unsubscribe(account, command.endpoint)
+        except Exception as exc:
+            log.error("removing a push subscription for %s failed: %s", session.label, exc)
+            self._answer(session, reply(codes.STORAGE_ERROR, "storage error: the subscription was NOT removed; "
+                                        "try again"))  # fmt: skip
+            return
+        if found:
+            self.audit("push", account, account, action="remove", service=service, endpoint_sha256=tag)
+            self._answer(session, reply(codes.PUSH_SET, "removed: this device gets no more pushes"))
         else:
-            self.notifier.unsubscribe(account, command.endpoint).add_done_callback(removed)
-        return None if flow.done() else flow
+            self._answer(session, reply(codes.PUSH_SET, "removed: it was not registered for you"))
 
     def _backup(self, session: Session, command: Backup) -> None:
         key = session.key or ""
@@ -1176,9 +1131,9 @@ class Hub:
             return
         urgent.alerts = 1  # the delivery to the backups is the first alert of their round, as the first delivery was
         for backup, of in targets.items():
-            self._pass_on(urgent, backup, "escalated", "backup-of", of)
+            run(self._pass_on(urgent, backup, "escalated", "backup-of", of))
 
-    def _pass_on(self, urgent: Urgent, to: str, step: str, relation: str, of: str) -> None:
+    async def _pass_on(self, urgent: Urgent, to: str, step: str, relation: str, of: str) -> None:
         """Deliver an urgent message to one more person, *to*, who may then acknowledge it: escalation to a
         backup, or a handover of an on-call role. It is the same message with the same id (stored for *to*'s
         account as a resend: a new inbox entry, no new message), so URGENT, ALERT, ACK, ACKED and TRACE all
@@ -1187,23 +1142,20 @@ class Hub:
         new = NewMessage(urgent.sender, urgent.sender_key or None, urgent.to, "", urgent.text, urgent.sent_ms,
                          (to,) if to in self.accounts else (), None, True, resend_of=urgent.id)  # fmt: skip
 
-        def stored(result: Pending[StoredMessage]) -> None:
-            message = _result(result)
-            if message is None:
-                return  # logged by the store; an escalation is tried again next round
-            self.urgent.escalated(urgent, to)
-            self._keep(urgent_row(urgent))
-            self.audit("escalation", urgent.sender_key, str(urgent.id), to=to, step=step,
-                       **{relation.replace("-", "_"): of})  # fmt: skip
-            reached = list(self.users.get(to, ()))
-            self._deliver(message, format_ms(message.created_ms), reached)
-            self._to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), step, shown, relation,
-                                                     self._shown(of)))  # fmt: skip
-            self._note_delivered(message, reached, urgent.sender_key)
-            if self.notifier.enabled:
-                self._notify_offline((to,), "urgent", urgent.id, urgent.sender)
-
-        self.backend.store(new).add_done_callback(stored)
+        message = await _known(self.backend.store(new))
+        if message is None:
+            return  # logged; an escalation is tried again next round
+        self.urgent.escalated(urgent, to)
+        self._keep(urgent_row(urgent))
+        self.audit("escalation", urgent.sender_key, str(urgent.id), to=to, step=step,
+                   **{relation.replace("-", "_"): of})  # fmt: skip
+        reached = list(self.users.get(to, ()))
+        self._deliver(message, format_ms(message.created_ms), reached)
+        self._to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), step, shown, relation,
+                                                 self._shown(of)))  # fmt: skip
+        self._note_delivered(message, reached, urgent.sender_key)
+        if self.notifier.enabled:
+            self._notify_offline((to,), "urgent", urgent.id, urgent.sender)
 
     # -- on-call roles ----------------------------------------------------------------------------------
 
@@ -1268,7 +1220,7 @@ class Hub:
         self._to_person(to, event("ONCALL", role.name, "from", session.name or me))
         for urgent in pending:
             if to not in urgent.waiting:  # a fellow holder has it already
-                self._pass_on(urgent, to, "handed-over", "from", me)
+                run(self._pass_on(urgent, to, "handed-over", "from", me))
         note = f"; {len(pending)} urgent message(s) passed on, to acknowledge" if pending else ""
         self._answer(session, reply(codes.ROLES, f"{role.name} handed over to {self._shown(to)}{note}"))
 
@@ -1420,9 +1372,10 @@ class _Taken:
         return key in self.users or key in self.accounts
 
 
-def _result(pending: Pending[T]) -> T | None:
+async def _known(pending: Pending[T]) -> T | None:
+    """The answer, or None after logging why storage could not give it (the caller answers the client)."""
     try:
-        return pending.result()
+        return await pending
     except Exception as exc:
         log.error("storage request failed: %s", exc)
         return None
