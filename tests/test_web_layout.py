@@ -63,12 +63,12 @@ def server_time(server: ChatServer, when: float) -> Iterator[None]:
     """Messages sent meanwhile carry *when* (seconds since the epoch): the hub stamps them with its clock, which
     the test sets back, to show days and hours gone by without waiting for them."""
     hub = server.hub
-    real = hub._clock
-    hub._clock = lambda: when
+    real = hub.clock
+    hub.clock = lambda: when
     try:
         yield
     finally:
-        hub._clock = real
+        hub.clock = real
 
 
 async def no_sideways_scroll(page: Page) -> None:
@@ -177,6 +177,7 @@ async def test_phone_controls_are_at_least_44px(start_server: Start, browser: Br
     phone = await phone_sign_in(browser, server, "bob")
     await ward.command("TELL bob hello")
     await expect(conversation_button(phone, "ward7")).to_be_visible()
+    await expect(phone.locator(".person", has_text="ward7")).to_be_visible()  # the people list comes from WHO
 
     async def check(selector: str) -> None:
         boxes = [await element.bounding_box() for element in await phone.locator(selector).all()]

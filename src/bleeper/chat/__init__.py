@@ -1,7 +1,8 @@
 """The chat domain: sessions, names, groups, routing. Pure logic: no sockets, no asyncio, no database.
 
-The hub talks to the outside world only through :class:`~bleeper.chat.session.Peer`, so the same rules run
-under the TCP server, the WebSocket adapter and the unit tests.
+One module per feature (see :mod:`bleeper.chat.hub` for the list); the hub talks to the outside world only
+through :class:`~bleeper.chat.session.Peer` and the :class:`~bleeper.chat.backend.Backend`, so the same rules
+run under the TCP server, the WebSocket adapter and the unit tests.
 """
 
 from bleeper.chat.hub import Hub, HubLimits

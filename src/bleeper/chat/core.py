@@ -1,0 +1,346 @@
+"""What every chat feature shares: the people, groups and roles on this server, storage, and how replies
+and events leave.
+
+:class:`Core` holds the state (who is connected under which name, groups, accounts, on-call roles, urgent
+messages waiting) and the few operations every feature module needs: answer a command in order, deliver a
+stored message to connections, tell a person or everyone, audit. The feature modules (``chat/identity.py``,
+``chat/messaging.py``, ...) are functions of a :class:`Core`; :class:`~bleeper.chat.hub.Hub` is the
+:class:`Core` that assembles them into the dispatch table. Nothing here waits: storage is asked of the
+:class:`~bleeper.chat.backend.Backend`, and a handler that needs its answer is an ``async def`` driven by
+:func:`~bleeper.chat.flow.run`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from bleeper import __version__
+from bleeper.chat.backend import Backend, Pending
+from bleeper.chat.flow import run
+from bleeper.chat.memory import MemoryBackend
+from bleeper.chat.notify import Kind, NoNotifier, Notifier
+from bleeper.chat.presence import Presence
+from bleeper.chat.ratelimit import TokenBucket
+from bleeper.chat.records import AuditEvent, StoredMessage
+from bleeper.chat.roles import Roles
+from bleeper.chat.session import Peer, Session
+from bleeper.chat.urgent import UrgentDesk
+from bleeper.protocol import codes
+from bleeper.protocol.wire import event, format_time, message_head, message_tail, reply, urgent_head
+
+log = logging.getLogger("bleeper.events")
+T = TypeVar("T")
+
+MAX_IN_FLIGHT = 64  # messages a connection may have waiting for storage before its reading pauses
+
+
+@dataclass(frozen=True, slots=True)
+class HubLimits:
+    """Per-client limits and policies. A limit of 0 turns it off."""
+
+    rate: float = 20.0  # commands per second, sustained
+    burst: int = 60  # commands at once; a client this far in debt is flooding
+    max_per_address: int = 100
+    max_clients: int = 0
+    ping_interval: float = 90.0  # seconds of silence before the server sends PING
+    ping_timeout: float = 60.0  # seconds after a PING before a silent client is dropped
+    log_messages: bool = False  # message text is patient data: keep it off the console by default
+    auth: str = "open"  # "open": anyone may take a free name; "required": LOGIN first
+    login_failures: int = 5  # failed logins before an account or address must wait
+    login_lockout: float = 60.0  # seconds to wait after too many failures
+    urgent_interval: float = 120.0  # seconds between alerts for an unacknowledged urgent message
+    urgent_attempts: int = 3  # alerts (the delivery included) before it escalates
+
+
+class Group:
+    """A named group: its display name, the connections in it now, and the accounts that belong to it."""
+
+    __slots__ = ("accounts", "members", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.members: set[Session] = set()
+        self.accounts: set[str] = set()
+
+
+class Core:
+    """The chat state and the operations the features share. See the module's docstring."""
+
+    def __init__(
+        self,
+        limits: HubLimits | None = None,
+        *,
+        backend: Backend | None = None,
+        server_name: str = "bleeper",
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.limits = limits or HubLimits()
+        self.backend: Backend = backend if backend is not None else MemoryBackend()
+        self.notifier: Notifier = notifier if notifier is not None else NoNotifier()  # push to offline accounts
+        self.server_name = server_name
+        self.clock = clock
+        self.monotonic = monotonic
+        self.sessions: set[Session] = set()
+        self.users: dict[str, list[Session]] = {}  # name key -> its connections (several for an account)
+        self.groups: dict[str, Group] = {}  # '#' + name key -> group
+        self.accounts: dict[str, str] = {}  # account key -> display name, for names that need LOGIN
+        self.per_address: dict[str, int] = {}
+        self.failures: dict[str, tuple[int, float]] = {}  # account key or address -> (failures, last)
+        self.ping_counter = 0
+        self.presence = Presence()
+        self.urgent = UrgentDesk(self.limits.urgent_interval, self.limits.urgent_attempts)
+        self.backups: dict[str, str] = {}  # person's name key -> their backup's, for escalation
+        self.roles = Roles()
+        self.delivered_marks: dict[str, int] = {}  # account key -> up to where its messages reached a connection
+        self.started = monotonic()
+        self.deliveries = 0  # messages handed to connections, for /metrics
+        self.vital_signs: Callable[[], list[str]] = list  # the server adds its own lines to HEALTH
+
+    def keep(self, row: tuple[str, str, str | None]) -> Pending[None]:
+        return self.backend.keep(*row)
+
+    def connect(self, peer: Peer, address: str, host: str | None = None) -> Session | None:
+        """Greet a new connection, or refuse it (and hang up) when a limit is reached."""
+        limits = self.limits
+        host = host if host is not None else address
+        count = self.per_address.get(host, 0)
+        if limits.max_clients and len(self.sessions) >= limits.max_clients:
+            peer.write(reply(codes.UNAVAILABLE, "server full; try again later"))
+            peer.close("refused: server full")
+            log.warning(
+                "refused %s: server full (%d active)",
+                address,
+                len(self.sessions),
+                extra={"event": "refused", "peer": address, "active": len(self.sessions)},
+            )
+            return None
+        if limits.max_per_address and count >= limits.max_per_address:
+            peer.write(reply(codes.UNAVAILABLE, "too many connections from your address; try again later"))
+            peer.close("refused: too many connections from one address")
+            log.warning(
+                "refused %s: %d connections from %s",
+                address,
+                count,
+                host,
+                extra={"event": "refused", "peer": address, "active": len(self.sessions)},
+            )
+            return None
+        now = self.monotonic()
+        session = Session(peer, address, TokenBucket(limits.rate, limits.burst, now), now)
+        session.host = host
+        self.per_address[host] = count + 1
+        self.sessions.add(session)
+        first = "LOGIN <name> <password>" if limits.auth == "required" else "NAME <your name>"
+        session.send(reply(codes.GREETING, f"{self.server_name} Bleeper {__version__} ready; type HELP, then {first}"))
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "connect %s (%d active)",
+                address,
+                len(self.sessions),
+                extra={"event": "connect", "peer": address, "active": len(self.sessions)},
+            )
+        return session
+
+    def disconnect(self, session: Session, reason: str) -> None:
+        """Forget a session however it ended: free its name, leave its groups, tell everyone.
+
+        Called when the transport reports the loss, and straight away when the hub itself hangs up (QUIT,
+        flood, ping timeout) so the name is free at once; the second call is a no-op.
+        """
+        if session not in self.sessions:
+            return
+        session.closing = True
+        self.sessions.discard(session)
+        host = session.host
+        left = self.per_address.get(host, 1) - 1
+        if left > 0:
+            self.per_address[host] = left
+        else:
+            self.per_address.pop(host, None)
+        if session.key is not None:
+            devices = self.users.get(session.key, [])
+            if session in devices:
+                devices.remove(session)
+            for key in session.groups or ():
+                group = self.groups.get(key)
+                if group is not None:
+                    group.members.discard(session)
+                    if not group.members and not group.accounts:
+                        del self.groups[key]
+            if not devices:
+                self.users.pop(session.key, None)
+                self.presence.forget(session.key)
+                self.delivered_marks.pop(session.key, None)  # the backend keeps it; the next LOGIN reads it back
+                self.to_everyone(event("OFFLINE", session.name or "", reason), None)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "disconnect %s: %s (%d active)",
+                session.label,
+                reason,
+                len(self.sessions),
+                extra={
+                    "event": "disconnect",
+                    "who": session.label,
+                    "peer": session.address,
+                    "reason": reason,
+                    "active": len(self.sessions),
+                },
+            )
+
+    def drop(self, session: Session, reason: str) -> None:
+        """Tell a client why, hang up, and forget it. Never called while iterating users or groups."""
+        if session.closing:
+            return
+        session.closing = True
+        session.send(event("CLOSING", reason))
+        session.peer.close(reason)
+        self.disconnect(session, reason)
+
+    def shutdown(self, reason: str = "server shutting down") -> None:
+        for session in list(self.sessions):
+            self.drop(session, reason)
+
+    def keepalive(self) -> None:
+        """PING clients that have been silent; drop those that stayed silent after a PING."""
+        limits = self.limits
+        if not limits.ping_interval:
+            return
+        now = self.monotonic()
+        for session in list(self.sessions):
+            if session.ping_sent is not None:
+                if now - session.ping_sent >= limits.ping_timeout:
+                    self.drop(session, "ping timeout: no answer from the client")
+            elif now - session.last_active >= limits.ping_interval:
+                self.ping_counter += 1
+                session.ping_sent = now
+                session.send(event("PING", str(self.ping_counter)))
+
+    def register(self, session: Session, name: str, key: str) -> None:
+        devices = self.users.get(key)
+        if not devices:
+            self.to_everyone(event("ONLINE", name), None)
+            devices = self.users[key] = []
+        devices.append(session)
+        session.name = name
+        session.key = key
+
+    def mark_delivered(self, account: str, first: int, last: int) -> None:
+        """Messages *first* to *last* reached one of the account's connections. The mark (where the next LOGIN
+        starts) moves only over a run that begins at it: a live message that overtakes a backlog not yet
+        replayed must not mark the backlog delivered. A message left below the mark is only sent again."""
+        mark = self.delivered_marks.get(account, 0)
+        if first <= mark + 1 <= last:
+            self.delivered_marks[account] = last
+            self.backend.mark_delivered(account, last)
+
+    def answer(self, session: Session, data: bytes) -> None:
+        """A reply to this session's command: straight out, or after the replies still waiting for storage."""
+        slots = session.slots
+        if not slots:
+            session.send(data)
+        elif slots[-1][0]:
+            slots[-1][1].append(data)
+        else:
+            slots.append([True, [data]])
+
+    def release(self, session: Session) -> None:
+        slots = session.slots
+        while slots and slots[0][0]:
+            for data in slots.pop(0)[1]:
+                session.send(data)
+        if not slots and session.when_drained is not None:
+            drained, session.when_drained = session.when_drained, None
+            drained()
+
+    def deliver(self, message: StoredMessage, stamp: str, targets: list[Session]) -> int:
+        """The hot loop: one shared tail, a cached per-recipient head, two appends per recipient."""
+        tail = message_tail(message.id, stamp, message.sender, message.to, message.text)
+        seqs = dict(message.seqs) if message.seqs else None
+        head = urgent_head if message.urgent else message_head
+        reached = 0
+        delivered: dict[str, int] = {}
+        for other in targets:
+            if other.closing:
+                continue
+            account = other.account
+            if seqs is not None and account is not None and account in seqs:
+                seq = seqs[account]
+                if other.held is not None:
+                    other.held.append((seq, head(seq), tail))
+                    continue
+                delivered[account] = seq
+            else:
+                seq = other.seq + 1
+                other.seq = seq
+            send = other.send
+            send(head(seq))
+            send(tail)
+            reached += 1
+        for account, seq in delivered.items():  # only accounts with a connection here: the rest wait for LOGIN
+            self.mark_delivered(account, seq, seq)  # coalesced by the backend
+        self.deliveries += reached
+        return reached
+
+    def shown(self, key: str) -> str:
+        devices = self.users.get(key)
+        return (devices[0].name if devices else None) or self.accounts.get(key, key)
+
+    def to_person(self, key: str, data: bytes, but: Session | None = None) -> None:
+        for other in self.users.get(key, ()):
+            if other is not but:
+                other.send(data)
+
+    def to_everyone(self, data: bytes, sender: Session | None) -> int:
+        reached = 0
+        for devices in self.users.values():
+            for other in devices:
+                if other is not sender:
+                    other.send(data)
+                    reached += 1
+        return reached
+
+    def notify_offline(self, keys: Iterable[str], kind: Kind, message_id: int, sender: str) -> None:
+        """Push to the accounts among *keys* with no connection here: those connected have the message (or
+        the ALERT) on screen already, and people without an account cannot subscribe."""
+        for key in keys:
+            if key in self.accounts and not self.users.get(key):
+                self.notifier.offline(key, kind, message_id, sender)
+
+    def audit(self, kind: str, actor: str, subject: str, **detail: str | int) -> None:
+        """Record in the audit log (through the backend, in order with the messages)."""
+        event = AuditEvent(int(self.clock() * 1000), kind, actor, subject, tuple(sorted(detail.items())))
+        self.backend.audit(event)
+
+    def now(self) -> str:
+        return format_time(self.clock())
+
+
+Handler = Callable[[Core, Session, Any], "Pending[object] | None"]
+
+
+def flowing(handler: Callable[[Core, Session, Any], Coroutine[Any, Any, None]]) -> Handler:
+    """An ``async def`` handler as the dispatch table wants it: run until it waits for storage (see
+    chat/flow.py), answered ``500`` should it fail, so the command still gets its one reply."""
+
+    def start(hub: Core, session: Session, command: Any) -> Pending[object] | None:
+        def failed(exc: BaseException) -> None:
+            hub.answer(session, reply(codes.SERVER_ERROR, "internal error; the command was not carried out"))
+
+        return run(handler(hub, session, command), failed)
+
+    return start
+
+
+async def known(pending: Pending[T]) -> T | None:
+    """The answer, or None after logging why storage could not give it (the caller answers the client)."""
+    try:
+        return await pending
+    except Exception as exc:
+        log.error("storage request failed: %s", exc)
+        return None

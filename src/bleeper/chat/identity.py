@@ -1,0 +1,142 @@
+"""NAME and LOGIN: who a connection is. A screen name is free to take unless an account owns it; LOGIN
+checks the password (off the loop, through the backend), throttles failures per account and address, then
+replays what waited in the inbox (chat/catchup.py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bleeper.chat.catchup import SYNC_BATCH, release_held, replay
+from bleeper.chat.core import Core, Handler, flowing, known
+from bleeper.chat.names import name_key, name_problem, suggest
+from bleeper.chat.records import (
+    Account,
+)
+from bleeper.chat.session import Session
+from bleeper.protocol import codes
+from bleeper.protocol.commands import Login, Name
+from bleeper.protocol.wire import reply
+
+log = logging.getLogger("bleeper.events")
+
+
+def name(hub: Core, session: Session, command: Name) -> None:
+    wanted = command.name
+    if session.key is not None:
+        if name_key(wanted) == session.key:
+            hub.answer(session, reply(codes.NAME_ACCEPTED, f"{session.name} you are already {session.name}"))
+        else:
+            hub.answer(session, reply(codes.FORBIDDEN, f"you are {session.name}; to change name, QUIT and reconnect"))
+        return
+    if hub.limits.auth == "required":
+        hub.answer(session, reply(codes.FORBIDDEN, "this server needs an account: LOGIN <name> <password>"))
+        return
+    problem = name_problem(wanted)
+    if problem:
+        hub.answer(session, reply(codes.INVALID_NAME, problem))
+        return
+    key = name_key(wanted)
+    if key in hub.users or key in hub.accounts:
+        free = suggest(wanted, Taken(hub.users, hub.accounts))
+        why = "belongs to an account (LOGIN to use it)" if key in hub.accounts else "is taken"
+        hub.answer(session, reply(codes.NAME_TAKEN, f'{free} "{wanted}" {why}; try "{free}"'))
+        return
+    hub.register(session, wanted, key)
+    others = len(hub.users) - 1
+    hub.answer(session, reply(codes.NAME_ACCEPTED, f"{wanted} welcome, {wanted}; {others} other(s) online"))
+
+
+async def login(hub: Core, session: Session, command: Login) -> None:
+    if session.key is not None:
+        hub.answer(session, reply(codes.FORBIDDEN, f"you are already {session.name}; QUIT and reconnect to switch"))
+        return
+    key = name_key(command.name)
+    now = hub.monotonic()
+    for subject in (key, "@" + session.host):
+        failures, last = hub.failures.get(subject, (0, 0.0))
+        wait = hub.limits.login_lockout - (now - last)
+        if failures >= hub.limits.login_failures and wait > 0:
+            hub.audit("login-refused", key, key, address=session.address, reason="too many failures")
+            hub.answer(session, reply(codes.SLOW_DOWN, f"too many failed logins; wait {int(wait) + 1} s and try again"))
+            return
+    account = await known(hub.backend.account(key))
+    if account is None or session.closing:
+        login_failed(hub, session, command, "no such account" if account is None else "disconnected")
+        return
+    hub.accounts[account.key] = account.name
+    if not await known(hub.backend.verify_password(account, command.password)):
+        login_failed(hub, session, command, "wrong password")
+        return
+    if session.closing:
+        login_failed(hub, session, command, "disconnected")
+        return
+    hub.failures.pop(key, None)
+    await logged_in(hub, session, account)
+
+
+def login_failed(hub: Core, session: Session, command: Login, reason: str) -> None:
+    key = name_key(command.name)
+    hub.audit("login-failed", key, key, address=session.address, reason=reason)
+    for subject in (key, "@" + session.host):
+        failures, _ = hub.failures.get(subject, (0, 0.0))
+        hub.failures[subject] = (failures + 1, hub.monotonic())
+    log.warning(
+        "failed login for %r from %s",
+        command.name[:40],
+        session.address,
+        extra={"event": "login-failed", "peer": session.address},
+    )
+    hub.answer(session, reply(codes.LOGIN_FAILED, "login failed: unknown account or wrong password"))
+
+
+async def logged_in(hub: Core, session: Session, account: Account) -> None:
+    for other in list(hub.users.get(account.key, [])):
+        if other.account is None:  # someone took the account's name without logging in
+            hub.drop(other, f"the name {account.name} belongs to an account that has logged in")
+    session.account = account.key
+    session.admin = account.admin
+    session.held = []  # live messages wait until the inbox replay is out, so numbers arrive in order
+    hub.register(session, account.name, account.key)
+    for group_key, group in hub.groups.items():
+        if account.key in group.accounts:
+            group.members.add(session)
+            if session.groups is None:
+                session.groups = set()
+            session.groups.add(group_key)
+    hub.audit("login", account.key, account.key, address=session.address)
+    log.info(
+        "login %s from %s",
+        account.name,
+        session.address,
+        extra={"event": "login", "who": account.name, "peer": session.address},
+    )
+    hub.delivered_marks[account.key] = max(hub.delivered_marks.get(account.key, 0), account.delivered_seq)
+
+    waiting = await known(hub.backend.inbox(account.key, account.delivered_seq, SYNC_BATCH)) or []
+    upto, sent = replay(hub, session, waiting, account.delivered_seq)
+    last = await known(hub.backend.last_seq(account.key)) or 0  # after the inbox: it counts all it holds
+    release_held(hub, session, upto)
+    more = max(0, last - upto)
+    hint = f" (SYNC {upto} for the rest)" if more else ""
+    hub.answer(
+        session,
+        reply(codes.LOGGED_IN, f"{account.name} logged in at {upto}; {sent} waiting sent, {more} more{hint}"),
+    )
+
+
+class Taken:
+    """Names in use, by people online or by accounts, for suggesting a free one."""
+
+    def __init__(self, users: dict[str, list[Session]], accounts: dict[str, str]) -> None:
+        self.users = users
+        self.accounts = accounts
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.users or key in self.accounts
+
+
+HANDLERS: dict[type, Handler] = {
+    Name: name,
+    Login: flowing(login),
+}

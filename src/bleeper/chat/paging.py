@@ -1,0 +1,165 @@
+"""Urgent messages after they are sent: ACK, BACKUP, alerting again and escalation to backups. One page
+keeps one id: an escalation delivers the same message to one more person.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bleeper.chat.core import Core, Handler, known
+from bleeper.chat.flow import run
+from bleeper.chat.names import name_key
+from bleeper.chat.receipts import note_delivered
+from bleeper.chat.records import (
+    NewMessage,
+)
+from bleeper.chat.session import Session
+from bleeper.chat.standing import BACKUP, urgent_row
+from bleeper.chat.urgent import NotWaiting, Urgent
+from bleeper.protocol import codes
+from bleeper.protocol.commands import Ack, Backup
+from bleeper.protocol.wire import event, format_ms, reply
+
+log = logging.getLogger("bleeper.events")
+
+
+def ack(hub: Core, session: Session, command: Ack) -> None:
+    key = session.key or ""
+    now = hub.monotonic()
+    try:
+        urgent = hub.urgent.ack(command.message_id, key, now)
+    except KeyError:
+        hub.answer(
+            session,
+            reply(
+                codes.NOT_FOUND,
+                f"no urgent message {command.message_id} is waiting; ACK takes the <id> of URGENT <seq> <id> ...",
+            ),
+        )
+        return
+    except NotWaiting:
+        hub.answer(session, reply(codes.FORBIDDEN, f"urgent message {command.message_id} was not sent to you"))
+        return
+    by = hub.shown(urgent.acked_by or key)
+    if urgent.acked_by != key or urgent.acked_at != now:
+        hub.answer(session, reply(codes.ACKNOWLEDGED, f"{urgent.id} already acknowledged by {by}"))
+        return
+    hub.keep(urgent_row(urgent))
+    done = event("ACKED", str(urgent.id), by)
+    for other in {urgent.sender_key, *urgent.waiting}:
+        hub.to_person(other, done, but=session)
+    hub.audit(
+        "ack",
+        session.account or f"guest:{session.name}",
+        str(urgent.id),
+        alerts=urgent.alerts,
+        escalated=",".join(urgent.escalated),
+    )
+    hub.answer(session, reply(codes.ACKNOWLEDGED, f"{urgent.id} acknowledged; {urgent.sender} is told"))
+
+
+def backup(hub: Core, session: Session, command: Backup) -> None:
+    key = session.key or ""
+    if command.name is None:
+        current = hub.backups.get(key)
+        shown = f"your backup is {hub.shown(current)}" if current else "you have no backup: BACKUP <name>"
+        hub.answer(session, reply(codes.BACKUP_SET, shown))
+        return
+    if command.name.lower() == "none":
+        if hub.backups.pop(key, None) is not None:
+            hub.keep((BACKUP, key, None))
+            hub.audit("backup", session.account or f"guest:{session.name}", key, backup="")
+        hub.answer(session, reply(codes.BACKUP_SET, "no backup: urgent messages to you keep alerting you"))
+        return
+    backup = name_key(command.name)
+    if backup not in hub.users and backup not in hub.accounts:
+        hub.answer(session, reply(codes.NOT_FOUND, f"no such user: {command.name} (WHO lists people)"))
+        return
+    hub.backups[key] = backup
+    hub.keep((BACKUP, key, backup))
+    hub.audit("backup", session.account or f"guest:{session.name}", key, backup=backup)
+    hub.answer(
+        session,
+        reply(
+            codes.BACKUP_SET,
+            f"your backup is {hub.shown(backup)}: they get urgent "
+            f"messages you have not acknowledged after {hub.limits.urgent_attempts} alerts",
+        ),
+    )
+
+
+def alert_urgent(hub: Core) -> None:
+    """Called every second or so: alert again, or escalate, what nobody has acknowledged in time."""
+    for urgent, action in hub.urgent.due(hub.monotonic()):
+        hub.keep(urgent_row(urgent))  # where its alerts stand, to resume there after a restart
+        if action == "alert":
+            hub.audit(
+                "alert",
+                "server",
+                str(urgent.id),
+                to=",".join(urgent.waiting),
+                round=f"{urgent.alerts}/{hub.urgent.attempts}",
+            )
+            for key in urgent.waiting:  # lock-screen safe: who and how many, never the text
+                hub.to_person(key, event("ALERT", str(urgent.id), urgent.sender, str(hub.urgent.waiting_for(key))))
+            if hub.notifier.enabled:
+                hub.notify_offline(urgent.waiting, "alert", urgent.id, urgent.sender)
+            names = ",".join(hub.shown(key) for key in urgent.waiting)
+            hub.to_person(
+                urgent.sender_key,
+                event("ESCALATION", str(urgent.id), "alerted", f"{urgent.alerts}/{hub.urgent.attempts}", names),
+            )
+        else:
+            escalate(hub, urgent)
+
+
+def escalate(hub: Core, urgent: Urgent) -> None:
+    """Send the message on to the backups of those who have not answered; with none, keep alerting."""
+    targets = {hub.backups[key]: key for key in urgent.waiting if key in hub.backups}
+    targets = {backup: of for backup, of in targets.items() if backup not in urgent.waiting}
+    if not targets:
+        names = ",".join(hub.shown(key) for key in urgent.waiting)
+        hub.to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), "no-backup", names))
+        return
+    urgent.alerts = 1  # the delivery to the backups is the first alert of their round, as the first delivery was
+    for backup, of in targets.items():
+        run(pass_on(hub, urgent, backup, "escalated", "backup-of", of))
+
+
+async def pass_on(hub: Core, urgent: Urgent, to: str, step: str, relation: str, of: str) -> None:
+    """Deliver an urgent message to one more person, *to*, who may then acknowledge it: escalation to a
+    backup, or a handover of an on-call role. It is the same message with the same id (stored for *to*'s
+    account as a resend: a new inbox entry, no new message), so URGENT, ALERT, ACK, ACKED and TRACE all
+    name one page by one id."""
+    shown = hub.shown(to)
+    new = NewMessage(
+        urgent.sender,
+        urgent.sender_key or None,
+        urgent.to,
+        "",
+        urgent.text,
+        urgent.sent_ms,
+        (to,) if to in hub.accounts else (),
+        None,
+        True,
+        resend_of=urgent.id,
+    )
+
+    message = await known(hub.backend.store(new))
+    if message is None:
+        return  # logged; an escalation is tried again next round
+    hub.urgent.escalated(urgent, to)
+    hub.keep(urgent_row(urgent))
+    hub.audit("escalation", urgent.sender_key, str(urgent.id), to=to, step=step, **{relation.replace("-", "_"): of})
+    reached = list(hub.users.get(to, ()))
+    hub.deliver(message, format_ms(message.created_ms), reached)
+    hub.to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), step, shown, relation, hub.shown(of)))
+    note_delivered(hub, message, reached, urgent.sender_key)
+    if hub.notifier.enabled:
+        hub.notify_offline((to,), "urgent", urgent.id, urgent.sender)
+
+
+HANDLERS: dict[type, Handler] = {
+    Ack: ack,
+    Backup: backup,
+}
