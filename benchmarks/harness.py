@@ -168,8 +168,9 @@ class ServerProcess:
     dialect: Dialect = BleeperDialect()
     label = "Bleeper"
 
-    def __init__(self, db: str | None = None, *options: str) -> None:
+    def __init__(self, db: str | None = None, *options: str, src: str | None = None) -> None:
         self.options = options
+        self.src = src  # run the Bleeper found here (another checkout's src/) rather than this one
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.ps: psutil.Process | None = None
@@ -183,8 +184,9 @@ class ServerProcess:
         ]  # fmt: skip
 
     def __enter__(self) -> ServerProcess:
+        env = {**os.environ, "PYTHONPATH": self.src} if self.src else None
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-                                     preexec_fn=_raise_fd_limit)  # fmt: skip
+                                     preexec_fn=_raise_fd_limit, env=env)  # fmt: skip
         wait_for_port(self.port)
         self.ps = psutil.Process(self.pid())
         return self
