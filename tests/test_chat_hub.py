@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from bleeper.chat import Hub, HubLimits, Session
+from bleeper.chat.backend import Answer
+from bleeper.chat.memory import MemoryBackend
+from bleeper.chat.records import NewMessage, StoredMessage
 from bleeper.protocol.framing import InvalidEncoding, LineTooLong
 
 
@@ -144,3 +147,43 @@ def test_empty_group_disappears_when_its_last_member_disconnects() -> None:
     assert "#night" in hub.groups
     hub.disconnect(alice, "connection lost")
     assert hub.groups == {}
+
+
+class LaterBackend(MemoryBackend):
+    """Storage whose answers come later, when the test says: as a real store's do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stores: list[tuple[Answer[StoredMessage], StoredMessage]] = []
+        self.keeps: list[Answer[None]] = []
+
+    def store(self, message: NewMessage) -> Answer[StoredMessage]:
+        later: Answer[StoredMessage] = Answer()
+        self.stores.append((later, super().store(message).result()))
+        return later
+
+    def keep(self, kind: str, key: str, value: str | None) -> Answer[None]:
+        super().keep(kind, key, value)
+        later: Answer[None] = Answer()
+        self.keeps.append(later)
+        return later
+
+
+def test_an_urgent_message_is_answered_in_order_even_when_keeping_its_alert_state_fails() -> None:
+    """The 250 waits for the alert state to be written; should that fail, the connection must not wait for
+    ever: the command is answered, and the lines after it too, in order."""
+    backend = LaterBackend()
+    hub = Hub(HubLimits(), backend=backend, clock=lambda: 1_763_737_925.5)
+    ward, ward_wire = join(hub, "ward7")
+    join(hub, "doc")
+    ward_wire.lines()  # ONLINE doc
+    hub.handle(ward, "URGENT doc bed 4")
+    hub.handle(ward, "PING x")
+    for answer, stored in backend.stores:
+        answer.resolve(stored)
+    assert ward_wire.lines() == []  # the 250 waits for the alert state, and PONG x waits behind it
+    backend.keeps[-1].resolve(error=OSError("disk full"))
+    assert hub.handle(ward, "QUIT") is None  # nothing left in flight: the goodbye goes out at once
+    lines = ward_wire.lines()
+    assert lines[0].startswith("250 1 ") and "urgent" in lines[0], lines
+    assert lines[1:] == ["200 PONG x", "DELIVERED 1 doc", "221 goodbye, ward7"]  # as before the split

@@ -55,7 +55,9 @@ class _Flow:
             waiting = self._handler.send(None)
         except StopIteration:
             return self._finish()
-        except Exception as exc:
+        except (GeneratorExit, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # a bug, or an awaited future cancelled: the command still gets its reply
             log.exception("a command handler failed")
             if self._failed is not None:
                 self._failed(exc)

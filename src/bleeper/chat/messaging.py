@@ -143,35 +143,55 @@ def send(
         waiting is not None,
     )
     pending = hub.backend.store(new)
-    slot: list[Any] | None = None
+    answer = Reply(hub, session)
     if not pending.done():  # its reply keeps its place while later lines are read and answered
-        slot = [False, []]
-        session.slots.append(slot)
-    stored = run(deliver_stored(hub, session, pending, slot, targets, accounts, waiting))
+        answer.reserve()
+    failed = lambda exc: answer(reply(codes.SERVER_ERROR, "internal error: the message may or may not be sent"))  # noqa: E731
+    stored = run(deliver_stored(hub, session, pending, answer, targets, accounts, waiting), failed)
     # Pipelining: the next lines are read at once, unless too many messages already wait for storage.
     return stored if len(session.slots) > MAX_IN_FLIGHT else None
+
+
+class Reply:
+    """A message command's one reply: straight out, or into the slot reserved for it while its message is
+    being stored, so that replies to later lines cannot overtake it. Said once, whatever happens after."""
+
+    __slots__ = ("hub", "said", "session", "slot")
+
+    def __init__(self, hub: Core, session: Session) -> None:
+        self.hub = hub
+        self.session = session
+        self.slot: list[Any] | None = None
+        self.said = False
+
+    def reserve(self) -> None:
+        if self.slot is None:
+            self.slot = [False, []]
+            self.session.slots.append(self.slot)
+
+    def __call__(self, data: bytes) -> None:
+        if self.said:
+            return
+        self.said = True
+        if self.slot is None:
+            self.hub.answer(self.session, data)
+        else:
+            self.slot[1].append(data)
+            self.slot[0] = True
+            self.hub.release(self.session)
 
 
 async def deliver_stored(
     hub: Core,
     session: Session,
     pending: Pending[StoredMessage],
-    slot: list[Any] | None,
+    answer: Reply,
     targets: list[Session],
     accounts: list[str],
     waiting: list[str] | None,
 ) -> None:
-    """The second half of :meth:`_send`: once the message is stored, deliver it, then say 250 (in the
+    """The second half of :func:`send`: once the message is stored, deliver it, then say 250 (in the
     command's own slot, so replies keep the order of the lines)."""
-
-    def answer(data: bytes) -> None:
-        if slot is None:
-            hub.answer(session, data)
-        else:
-            slot[1].append(data)
-            slot[0] = True
-            hub.release(session)
-
     try:
         message = await pending
     except StorageFull:
@@ -212,9 +232,8 @@ async def deliver_stored(
     accepted = reply(codes.MESSAGE_ACCEPTED, f"{message.id} {stamp} reached {reached}{note}")
     if kept is None or kept.done():
         answer(accepted)
-    elif slot is None:  # the 250 waits for the alert state: it keeps its place ahead of what follows
-        slot = [False, []]
-        session.slots.append(slot)
+    else:  # the 250 waits for the alert state: it keeps its place ahead of what follows
+        answer.reserve()
     if message.to != "*" and (message.seqs or message.urgent or message.to[0] == "@"):
         note_delivered(hub, message, targets, session.key or "", session)  # after the 250 that gives the id
     if hub.notifier.enabled:
@@ -224,8 +243,14 @@ async def deliver_stored(
         if kind is not None:
             hub.notify_offline(accounts, kind, message.id, message.sender)
     if kept is not None and not kept.done():
-        await kept  # accepted once its alerts would survive a restart too
-        answer(accepted)
+        try:
+            await kept  # accepted once its alerts would survive a restart too
+        except (GeneratorExit, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # not kept (or the server stops): the message is stored and delivered
+            log.error("keeping the alert state of urgent message %d failed: %s", message.id, exc)
+        finally:
+            answer(accepted)
 
 
 HANDLERS: dict[type, Handler] = {
