@@ -111,25 +111,10 @@ class Core:
         host = host if host is not None else address
         count = self.per_address.get(host, 0)
         if limits.max_clients and len(self.sessions) >= limits.max_clients:
-            peer.write(reply(codes.UNAVAILABLE, "server full; try again later"))
-            peer.close("refused: server full")
-            log.warning(
-                "refused %s: server full (%d active)",
-                address,
-                len(self.sessions),
-                extra={"event": "refused", "peer": address, "active": len(self.sessions)},
-            )
+            self._refuse(peer, address, "server full", f"server full ({len(self.sessions)} active)")
             return None
         if limits.max_per_address and count >= limits.max_per_address:
-            peer.write(reply(codes.UNAVAILABLE, "too many connections from your address; try again later"))
-            peer.close("refused: too many connections from one address")
-            log.warning(
-                "refused %s: %d connections from %s",
-                address,
-                count,
-                host,
-                extra={"event": "refused", "peer": address, "active": len(self.sessions)},
-            )
+            self._refuse(peer, address, "too many connections from your address", f"{count} connections from {host}")
             return None
         now = self.monotonic()
         session = Session(peer, address, TokenBucket(limits.rate, limits.burst, now), now)
@@ -146,6 +131,13 @@ class Core:
                 extra={"event": "connect", "peer": address, "active": len(self.sessions)},
             )
         return session
+
+    def _refuse(self, peer: Peer, address: str, why: str, logged: str) -> None:
+        """Say why, hang up, and log it: the caller returns no session."""
+        peer.write(reply(codes.UNAVAILABLE, f"{why}; try again later"))
+        peer.close(f"refused: {why}")
+        log.warning("refused %s: %s", address, logged,
+                    extra={"event": "refused", "peer": address, "active": len(self.sessions)})  # fmt: skip
 
     def disconnect(self, session: Session, reason: str) -> None:
         """Forget a session however it ended: free its name, leave its groups, tell everyone.

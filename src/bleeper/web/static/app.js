@@ -1,6 +1,6 @@
 // The Bleeper web client. Everything received is inserted with textContent, never as HTML.
 import { LineSocket, fields, parseMessage } from "./protocol.js";
-import { Timeline, clock, timeElement } from "./timeline.js";
+import { Timeline, clock, timeElement, waited } from "./timeline.js";
 import { createRoles } from "./roles.js";
 import * as layout from "./layout.js";
 import { announceMessage } from "./announce.js";
@@ -234,14 +234,6 @@ function updateMarks(id, kind, name) {
 
 // -- urgent messages ------------------------------------------------------------------------------------
 
-// "just now", "3 min ago", "2 h 5 min ago": a page answered late must look late.
-function ago(time) {
-  const minutes = Math.floor((Date.now() - Date.parse(time)) / 60_000);
-  if (minutes < 1) return "just now";
-  if (minutes < 60) return `${minutes} min ago`;
-  return `${Math.floor(minutes / 60)} h ${minutes % 60} min ago`;
-}
-
 function renderUrgent() {
   alerts.urgentWaiting([...state.urgent.keys()]); // the tone, title and favicon follow what waits
   const banner = $("urgent");
@@ -254,7 +246,7 @@ function renderUrgent() {
   }
   const [id, info] = first.value;
   const more = state.urgent.size > 1 ? ` (${state.urgent.size} waiting)` : "";
-  const sent = `sent ${clock(info.time)} (${ago(info.time)})`;
+  const sent = `sent ${clock(info.time)} (${waited(info.time)})`;
   $("urgent-text").textContent = `URGENT from ${info.from}, ${sent}: ${info.text}${more}`;
   if (!state.urgentTimer) state.urgentTimer = setInterval(renderUrgent, 30_000); // keeps "N min ago" true
   $("ack").dataset.id = String(id);

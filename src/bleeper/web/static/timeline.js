@@ -26,6 +26,15 @@ export function relativeTime(time, now = Date.now()) {
   return clock(time);
 }
 
+// How long a page has waited, never rounded to a clock time: "just now", "3 min ago", "2 h 5 min ago". A page
+// answered late must look late, so the urgent banner says this rather than relativeTime's HH:MM.
+export function waited(time, now = Date.now()) {
+  const minutes = Math.floor((now - Date.parse(time)) / MINUTE);
+  if (minutes < 1) return "just now";
+  if (minutes < 60) return `${minutes} min ago`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min ago`;
+}
+
 function startOfDay(date) {
   return new Date(date.getFullYear(), date.getMonth(), date.getDate());
 }
