@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -214,5 +215,37 @@ async def test_a_new_device_starts_at_the_accounts_number_and_a_quiet_reconnect_
         assert back.caught_up == 0  # the three the phone had are not shown again as missed
         assert not [e for e in _drain(desk) if isinstance(e, Message)]
         await desk.quit()
+    finally:
+        await server.stop(grace=0.5)
+
+
+async def test_a_reconnect_that_finds_messages_gone_says_so_and_carries_on(tmp_path: Path) -> None:
+    """SYNC answers 410 when messages were removed before they could be delivered. The client used to take
+    that for a failed reconnect and try again for ever; it now skips the gone range and says so."""
+    db = await create_accounts(str(tmp_path / "gone.db"), "alice", "bob")
+    port = free_port()
+    server = ChatServer(make_config(db=db, port=port))
+    await server.start()
+    alice = ChatClient("127.0.0.1", port, backoff=(1.0, 1.0))  # a second away: time to write, and to remove
+    await alice.connect()
+    await alice.login("alice", "alice-password")
+    await server.stop(grace=0.5)
+    server = ChatServer(make_config(db=db, port=port))
+    await server.start()
+    try:
+        bob = await LineClient.connect(port)
+        assert (await bob.command("LOGIN bob bob-password")).code == 202
+        for number in range(3):
+            assert (await bob.command(f"TELL alice n{number}")).code == 250
+        with sqlite3.connect(db) as raw:  # as if removed before alice was back: messages 1 and 2 are gone
+            raw.execute("DELETE FROM inbox WHERE account_key = 'alice' AND seq < 3")
+        seen = [await alice.next_event(10)]
+        while not isinstance(seen[-1], Connected) or not seen[-1].again:
+            seen.append(await alice.next_event(10))
+        back = seen[-1]
+        assert back.gone == "3 gap: messages 1 to 2 are gone" and back.caught_up == 1
+        assert [m.text for m in seen if isinstance(m, Message)] == ["n2"]
+        assert alice.last_seq == 3 and alice.state == "connected"
+        await alice.quit()
     finally:
         await server.stop(grace=0.5)
