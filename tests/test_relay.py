@@ -270,8 +270,10 @@ def test_a_store_restart_mid_conversation_loses_and_doubles_nothing(tmp_path: Pa
         bob.see("alice: before")
     try:
         alice.write("while it is down")  # the store is stopped: the relay waits, retrying
-        alice.wait_for(lambda lines: any(line.startswith(f"* cannot reach the state store at {url}")
-                                         and line.endswith("running there?; retrying") for line in lines),
+        # Said once: "cannot reach ...", or "stopping" when a request of the relay's met the store shutting down
+        alice.wait_for(lambda lines: any(line.startswith((f"* cannot reach the state store at {url}",
+                                                          "* the state store is stopping"))
+                                         and line.endswith("; retrying") for line in lines),
                        "that the store is unreachable")  # fmt: skip
         with running_store(tmp_path, port=port):
             alice.see("* the state store answers again")

@@ -207,7 +207,8 @@ async def test_an_urgent_page_rings_flashes_and_is_acknowledged_from_its_notific
     await page.wait_for_function("() => document.title === '(2) URGENT - Bleeper'")
     alerts = "() => window.bleeper.alerts.notifications.filter((n) => n.title.endsWith('still waiting')).length >= 3"
     await page.wait_for_function(alerts)  # ALERTs came again...
-    assert {n["tag"] for n in await shown(page)} == {f"bleeper-{first}", f"bleeper-{second}"}  # ...and replaced
+    # ...and replaced theirs: polled, since getNotifications is async and a replacement is close-then-show
+    assert {n["tag"] for n in await wait_shown(page, 2)} == {f"bleeper-{first}", f"bleeper-{second}"}
 
     await click_notification(page, f"bleeper-{first}", "ack")  # its Acknowledge button
     acked = await ward.event("ACKED")
