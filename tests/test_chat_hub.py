@@ -94,7 +94,7 @@ def test_keepalive_pings_then_drops_with_a_fake_clock() -> None:
     clock.now += 6
     hub.keepalive()
     assert quiet_wire.lines() == ["CLOSING ping timeout: no answer from the client"]
-    assert quiet_wire.closed and "quiet" not in hub.users
+    assert quiet_wire.closed and not hub.registry.online("quiet")
     assert alice_wire.lines()[-1] == "OFFLINE quiet ping timeout: no answer from the client"
     assert alice_wire.closed is None
 
@@ -137,7 +137,7 @@ def test_shutdown_tells_everyone_and_forgets_them() -> None:
         wire.lines()
     hub.shutdown()
     assert all("CLOSING server shutting down" in wire.lines() for wire in wires)
-    assert not hub.sessions and not hub.users
+    assert not hub.sessions and not hub.registry.count()
 
 
 def test_empty_group_disappears_when_its_last_member_disconnects() -> None:

@@ -136,7 +136,7 @@ async def test_quit_returns_221_after_the_server_closes_and_ends_events(server: 
     with pytest.raises(NotConnected):
         await client.say("too late")
     await asyncio.sleep(0.05)
-    assert not server.hub.users
+    assert not server.hub.registry.count()
 
 
 async def _collect(client: ChatClient) -> list[object]:
@@ -164,7 +164,7 @@ async def test_answers_server_pings_and_stays_connected(start_server) -> None:  
     client = await named(server, "steady")
     await next_of(client, Event)  # the PING
     await asyncio.sleep(1.0)
-    assert "steady" in server.hub.users and client.state == "connected"
+    assert server.hub.registry.online("steady") and client.state == "connected"
     await client.quit()
 
 
@@ -185,7 +185,7 @@ async def test_reconnects_after_a_server_restart_with_its_name_and_groups() -> N
     try:
         back = await next_of(client, Connected, timeout=10)
         assert back == Connected(client.server, "alice", again=True)
-        assert "alice" in second.hub.users
+        assert second.hub.registry.online("alice")
         assert [p.groups for p in await client.who()] == [("#icu",)]
         await client.quit()
     finally:

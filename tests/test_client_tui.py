@@ -157,7 +157,7 @@ async def test_quit_waits_for_the_servers_goodbye(server: ChatServer) -> None:
         if isinstance(event, Event) and event.kind == "OFFLINE":
             assert event.args[:2] == ("erin", "quit")
             break
-    assert "erin" not in server.hub.users
+    assert not server.hub.registry.online("erin")
     await watcher.quit()
 
 
@@ -201,7 +201,7 @@ async def test_reconnects_by_itself_and_says_so() -> None:
             await second.start()
             try:
                 await until(pilot, lambda: "reconnected" in shown(app), timeout=10)
-                assert app.connection == "connected" and "gina" in second.hub.users
+                assert app.connection == "connected" and second.hub.registry.online("gina")
                 assert str(app.query_one("#status").render()).startswith("connected · gina @ ")
                 assert "not kept for names without an account" in shown(app)  # never "nothing was missed"
                 assert "nothing was missed" not in shown(app)

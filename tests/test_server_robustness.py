@@ -228,7 +228,7 @@ async def test_thousand_concurrent_clients(server: ChatServer) -> None:
     clients = await asyncio.gather(*(LineClient.connect(port) for _ in range(1000)))
     replies = await asyncio.gather(*(c.command(f"NAME user{i}") for i, c in enumerate(clients)))
     assert all(r.code == 201 for r in replies)
-    assert len(server.hub.users) == 1000
+    assert server.hub.registry.count() == 1000
     await asyncio.gather(*(c.drain() for c in clients))
     accepted = await clients[0].command("SAY shift change in 10 minutes")
     assert accepted.fields[-1] == "999"
@@ -239,4 +239,4 @@ async def test_thousand_concurrent_clients(server: ChatServer) -> None:
         if not server.hub.sessions:
             break
         await asyncio.sleep(0.05)
-    assert not server.hub.sessions and not server.hub.users
+    assert not server.hub.sessions and not server.hub.registry.count()

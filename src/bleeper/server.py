@@ -193,7 +193,7 @@ class ChatServer(Server):
 
     def _health(self) -> tuple[bool, dict[str, object]]:
         healthy = self.store is not None and not self._stopping
-        details: dict[str, object] = {"connections": len(self.connections), "people": len(self.hub.users),
+        details: dict[str, object] = {"connections": len(self.connections), "people": self.hub.registry.count(),
                                       "urgent_waiting": len(self.hub.urgent.open)}  # fmt: skip
         if self.backend is not None:
             details["store_last_commit_ms"] = round(self.backend.journal.last_commit_ms, 3)
@@ -206,7 +206,7 @@ class ChatServer(Server):
             Metric("bleeper_connections", "gauge", "Open connections").add(len(self.connections) - web, transport="tcp")
             .add(web, transport="websocket"),
             Metric("bleeper_connections_total", "counter", "Connections accepted").add(self.connections_total),
-            Metric("bleeper_people", "gauge", "People online (names in use)").add(len(hub.users)),
+            Metric("bleeper_people", "gauge", "People online (names in use)").add(hub.registry.count()),
             Metric("bleeper_messages_total", "counter", "Messages stored (acknowledged after commit)")
             .add(journal.committed if journal else 0),
             Metric("bleeper_deliveries_total", "counter", "Messages handed to recipients' connections")

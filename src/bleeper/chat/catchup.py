@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from bleeper.chat.core import Core, Handler, flowing, known
+from bleeper.chat.core import Core, Verb, flowing, known
 from bleeper.chat.names import name_key
 from bleeper.chat.receipts import note_delivered
 from bleeper.chat.records import (
@@ -15,7 +15,7 @@ from bleeper.chat.records import (
 from bleeper.chat.session import Session
 from bleeper.protocol import codes
 from bleeper.protocol.commands import GroupTarget, History, RoleTarget, Sync
-from bleeper.protocol.wire import format_ms, message_head, message_tail, multiline, reply, urgent_head
+from bleeper.protocol.wire import format_ms
 
 log = logging.getLogger("bleeper.events")
 
@@ -31,12 +31,12 @@ def replay(hub: Core, session: Session, entries: list[InboxEntry], since: int) -
     A message that reaches the account for the first time is recorded as delivered (and its sender told);
     one sent again because a client asked (SYNC) is not: ``DELIVERED`` comes once per person."""
     upto, count, size = since, 0, 0
-    account = session.account
+    account, codec = session.account, session.codec
     first_time = hub.delivered_marks.get(account, 0) if account is not None else 0
     for entry in entries:
         message = entry.message
-        tail = message_tail(message.id, format_ms(message.created_ms), message.sender, message.to, message.text)
-        hub.answer(session, urgent_head(entry.seq) if message.urgent else message_head(entry.seq))
+        tail = codec.message_tail(message.id, format_ms(message.created_ms), message.sender, message.to, message.text)
+        hub.answer(session, codec.urgent_head(entry.seq) if message.urgent else codec.message_head(entry.seq))
         if message.to != "*" and entry.seq > first_time:
             note_delivered(hub, message, (session,), name_key(message.sender))
         hub.answer(session, tail)
@@ -63,7 +63,7 @@ def release_held(hub: Core, session: Session, upto: int) -> None:
 async def sync(hub: Core, session: Session, command: Sync) -> None:
     account = session.account
     if account is None:
-        hub.answer(session, reply(codes.FORBIDDEN, "SYNC needs an account: LOGIN <name> <password>"))
+        hub.reply(session, codes.FORBIDDEN, "SYNC needs an account: LOGIN <name> <password>")
         return
     session.held = []  # as at LOGIN: live messages wait for the replay, so each number arrives once, in order
     entries = await known(hub.backend.inbox(account, command.since, SYNC_BATCH)) or []
@@ -71,15 +71,15 @@ async def sync(hub: Core, session: Session, command: Sync) -> None:
     last = max(await known(hub.backend.last_seq(account)) or 0, entries[-1].seq if entries else 0)
     if command.since > last:
         release_held(hub, session, command.since)
-        hub.answer(session, reply(codes.BAD_SYNTAX, f"your last message is number {last}; SYNC {last} or lower"))
+        hub.reply(session, codes.BAD_SYNTAX, f"your last message is number {last}; SYNC {last} or lower")
     elif command.since < last and (not entries or entries[0].seq != command.since + 1):
         release_held(hub, session, command.since)
         first = entries[0].seq if entries else last + 1
-        hub.answer(session, reply(codes.GONE, f"{first} gap: messages {command.since + 1} to {first - 1} are gone"))
+        hub.reply(session, codes.GONE, f"{first} gap: messages {command.since + 1} to {first - 1} are gone")
     else:
         upto, sent = replay(hub, session, entries, command.since)
         release_held(hub, session, upto)
-        hub.answer(session, reply(codes.SYNCED, f"{upto} sent {sent}; {max(0, last - upto)} more"))
+        hub.reply(session, codes.SYNCED, f"{upto} sent {sent}; {max(0, last - upto)} more")
 
 
 async def history(hub: Core, session: Session, command: History) -> None:
@@ -88,16 +88,18 @@ async def history(hub: Core, session: Session, command: History) -> None:
         key = "#" + name_key(target.name[1:])
         group = hub.groups.get(key)
         if group is None:
-            hub.answer(session, reply(codes.NOT_FOUND, f"no such group: {target.name}"))
+            hub.reply(session, codes.NOT_FOUND, f"no such group: {target.name}")
             return
-        if session not in group.members and (session.account is None or session.account not in group.accounts):
-            hub.answer(session, reply(codes.FORBIDDEN, f"join {group.name} to read its history"))
+        if session not in hub.registry.members(key) and (
+            session.account is None or session.account not in group.accounts
+        ):
+            hub.reply(session, codes.FORBIDDEN, f"join {group.name} to read its history")
             return
         conversation, label = key, group.name
     elif isinstance(target, RoleTarget):
         role = hub.roles.get(name_key(target.name[1:]))
         if role is None or (session.key or "") not in role.holders:
-            hub.answer(session, reply(codes.FORBIDDEN, f"take {target.name} (ONCALL TAKE) to read its history"))
+            hub.reply(session, codes.FORBIDDEN, f"take {target.name} (ONCALL TAKE) to read its history")
             return
         conversation, label = f"role:{name_key(target.name[1:])}", role.name
     else:
@@ -105,10 +107,10 @@ async def history(hub: Core, session: Session, command: History) -> None:
         conversation, label = "@" + ",".join(sorted(keys)), ",".join(target.names)
     messages = await known(hub.backend.history(conversation, command.count)) or []
     items = [f"{m.id} {format_ms(m.created_ms)} {m.sender} {m.to} {m.text}" for m in messages]
-    hub.answer(session, multiline(codes.HISTORY_LIST, items, f"{len(items)} message(s) with {label}"))
+    hub.listing(session, codes.HISTORY_LIST, items, f"{len(items)} message(s) with {label}")
 
 
-HANDLERS: dict[type, Handler] = {
-    Sync: flowing(sync),
-    History: flowing(history),
-}
+VERBS = (
+    Verb("SYNC", Sync, flowing(sync), "resend your messages after number <since>"),
+    Verb("HISTORY", History, flowing(history), "recent messages of a conversation"),
+)

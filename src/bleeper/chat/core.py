@@ -1,9 +1,11 @@
-"""What every chat feature shares: the people, groups and roles on this server, storage, and how replies
-and events leave.
+"""What every chat feature shares: the people, groups and roles, storage, and how replies and events leave.
 
-:class:`Core` holds the state (who is connected under which name, groups, accounts, on-call roles, urgent
-messages waiting) and the few operations every feature module needs: answer a command in order, deliver a
-stored message to connections, tell a person or everyone, audit. The feature modules (``chat/identity.py``,
+:class:`Core` holds the state (connections, groups, accounts, on-call roles, urgent messages waiting), the
+two seams (the :class:`~bleeper.chat.registry.Registry` of names, group members and presence, and the
+:class:`~bleeper.chat.delivery.Delivery` that takes messages and events to an audience's connections), and
+the few operations every feature module needs: answer a command in order, deliver a stored message, audit.
+Replies and events are rendered by each session's codec (protocol/codec.py), never here. The feature
+modules (``chat/identity.py``,
 ``chat/messaging.py``, ...) are functions of a :class:`Core`; :class:`~bleeper.chat.hub.Hub` is the
 :class:`Core` that assembles them into the dispatch table. Nothing here waits: storage is asked of the
 :class:`~bleeper.chat.backend.Backend`, and a handler that needs its answer is an ``async def`` driven by
@@ -20,17 +22,19 @@ from typing import Any, TypeVar
 
 from bleeper import __version__
 from bleeper.chat.backend import Backend, Pending
+from bleeper.chat.delivery import Audience, Delivery, LocalDelivery, everyone
 from bleeper.chat.flow import run
 from bleeper.chat.memory import MemoryBackend
 from bleeper.chat.notify import Kind, NoNotifier, Notifier
-from bleeper.chat.presence import Presence
 from bleeper.chat.ratelimit import TokenBucket
 from bleeper.chat.records import AuditEvent, StoredMessage
+from bleeper.chat.registry import LocalRegistry, Registry
 from bleeper.chat.roles import Roles
 from bleeper.chat.session import Peer, Session
 from bleeper.chat.urgent import UrgentDesk
 from bleeper.protocol import codes
-from bleeper.protocol.wire import event, format_time, message_head, message_tail, reply, urgent_head
+from bleeper.protocol.codec import LINE, Codec
+from bleeper.protocol.wire import format_time
 
 log = logging.getLogger("bleeper.events")
 T = TypeVar("T")
@@ -57,13 +61,13 @@ class HubLimits:
 
 
 class Group:
-    """A named group: its display name, the connections in it now, and the accounts that belong to it."""
+    """A named group: its display name and the accounts that belong to it (stored, so they survive restarts).
+    Who is in it now is the registry's (``registry.members``)."""
 
-    __slots__ = ("accounts", "members", "name")
+    __slots__ = ("accounts", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.members: set[Session] = set()
         self.accounts: set[str] = set()
 
 
@@ -79,6 +83,8 @@ class Core:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         notifier: Notifier | None = None,
+        registry: Registry | None = None,
+        delivery: Callable[[Core], Delivery] | None = None,
     ) -> None:
         self.limits = limits or HubLimits()
         self.backend: Backend = backend if backend is not None else MemoryBackend()
@@ -86,14 +92,14 @@ class Core:
         self.server_name = server_name
         self.clock = clock
         self.monotonic = monotonic
-        self.sessions: set[Session] = set()
-        self.users: dict[str, list[Session]] = {}  # name key -> its connections (several for an account)
+        self.sessions: set[Session] = set()  # every connection here, named or not
+        self.registry: Registry = registry if registry is not None else LocalRegistry()
+        self.delivery: Delivery = delivery(self) if delivery is not None else self.local_delivery()
         self.groups: dict[str, Group] = {}  # '#' + name key -> group
         self.accounts: dict[str, str] = {}  # account key -> display name, for names that need LOGIN
         self.per_address: dict[str, int] = {}
         self.failures: dict[str, tuple[int, float]] = {}  # account key or address -> (failures, last)
         self.ping_counter = 0
-        self.presence = Presence()
         self.urgent = UrgentDesk(self.limits.urgent_interval, self.limits.urgent_attempts)
         self.backups: dict[str, str] = {}  # person's name key -> their backup's, for escalation
         self.roles = Roles()
@@ -101,28 +107,34 @@ class Core:
         self.started = monotonic()
         self.deliveries = 0  # messages handed to connections, for /metrics
         self.vital_signs: Callable[[], list[str]] = list  # the server adds its own lines to HEALTH
+        self.verbs: dict[str, Verb] = {}  # command name -> what offers it (the hub fills this in)
+
+    def local_delivery(self) -> LocalDelivery:
+        """Delivery to this server's connections (what a cluster's delivery uses for its own part too)."""
+        return LocalDelivery(self.registry, self.mark_delivered, self.drop)
 
     def keep(self, row: tuple[str, str, str | None]) -> Pending[None]:
         return self.backend.keep(*row)
 
-    def connect(self, peer: Peer, address: str, host: str | None = None) -> Session | None:
-        """Greet a new connection, or refuse it (and hang up) when a limit is reached."""
+    def connect(self, peer: Peer, address: str, host: str | None = None, codec: Codec = LINE) -> Session | None:
+        """Greet a new connection, speaking *codec*, or refuse it (and hang up) when a limit is reached."""
         limits = self.limits
         host = host if host is not None else address
         count = self.per_address.get(host, 0)
         if limits.max_clients and len(self.sessions) >= limits.max_clients:
-            self._refuse(peer, address, "server full", f"server full ({len(self.sessions)} active)")
+            self._refuse(peer, codec, address, "server full", f"server full ({len(self.sessions)} active)")
             return None
         if limits.max_per_address and count >= limits.max_per_address:
-            self._refuse(peer, address, "too many connections from your address", f"{count} connections from {host}")
+            why = "too many connections from your address"
+            self._refuse(peer, codec, address, why, f"{count} connections from {host}")
             return None
         now = self.monotonic()
-        session = Session(peer, address, TokenBucket(limits.rate, limits.burst, now), now)
+        session = Session(peer, address, TokenBucket(limits.rate, limits.burst, now), now, codec)
         session.host = host
         self.per_address[host] = count + 1
         self.sessions.add(session)
         first = "LOGIN <name> <password>" if limits.auth == "required" else "NAME <your name>"
-        session.send(reply(codes.GREETING, f"{self.server_name} Bleeper {__version__} ready; type HELP, then {first}"))
+        self.reply(session, codes.GREETING, f"{self.server_name} Bleeper {__version__} ready; type HELP, then {first}")
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "connect %s (%d active)",
@@ -132,9 +144,9 @@ class Core:
             )
         return session
 
-    def _refuse(self, peer: Peer, address: str, why: str, logged: str) -> None:
+    def _refuse(self, peer: Peer, codec: Codec, address: str, why: str, logged: str) -> None:
         """Say why, hang up, and log it: the caller returns no session."""
-        peer.write(reply(codes.UNAVAILABLE, f"{why}; try again later"))
+        peer.write(codec.reply(codes.UNAVAILABLE, f"{why}; try again later"))
         peer.close(f"refused: {why}")
         log.warning("refused %s: %s", address, logged,
                     extra={"event": "refused", "peer": address, "active": len(self.sessions)})  # fmt: skip
@@ -150,26 +162,20 @@ class Core:
         session.closing = True
         self.sessions.discard(session)
         host = session.host
-        left = self.per_address.get(host, 1) - 1
-        if left > 0:
-            self.per_address[host] = left
+        remaining = self.per_address.get(host, 1) - 1
+        if remaining > 0:
+            self.per_address[host] = remaining
         else:
             self.per_address.pop(host, None)
         if session.key is not None:
-            devices = self.users.get(session.key, [])
-            if session in devices:
-                devices.remove(session)
-            for key in session.groups or ():
+            last, left = self.registry.depart(session)
+            for key in left:
                 group = self.groups.get(key)
-                if group is not None:
-                    group.members.discard(session)
-                    if not group.members and not group.accounts:
-                        del self.groups[key]
-            if not devices:
-                self.users.pop(session.key, None)
-                self.presence.forget(session.key)
+                if group is not None and not group.accounts and not self.registry.has_members(key):
+                    del self.groups[key]
+            if last:
                 self.delivered_marks.pop(session.key, None)  # the backend keeps it; the next LOGIN reads it back
-                self.to_everyone(event("OFFLINE", session.name or "", reason), None)
+                self.delivery.event(everyone(), "OFFLINE", session.name or "", reason)
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "disconnect %s: %s (%d active)",
@@ -190,7 +196,7 @@ class Core:
         if session.closing:
             return
         session.closing = True
-        session.send(event("CLOSING", reason))
+        session.send(session.codec.event("CLOSING", reason))
         session.peer.close(reason)
         self.disconnect(session, reason)
 
@@ -211,16 +217,14 @@ class Core:
             elif now - session.last_active >= limits.ping_interval:
                 self.ping_counter += 1
                 session.ping_sent = now
-                session.send(event("PING", str(self.ping_counter)))
+                session.send(session.codec.event("PING", str(self.ping_counter)))
 
     def register(self, session: Session, name: str, key: str) -> None:
-        devices = self.users.get(key)
-        if not devices:
-            self.to_everyone(event("ONLINE", name), None)
-            devices = self.users[key] = []
-        devices.append(session)
+        """The connection goes by *name* from now on; everyone else hears of a person who came online."""
         session.name = name
         session.key = key
+        if self.registry.arrive(session):
+            self.delivery.event(everyone(but=session), "ONLINE", name)
 
     def mark_delivered(self, account: str, first: int, last: int) -> None:
         """Messages *first* to *last* reached one of the account's connections. The mark (where the next LOGIN
@@ -231,8 +235,21 @@ class Core:
             self.delivered_marks[account] = last
             self.backend.mark_delivered(account, last)
 
+    def reply(self, session: Session, code: int, text: str) -> None:
+        """Answer the session's command with a code and words, in command order."""
+        self.answer(session, session.codec.reply(code, text))
+
+    def listing(self, session: Session, code: int, items: list[str], summary: str) -> None:
+        """Answer with several items and a last line (WHO, HISTORY, ...), in command order."""
+        self.answer(session, session.codec.listing(code, items, summary))
+
+    def notice(self, session: Session, kind: str, *params: str) -> None:
+        """An event tied to the session's command (DELIVERED after its 250), so in command order too."""
+        self.answer(session, session.codec.event(kind, *params))
+
     def answer(self, session: Session, data: bytes) -> None:
-        """A reply to this session's command: straight out, or after the replies still waiting for storage."""
+        """Rendered bytes for this session's command: straight out, or after the replies still waiting for
+        storage."""
         slots = session.slots
         if not slots:
             session.send(data)
@@ -250,58 +267,21 @@ class Core:
             drained, session.when_drained = session.when_drained, None
             drained()
 
-    def deliver(self, message: StoredMessage, stamp: str, targets: list[Session]) -> int:
-        """The hot loop: one shared tail, a cached per-recipient head, two appends per recipient."""
-        tail = message_tail(message.id, stamp, message.sender, message.to, message.text)
-        seqs = dict(message.seqs) if message.seqs else None
-        head = urgent_head if message.urgent else message_head
-        reached = 0
-        delivered: dict[str, int] = {}
-        for other in targets:
-            if other.closing:
-                continue
-            account = other.account
-            if seqs is not None and account is not None and account in seqs:
-                seq = seqs[account]
-                if other.held is not None:
-                    other.held.append((seq, head(seq), tail))
-                    continue
-                delivered[account] = seq
-            else:
-                seq = other.seq + 1
-                other.seq = seq
-            send = other.send
-            send(head(seq))
-            send(tail)
-            reached += 1
-        for account, seq in delivered.items():  # only accounts with a connection here: the rest wait for LOGIN
-            self.mark_delivered(account, seq, seq)  # coalesced by the backend
+    def deliver(self, message: StoredMessage, stamp: str, audience: Audience) -> tuple[int, list[Session]]:
+        """Hand a stored message to its audience (see :meth:`Delivery.message`), counted for /metrics."""
+        reached, targets = self.delivery.message(message, stamp, audience)
         self.deliveries += reached
-        return reached
+        return reached, targets
 
     def shown(self, key: str) -> str:
-        devices = self.users.get(key)
-        return (devices[0].name if devices else None) or self.accounts.get(key, key)
-
-    def to_person(self, key: str, data: bytes, but: Session | None = None) -> None:
-        for other in self.users.get(key, ()):
-            if other is not but:
-                other.send(data)
-
-    def to_everyone(self, data: bytes, sender: Session | None) -> int:
-        reached = 0
-        for devices in self.users.values():
-            for other in devices:
-                if other is not sender:
-                    other.send(data)
-                    reached += 1
-        return reached
+        """A person's name as written: by the person online, else by their account, else the key."""
+        return self.registry.shown(key) or self.accounts.get(key, key)
 
     def notify_offline(self, keys: Iterable[str], kind: Kind, message_id: int, sender: str) -> None:
-        """Push to the accounts among *keys* with no connection here: those connected have the message (or
-        the ALERT) on screen already, and people without an account cannot subscribe."""
+        """Push to the accounts among *keys* with no connection (here or, in a cluster, anywhere): those
+        connected have the message (or the ALERT) on screen already; people without an account cannot subscribe."""
         for key in keys:
-            if key in self.accounts and not self.users.get(key):
+            if key in self.accounts and not self.registry.online(key):
                 self.notifier.offline(key, kind, message_id, sender)
 
     def audit(self, kind: str, actor: str, subject: str, **detail: str | int) -> None:
@@ -316,13 +296,26 @@ class Core:
 Handler = Callable[[Core, Session, Any], "Pending[object] | None"]
 
 
+@dataclass(frozen=True, slots=True)
+class Verb:
+    """A command as the feature that owns it offers it: which parsed command (protocol/commands.py) its
+    handler takes, HELP's one line on what it does, and whether a name must be chosen first. Each feature
+    module lists its ``VERBS``; the hub's dispatch table and HELP are assembled from them."""
+
+    name: str  # as the grammar names it: SAY, TELL, URGENT (a TELL that must be acknowledged), ...
+    kind: type
+    handler: Handler
+    summary: str
+    needs_name: bool = True
+
+
 def flowing(handler: Callable[[Core, Session, Any], Coroutine[Any, Any, None]]) -> Handler:
     """An ``async def`` handler as the dispatch table wants it: run until it waits for storage (see
     chat/flow.py), answered ``500`` should it fail, so the command still gets its one reply."""
 
     def start(hub: Core, session: Session, command: Any) -> Pending[object] | None:
         def failed(exc: BaseException) -> None:
-            hub.answer(session, reply(codes.SERVER_ERROR, "internal error; the command was not carried out"))
+            hub.reply(session, codes.SERVER_ERROR, "internal error; the command was not carried out")
 
         return run(handler(hub, session, command), failed)
 

@@ -5,9 +5,14 @@ Where is a command handled? In the module named in :data:`FEATURES`'s order belo
 (NAME, LOGIN), ``chat/messaging.py`` (SAY, TELL, URGENT), ``chat/groups.py``, ``chat/catchup.py`` (SYNC,
 HISTORY), ``chat/receipts.py`` (READ, TRACE, RECALL), ``chat/paging.py`` (ACK, BACKUP, alerts, escalation),
 ``chat/oncall.py``, ``chat/status.py``, ``chat/admin.py``, ``chat/push.py`` and ``chat/basics.py`` (HELP,
-PING, PONG, QUIT). Each exports a ``HANDLERS`` table; the state they share and the operations they all use
-are in ``chat/core.py``. This module keeps what comes before any feature: the checks every line passes (rate,
-syntax, a name first) and the event console's command log.
+PING, PONG, QUIT). Each lists its commands in ``VERBS`` (handler, HELP's summary, whether a name is needed
+first); the state they share and the operations they all use are in ``chat/core.py``. This module keeps what
+comes before any feature: the checks every command passes (rate, a name first) and the event console's
+command log.
+
+Two entry points: :meth:`Hub.handle` takes a line and decodes it with the session's codec;
+:meth:`Hub.handle_command` takes a command already decoded, for a listener whose protocol frames and parses
+its own way (see protocol/codec.py).
 """
 
 from __future__ import annotations
@@ -18,14 +23,13 @@ from typing import Any
 
 from bleeper.chat import admin, basics, catchup, groups, identity, messaging, oncall, paging, push, receipts, status
 from bleeper.chat.backend import Pending
-from bleeper.chat.core import Core, Group, Handler, HubLimits
+from bleeper.chat.core import Core, Group, Handler, HubLimits, Verb
 from bleeper.chat.ratelimit import ALLOWED, FLOOD
 from bleeper.chat.records import Account
 from bleeper.chat.session import Session
 from bleeper.chat.standing import Standing
 from bleeper.protocol import codes
 from bleeper.protocol.commands import (
-    COMMANDS,
     Command,
     History,
     Join,
@@ -41,15 +45,12 @@ from bleeper.protocol.commands import (
     Tell,
     UserTarget,
     Who,
-    parse_command,
     push_service,
 )
 from bleeper.protocol.framing import FramingError, LineTooLong
-from bleeper.protocol.wire import reply
 
 log = logging.getLogger("bleeper.events")
 
-OPEN_COMMANDS = frozenset({"HELP", "LOGIN", "NAME", "PING", "PONG", "QUIT"})  # NAME answers why it cannot
 FEATURES = (identity, messaging, groups, catchup, receipts, paging, oncall, status, admin, push, basics)
 
 
@@ -60,7 +61,16 @@ class Hub(Core):
         super().__init__(limits, **options)
         self._handlers: dict[type, Handler] = {}
         for feature in FEATURES:
-            self._handlers.update(feature.HANDLERS)
+            for verb in feature.VERBS:
+                self.add_verb(verb)
+
+    def add_verb(self, verb: Verb) -> None:
+        """Offer a command: its handler joins the dispatch table and its summary HELP. Commands that parse
+        to one type (TELL and URGENT) share one handler."""
+        known = self._handlers.setdefault(verb.kind, verb.handler)
+        if known is not verb.handler:
+            raise ValueError(f"{verb.name}: {verb.kind.__name__} is handled already by {known!r}")
+        self.verbs[verb.name] = verb
 
     def alert_urgent(self) -> None:
         """Called every second or so: alert again, or escalate, what nobody has acknowledged in time."""
@@ -98,31 +108,36 @@ class Hub(Core):
         """
         if session.closing:
             return None
+        if not line or line.isspace():
+            session.last_active = self.monotonic()
+            session.ping_sent = None
+            return None
+        return self.handle_command(session, session.codec.decode(line))
+
+    def handle_command(self, session: Session, command: Command | ParseError) -> Pending[object] | None:
+        """One decoded command (or the reason a line could not be decoded): as :meth:`handle` after parsing."""
+        if session.closing:
+            return None
         now = self.monotonic()
         session.last_active = now
         session.ping_sent = None
-        if not line or line.isspace():
-            return None
-        command = parse_command(line)
         if type(command) is not Quit and type(command) is not Pong:
             verdict = session.bucket.take(now)
             if verdict is not ALLOWED:
                 if verdict == FLOOD:
                     self.drop(session, "flood: too many commands; reconnect and slow down")
                 else:
-                    self.answer(session, reply(codes.SLOW_DOWN, "slow down: too many commands; wait a moment"))
+                    self.reply(session, codes.SLOW_DOWN, "slow down: too many commands; wait a moment")
                 return None
         if isinstance(command, ParseError):
-            self.answer(session, reply(command.code, command.message))
+            self.reply(session, command.code, command.message)
             return None
-        canonical = _canonical(command)
-        if session.key is None:
-            if self.limits.auth == "required" and canonical not in OPEN_COMMANDS:
-                self.answer(session, reply(codes.NAME_FIRST, "log in first: LOGIN <name> <password>"))
-                return None
-            if COMMANDS[canonical].needs_name:
-                self.answer(session, reply(codes.NAME_FIRST, "choose a name first: NAME <your name>"))
-                return None
+        if session.key is None and self.verbs[_canonical(command)].needs_name:  # NAME answers why it cannot
+            if self.limits.auth == "required":
+                self.reply(session, codes.NAME_FIRST, "log in first: LOGIN <name> <password>")
+            else:
+                self.reply(session, codes.NAME_FIRST, "choose a name first: NAME <your name>")
+            return None
         if log.isEnabledFor(logging.INFO):
             self._log_command(session, command)
         return self._handlers[type(command)](self, session, command)
@@ -138,11 +153,9 @@ class Hub(Core):
             self.drop(session, "flood: too many bad lines")
             return
         if isinstance(error, LineTooLong):
-            self.answer(
-                session, reply(codes.LINE_TOO_LONG, f"line too long (max {error.limit} bytes); it was discarded")
-            )
+            self.reply(session, codes.LINE_TOO_LONG, f"line too long (max {error.limit} bytes); it was discarded")
         else:
-            self.answer(session, reply(codes.BAD_SYNTAX, f"invalid UTF-8 ({error.detail}); the line was discarded"))
+            self.reply(session, codes.BAD_SYNTAX, f"invalid UTF-8 ({error.detail}); the line was discarded")
 
     def _log_command(self, session: Session, command: Command) -> None:
         name = _canonical(command)

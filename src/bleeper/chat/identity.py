@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from bleeper.chat.catchup import SYNC_BATCH, release_held, replay
-from bleeper.chat.core import Core, Handler, flowing, known
+from bleeper.chat.core import Core, Verb, flowing, known
 from bleeper.chat.names import name_key, name_problem, suggest
 from bleeper.chat.records import (
     Account,
@@ -16,7 +16,6 @@ from bleeper.chat.records import (
 from bleeper.chat.session import Session
 from bleeper.protocol import codes
 from bleeper.protocol.commands import Login, Name
-from bleeper.protocol.wire import reply
 
 log = logging.getLogger("bleeper.events")
 
@@ -25,31 +24,31 @@ def name(hub: Core, session: Session, command: Name) -> None:
     wanted = command.name
     if session.key is not None:
         if name_key(wanted) == session.key:
-            hub.answer(session, reply(codes.NAME_ACCEPTED, f"{session.name} you are already {session.name}"))
+            hub.reply(session, codes.NAME_ACCEPTED, f"{session.name} you are already {session.name}")
         else:
-            hub.answer(session, reply(codes.FORBIDDEN, f"you are {session.name}; to change name, QUIT and reconnect"))
+            hub.reply(session, codes.FORBIDDEN, f"you are {session.name}; to change name, QUIT and reconnect")
         return
     if hub.limits.auth == "required":
-        hub.answer(session, reply(codes.FORBIDDEN, "this server needs an account: LOGIN <name> <password>"))
+        hub.reply(session, codes.FORBIDDEN, "this server needs an account: LOGIN <name> <password>")
         return
     problem = name_problem(wanted)
     if problem:
-        hub.answer(session, reply(codes.INVALID_NAME, problem))
+        hub.reply(session, codes.INVALID_NAME, problem)
         return
     key = name_key(wanted)
-    if key in hub.users or key in hub.accounts:
-        free = suggest(wanted, Taken(hub.users, hub.accounts))
+    if hub.registry.online(key) or key in hub.accounts:
+        free = suggest(wanted, Taken(hub))
         why = "belongs to an account (LOGIN to use it)" if key in hub.accounts else "is taken"
-        hub.answer(session, reply(codes.NAME_TAKEN, f'{free} "{wanted}" {why}; try "{free}"'))
+        hub.reply(session, codes.NAME_TAKEN, f'{free} "{wanted}" {why}; try "{free}"')
         return
     hub.register(session, wanted, key)
-    others = len(hub.users) - 1
-    hub.answer(session, reply(codes.NAME_ACCEPTED, f"{wanted} welcome, {wanted}; {others} other(s) online"))
+    others = hub.registry.count() - 1
+    hub.reply(session, codes.NAME_ACCEPTED, f"{wanted} welcome, {wanted}; {others} other(s) online")
 
 
 async def login(hub: Core, session: Session, command: Login) -> None:
     if session.key is not None:
-        hub.answer(session, reply(codes.FORBIDDEN, f"you are already {session.name}; QUIT and reconnect to switch"))
+        hub.reply(session, codes.FORBIDDEN, f"you are already {session.name}; QUIT and reconnect to switch")
         return
     key = name_key(command.name)
     now = hub.monotonic()
@@ -58,7 +57,7 @@ async def login(hub: Core, session: Session, command: Login) -> None:
         wait = hub.limits.login_lockout - (now - last)
         if failures >= hub.limits.login_failures and wait > 0:
             hub.audit("login-refused", key, key, address=session.address, reason="too many failures")
-            hub.answer(session, reply(codes.SLOW_DOWN, f"too many failed logins; wait {int(wait) + 1} s and try again"))
+            hub.reply(session, codes.SLOW_DOWN, f"too many failed logins; wait {int(wait) + 1} s and try again")
             return
     account = await known(hub.backend.account(key))
     if account is None or session.closing:
@@ -87,11 +86,11 @@ def login_failed(hub: Core, session: Session, command: Login, reason: str) -> No
         session.address,
         extra={"event": "login-failed", "peer": session.address},
     )
-    hub.answer(session, reply(codes.LOGIN_FAILED, "login failed: unknown account or wrong password"))
+    hub.reply(session, codes.LOGIN_FAILED, "login failed: unknown account or wrong password")
 
 
 async def logged_in(hub: Core, session: Session, account: Account) -> None:
-    for other in list(hub.users.get(account.key, [])):
+    for other in list(hub.registry.here(account.key)):
         if other.account is None:  # someone took the account's name without logging in
             hub.drop(other, f"the name {account.name} belongs to an account that has logged in")
     session.account = account.key
@@ -100,10 +99,7 @@ async def logged_in(hub: Core, session: Session, account: Account) -> None:
     hub.register(session, account.name, account.key)
     for group_key, group in hub.groups.items():
         if account.key in group.accounts:
-            group.members.add(session)
-            if session.groups is None:
-                session.groups = set()
-            session.groups.add(group_key)
+            hub.registry.enter(session, group_key)
     hub.audit("login", account.key, account.key, address=session.address)
     log.info(
         "login %s from %s",
@@ -119,24 +115,20 @@ async def logged_in(hub: Core, session: Session, account: Account) -> None:
     release_held(hub, session, upto)
     more = max(0, last - upto)
     hint = f" (SYNC {upto} for the rest)" if more else ""
-    hub.answer(
-        session,
-        reply(codes.LOGGED_IN, f"{account.name} logged in at {upto}; {sent} waiting sent, {more} more{hint}"),
-    )
+    hub.reply(session, codes.LOGGED_IN, f"{account.name} logged in at {upto}; {sent} waiting sent, {more} more{hint}")
 
 
 class Taken:
     """Names in use, by people online or by accounts, for suggesting a free one."""
 
-    def __init__(self, users: dict[str, list[Session]], accounts: dict[str, str]) -> None:
-        self.users = users
-        self.accounts = accounts
+    def __init__(self, hub: Core) -> None:
+        self.hub = hub
 
     def __contains__(self, key: object) -> bool:
-        return key in self.users or key in self.accounts
+        return isinstance(key, str) and (self.hub.registry.online(key) or key in self.hub.accounts)
 
 
-HANDLERS: dict[type, Handler] = {
-    Name: name,
-    Login: flowing(login),
-}
+VERBS = (
+    Verb("NAME", Name, name, "choose your screen name", needs_name=False),
+    Verb("LOGIN", Login, flowing(login), "sign in to your account", needs_name=False),
+)

@@ -9,7 +9,8 @@ import logging
 from typing import Any
 
 from bleeper.chat.backend import Pending
-from bleeper.chat.core import MAX_IN_FLIGHT, Core, Handler
+from bleeper.chat.core import MAX_IN_FLIGHT, Core, Verb
+from bleeper.chat.delivery import Audience, everyone, group, people
 from bleeper.chat.flow import run
 from bleeper.chat.names import name_key
 from bleeper.chat.notify import Kind
@@ -25,92 +26,81 @@ from bleeper.chat.standing import urgent_row
 from bleeper.chat.status import tell_not_disturbed
 from bleeper.protocol import codes
 from bleeper.protocol.commands import GroupTarget, RoleTarget, Say, Tell
-from bleeper.protocol.wire import format_ms, reply
+from bleeper.protocol.wire import format_ms
 
 log = logging.getLogger("bleeper.events")
 
 
 def say(hub: Core, session: Session, command: Say) -> Pending[object] | None:
-    targets = [other for devices in hub.users.values() for other in devices if other is not session]
-    accounts = {other.account for other in targets if other.account and other.account != session.account}
-    return send(hub, session, "*", "*", command.text, targets, sorted(accounts), command.client_id)
+    accounts = {other.account for other in hub.registry.sessions() if other.account}
+    accounts.discard(session.account)
+    return send(hub, session, "*", "*", command.text, everyone(but=session), sorted(accounts), command.client_id)
 
 
 def tell(hub: Core, session: Session, command: Tell) -> Pending[object] | None:
     target = command.target
     if isinstance(target, GroupTarget):
-        group = hub.groups.get("#" + name_key(target.name[1:]))
-        if group is None:
-            hub.answer(session, reply(codes.NOT_FOUND, f"no such group: {target.name}; GROUPS lists them"))
+        key = "#" + name_key(target.name[1:])
+        found = hub.groups.get(key)
+        if found is None:
+            hub.reply(session, codes.NOT_FOUND, f"no such group: {target.name}; GROUPS lists them")
             return None
-        targets = [other for other in group.members if other is not session]
-        accounts = sorted(group.accounts - {session.account} if session.account else group.accounts)
-        conversation = "#" + name_key(group.name[1:])
+        accounts = sorted(found.accounts - {session.account} if session.account else found.accounts)
         waiting = None
         if command.urgent:
-            waiting = sorted((group.accounts | {m.key for m in group.members if m.key}) - {session.key})
-        return send(hub, session, group.name, conversation, command.text, targets, accounts, command.client_id, waiting)
+            waiting = sorted((found.accounts | hub.registry.member_keys(key)) - {session.key})
+        to = group(key, but=session)
+        return send(hub, session, found.name, key, command.text, to, accounts, command.client_id, waiting)
     if isinstance(target, RoleTarget):
         return tell_role(hub, session, command, target)
     if len(target.names) == 1:  # the common case: one person
         key = name_key(target.names[0])
-        devices = hub.users.get(key)
-        if devices or key in hub.accounts:
-            shown = devices[0].name if devices else hub.accounts[key]
-            targets = [other for other in devices or () if other is not session]
+        shown = hub.registry.shown(key) or hub.accounts.get(key)
+        if shown is not None:
             accounts = [key] if key in hub.accounts and key != session.account else []
             me = session.key or ""
             conversation = f"@{key},{me}" if key < me else f"@{me},{key}"
             if key == me:
                 conversation = f"@{key}"
-            if hub.presence.get(key) is not None:
-                tell_not_disturbed(hub, session, key, shown or key)
-            return send(
-                hub,
-                session,
-                f"@{shown}",
-                conversation,
-                command.text,
-                targets,
-                accounts,
-                command.client_id,
-                [key] if command.urgent else None,
-            )
+            if hub.registry.status(key) is not None:
+                tell_not_disturbed(hub, session, key, shown)
+            to = people((key,), but=session)
+            waiting = [key] if command.urgent else None
+            return send(hub, session, f"@{shown}", conversation, command.text, to, accounts, command.client_id, waiting)
     names: dict[str, str] = {}  # key -> display name
     missing: list[str] = []
     for name in target.names:
         key = name_key(name)
-        if key in hub.users:
-            names.setdefault(key, hub.users[key][0].name or name)
-        elif key in hub.accounts:
-            names.setdefault(key, hub.accounts[key])
+        shown = hub.registry.shown(key) or hub.accounts.get(key)
+        if shown is not None:
+            names.setdefault(key, shown)
         else:
             missing.append(name)
     if missing:
-        shown = ", ".join(missing[:10])
-        hub.answer(session, reply(codes.NOT_FOUND, f"no such user: {shown}; nothing was sent (WHO lists people)"))
+        listed = ", ".join(missing[:10])
+        hub.reply(session, codes.NOT_FOUND, f"no such user: {listed}; nothing was sent (WHO lists people)")
         return None
     for key, shown in names.items():
         tell_not_disturbed(hub, session, key, shown)
-    targets = [other for key in names for other in hub.users.get(key, ()) if other is not session]
     accounts = [key for key in names if key in hub.accounts and key != session.account]
     conversation = "@" + ",".join(sorted({*names, session.key or ""}))
-    to = "@" + ",".join(names.values())
+    to_names = "@" + ",".join(names.values())
     waiting = [key for key in names if key != session.key] if command.urgent else None
-    return send(hub, session, to, conversation, command.text, targets, accounts, command.client_id, waiting)
+    to = people(names, but=session)
+    return send(hub, session, to_names, conversation, command.text, to, accounts, command.client_id, waiting)
 
 
 def tell_role(hub: Core, session: Session, command: Tell, target: RoleTarget) -> Pending[object] | None:
     key = name_key(target.name[1:])
     role = hub.roles.get(key)
     if role is None:
-        hub.answer(session, reply(codes.NOT_FOUND, f"nobody holds {target.name}; ONCALL lists the roles"))
+        hub.reply(session, codes.NOT_FOUND, f"nobody holds {target.name}; ONCALL lists the roles")
         return None
     holders = role.holders
-    targets = [other for holder in holders for other in hub.users.get(holder, ()) if other is not session]
     accounts = [holder for holder in holders if holder in hub.accounts and holder != session.account]
     waiting = [holder for holder in holders if holder != session.key] if command.urgent else None
-    return send(hub, session, role.name, f"role:{key}", command.text, targets, accounts, command.client_id, waiting)
+    to = people(holders, but=session)
+    return send(hub, session, role.name, f"role:{key}", command.text, to, accounts, command.client_id, waiting)
 
 
 def send(
@@ -119,12 +109,12 @@ def send(
     to: str,
     conversation: str,
     text: str,
-    targets: list[Session],
+    audience: Audience,
     accounts: list[str],
     client_id: str | None,
     waiting: list[str] | None = None,
 ) -> Pending[object] | None:
-    """Store, then deliver and acknowledge: nobody sees a message that could still be lost.
+    """Store, then deliver to *audience* and acknowledge: nobody sees a message that could still be lost.
 
     A client id counts only for accounts: an anonymous name is not the same sender after a reconnect.
     *waiting* (name keys) makes the message urgent: any one of them must acknowledge it.
@@ -146,8 +136,8 @@ def send(
     answer = Reply(hub, session)
     if not pending.done():  # its reply keeps its place while later lines are read and answered
         answer.reserve()
-    failed = lambda exc: answer(reply(codes.SERVER_ERROR, "internal error: the message may or may not be sent"))  # noqa: E731
-    stored = run(deliver_stored(hub, session, pending, answer, targets, accounts, waiting), failed)
+    failed = lambda exc: answer(codes.SERVER_ERROR, "internal error: the message may or may not be sent")  # noqa: E731
+    stored = run(deliver_stored(hub, session, pending, answer, audience, accounts, waiting), failed)
     # Pipelining: the next lines are read at once, unless too many messages already wait for storage.
     return stored if len(session.slots) > MAX_IN_FLIGHT else None
 
@@ -169,10 +159,11 @@ class Reply:
             self.slot = [False, []]
             self.session.slots.append(self.slot)
 
-    def __call__(self, data: bytes) -> None:
+    def __call__(self, code: int, text: str) -> None:
         if self.said:
             return
         self.said = True
+        data = self.session.codec.reply(code, text)
         if self.slot is None:
             self.hub.answer(self.session, data)
         else:
@@ -186,7 +177,7 @@ async def deliver_stored(
     session: Session,
     pending: Pending[StoredMessage],
     answer: Reply,
-    targets: list[Session],
+    audience: Audience,
     accounts: list[str],
     waiting: list[str] | None,
 ) -> None:
@@ -195,26 +186,24 @@ async def deliver_stored(
     try:
         message = await pending
     except StorageFull:
-        answer(reply(codes.STORAGE_FULL, "storage full: the message was NOT sent; try again later"))
+        answer(codes.STORAGE_FULL, "storage full: the message was NOT sent; try again later")
         return
     except StorageUnsure as exc:
         log.error("storing a message from %s was interrupted: %s", session.label, exc)
         answer(
-            reply(
-                codes.STORAGE_ERROR,
-                "storage interrupted: the message may or may not be stored; send it again with the same ID to be sure",
-            )
+            codes.STORAGE_ERROR,
+            "storage interrupted: the message may or may not be stored; send it again with the same ID to be sure",
         )
         return
     except Exception as exc:
         log.error("storing a message from %s failed: %s", session.label, exc)
-        answer(reply(codes.STORAGE_ERROR, "storage error: the message was NOT sent; try again"))
+        answer(codes.STORAGE_ERROR, "storage error: the message was NOT sent; try again")
         return
     stamp = format_ms(message.created_ms)
     if message.duplicate:
-        answer(reply(codes.MESSAGE_ACCEPTED, f"{message.id} {stamp} reached 0; already sent (same ID), not sent again"))
+        answer(codes.MESSAGE_ACCEPTED, f"{message.id} {stamp} reached 0; already sent (same ID), not sent again")
         return
-    reached = hub.deliver(message, stamp, targets)
+    reached, targets = hub.deliver(message, stamp, audience)
     note, kept = "", None
     if waiting is not None:
         urgent = hub.urgent.add(
@@ -229,9 +218,9 @@ async def deliver_stored(
         )
         kept = hub.keep(urgent_row(urgent))
         note = f"; urgent: alerts every {hub.limits.urgent_interval:g} s until acknowledged, then escalates"
-    accepted = reply(codes.MESSAGE_ACCEPTED, f"{message.id} {stamp} reached {reached}{note}")
+    accepted = f"{message.id} {stamp} reached {reached}{note}"
     if kept is None or kept.done():
-        answer(accepted)
+        answer(codes.MESSAGE_ACCEPTED, accepted)
     else:  # the 250 waits for the alert state: it keeps its place ahead of what follows
         answer.reserve()
     if message.to != "*" and (message.seqs or message.urgent or message.to[0] == "@"):
@@ -250,10 +239,11 @@ async def deliver_stored(
         except BaseException as exc:  # not kept (or the server stops): the message is stored and delivered
             log.error("keeping the alert state of urgent message %d failed: %s", message.id, exc)
         finally:
-            answer(accepted)
+            answer(codes.MESSAGE_ACCEPTED, accepted)
 
 
-HANDLERS: dict[type, Handler] = {
-    Say: say,
-    Tell: tell,
-}
+VERBS = (
+    Verb("SAY", Say, say, "send to everyone online"),
+    Verb("TELL", Tell, tell, "send to a person, several (alice,bob) or a #group"),
+    Verb("URGENT", Tell, tell, "send a message that alerts until someone acknowledges it (ACK), then escalates"),
+)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from bleeper.chat.core import Core, Handler
+from bleeper.chat.core import Core, Verb
+from bleeper.chat.delivery import people
 from bleeper.chat.flow import run
 from bleeper.chat.names import name_key, name_problem
 from bleeper.chat.paging import pass_on
@@ -14,7 +15,6 @@ from bleeper.chat.session import Session
 from bleeper.chat.standing import role_row
 from bleeper.protocol import codes
 from bleeper.protocol.commands import Oncall
-from bleeper.protocol.wire import event, multiline, reply
 
 log = logging.getLogger("bleeper.events")
 
@@ -24,11 +24,11 @@ def oncall(hub: Core, session: Session, command: Oncall) -> None:
     actor = session.account or f"guest:{session.name}"
     if command.action == "list":
         items = [f"{role.name} holders={','.join(hub.shown(h) for h in role.holders)}" for role in hub.roles.all()]
-        hub.answer(session, multiline(codes.ROLES, items, f"{len(items)} role(s) held"))
+        hub.listing(session, codes.ROLES, items, f"{len(items)} role(s) held")
         return
     problem = name_problem(command.role[1:])
     if problem:
-        hub.answer(session, reply(codes.INVALID_NAME, problem.replace("name", "role name", 1)))
+        hub.reply(session, codes.INVALID_NAME, problem.replace("name", "role name", 1))
         return
     key = name_key(command.role[1:])
     role = hub.roles.get(key)
@@ -38,44 +38,47 @@ def oncall(hub: Core, session: Session, command: Oncall) -> None:
         hub.audit("role", actor, role.name, action="take", holder=me)
         others = [hub.shown(h) for h in role.holders if h != me]
         also = f" with {', '.join(others)}" if others else ""
-        hub.answer(session, reply(codes.ROLES, f"you hold {role.name}{also}"))
+        hub.reply(session, codes.ROLES, f"you hold {role.name}{also}")
         return
     if role is None or me not in role.holders:
-        hub.answer(session, reply(codes.FORBIDDEN, f"you do not hold {command.role}"))
+        hub.reply(session, codes.FORBIDDEN, f"you do not hold {command.role}")
         return
     pending = [u for u in hub.urgent.open.values() if u.to == role.name and me in u.waiting]
     if command.action == "leave":
         if pending:
-            hub.answer(
+            hub.reply(
                 session,
-                reply(
-                    codes.NAME_TAKEN,
-                    f"{len(pending)} urgent message(s) to {role.name} wait "
-                    f"for you: ONCALL HANDOVER {role.name} <name> passes them on",
-                ),
+                codes.NAME_TAKEN,
+                f"{len(pending)} urgent message(s) to {role.name} wait "
+                f"for you: ONCALL HANDOVER {role.name} <name> passes them on",
             )
             return
         hub.roles.leave(key, me)
         hub.keep(role_row(key, hub.roles.get(key)))
         hub.audit("role", actor, role.name, action="leave", holder=me)
-        hub.answer(session, reply(codes.ROLES, f"you no longer hold {role.name}"))
+        hub.reply(session, codes.ROLES, f"you no longer hold {role.name}")
         return
     to = name_key(command.to)
-    if to not in hub.users and to not in hub.accounts:
-        hub.answer(session, reply(codes.NOT_FOUND, f"no such user: {command.to} (WHO lists people)"))
+    if not hub.registry.online(to) and to not in hub.accounts:
+        hub.reply(session, codes.NOT_FOUND, f"no such user: {command.to} (WHO lists people)")
         return
     hub.roles.take(key, role.name, to)
     hub.roles.leave(key, me)
     hub.keep(role_row(key, hub.roles.get(key)))
     hub.audit("role", actor, role.name, action="handover", holder=to, previous=me, urgent=len(pending))
-    hub.to_person(to, event("ONCALL", role.name, "from", session.name or me))
+    hub.delivery.event(people((to,)), "ONCALL", role.name, "from", session.name or me)
     for urgent in pending:
         if to not in urgent.waiting:  # a fellow holder has it already
             run(pass_on(hub, urgent, to, "handed-over", "from", me))
     note = f"; {len(pending)} urgent message(s) passed on, to acknowledge" if pending else ""
-    hub.answer(session, reply(codes.ROLES, f"{role.name} handed over to {hub.shown(to)}{note}"))
+    hub.reply(session, codes.ROLES, f"{role.name} handed over to {hub.shown(to)}{note}")
 
 
-HANDLERS: dict[type, Handler] = {
-    Oncall: oncall,
-}
+VERBS = (
+    Verb(
+        "ONCALL",
+        Oncall,
+        oncall,
+        "on-call roles: list them, take one, hand one over; TELL/URGENT @role reach its holders",
+    ),
+)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from bleeper.chat.core import Core, Handler, known
+from bleeper.chat.core import Core, Verb, known
+from bleeper.chat.delivery import people
 from bleeper.chat.flow import run
 from bleeper.chat.names import name_key
 from bleeper.chat.receipts import note_delivered
@@ -18,7 +19,7 @@ from bleeper.chat.standing import BACKUP, urgent_row
 from bleeper.chat.urgent import NotWaiting, Urgent
 from bleeper.protocol import codes
 from bleeper.protocol.commands import Ack, Backup
-from bleeper.protocol.wire import event, format_ms, reply
+from bleeper.protocol.wire import format_ms
 
 log = logging.getLogger("bleeper.events")
 
@@ -29,25 +30,21 @@ def ack(hub: Core, session: Session, command: Ack) -> None:
     try:
         urgent = hub.urgent.ack(command.message_id, key, now)
     except KeyError:
-        hub.answer(
+        hub.reply(
             session,
-            reply(
-                codes.NOT_FOUND,
-                f"no urgent message {command.message_id} is waiting; ACK takes the <id> of URGENT <seq> <id> ...",
-            ),
+            codes.NOT_FOUND,
+            f"no urgent message {command.message_id} is waiting; ACK takes the <id> of URGENT <seq> <id> ...",
         )
         return
     except NotWaiting:
-        hub.answer(session, reply(codes.FORBIDDEN, f"urgent message {command.message_id} was not sent to you"))
+        hub.reply(session, codes.FORBIDDEN, f"urgent message {command.message_id} was not sent to you")
         return
     by = hub.shown(urgent.acked_by or key)
     if urgent.acked_by != key or urgent.acked_at != now:
-        hub.answer(session, reply(codes.ACKNOWLEDGED, f"{urgent.id} already acknowledged by {by}"))
+        hub.reply(session, codes.ACKNOWLEDGED, f"{urgent.id} already acknowledged by {by}")
         return
     hub.keep(urgent_row(urgent))
-    done = event("ACKED", str(urgent.id), by)
-    for other in {urgent.sender_key, *urgent.waiting}:
-        hub.to_person(other, done, but=session)
+    hub.delivery.event(people({urgent.sender_key, *urgent.waiting}, but=session), "ACKED", str(urgent.id), by)
     hub.audit(
         "ack",
         session.account or f"guest:{session.name}",
@@ -55,7 +52,7 @@ def ack(hub: Core, session: Session, command: Ack) -> None:
         alerts=urgent.alerts,
         escalated=",".join(urgent.escalated),
     )
-    hub.answer(session, reply(codes.ACKNOWLEDGED, f"{urgent.id} acknowledged; {urgent.sender} is told"))
+    hub.reply(session, codes.ACKNOWLEDGED, f"{urgent.id} acknowledged; {urgent.sender} is told")
 
 
 def backup(hub: Core, session: Session, command: Backup) -> None:
@@ -63,28 +60,26 @@ def backup(hub: Core, session: Session, command: Backup) -> None:
     if command.name is None:
         current = hub.backups.get(key)
         shown = f"your backup is {hub.shown(current)}" if current else "you have no backup: BACKUP <name>"
-        hub.answer(session, reply(codes.BACKUP_SET, shown))
+        hub.reply(session, codes.BACKUP_SET, shown)
         return
     if command.name.lower() == "none":
         if hub.backups.pop(key, None) is not None:
             hub.keep((BACKUP, key, None))
             hub.audit("backup", session.account or f"guest:{session.name}", key, backup="")
-        hub.answer(session, reply(codes.BACKUP_SET, "no backup: urgent messages to you keep alerting you"))
+        hub.reply(session, codes.BACKUP_SET, "no backup: urgent messages to you keep alerting you")
         return
     backup = name_key(command.name)
-    if backup not in hub.users and backup not in hub.accounts:
-        hub.answer(session, reply(codes.NOT_FOUND, f"no such user: {command.name} (WHO lists people)"))
+    if not hub.registry.online(backup) and backup not in hub.accounts:
+        hub.reply(session, codes.NOT_FOUND, f"no such user: {command.name} (WHO lists people)")
         return
     hub.backups[key] = backup
     hub.keep((BACKUP, key, backup))
     hub.audit("backup", session.account or f"guest:{session.name}", key, backup=backup)
-    hub.answer(
+    hub.reply(
         session,
-        reply(
-            codes.BACKUP_SET,
-            f"your backup is {hub.shown(backup)}: they get urgent "
-            f"messages you have not acknowledged after {hub.limits.urgent_attempts} alerts",
-        ),
+        codes.BACKUP_SET,
+        f"your backup is {hub.shown(backup)}: they get urgent "
+        f"messages you have not acknowledged after {hub.limits.urgent_attempts} alerts",
     )
 
 
@@ -101,14 +96,13 @@ def alert_urgent(hub: Core) -> None:
                 round=f"{urgent.alerts}/{hub.urgent.attempts}",
             )
             for key in urgent.waiting:  # lock-screen safe: who and how many, never the text
-                hub.to_person(key, event("ALERT", str(urgent.id), urgent.sender, str(hub.urgent.waiting_for(key))))
+                waiting = str(hub.urgent.waiting_for(key))
+                hub.delivery.event(people((key,)), "ALERT", str(urgent.id), urgent.sender, waiting)
             if hub.notifier.enabled:
                 hub.notify_offline(urgent.waiting, "alert", urgent.id, urgent.sender)
             names = ",".join(hub.shown(key) for key in urgent.waiting)
-            hub.to_person(
-                urgent.sender_key,
-                event("ESCALATION", str(urgent.id), "alerted", f"{urgent.alerts}/{hub.urgent.attempts}", names),
-            )
+            alerts = f"{urgent.alerts}/{hub.urgent.attempts}"
+            hub.delivery.event(people((urgent.sender_key,)), "ESCALATION", str(urgent.id), "alerted", alerts, names)
         else:
             escalate(hub, urgent)
 
@@ -119,7 +113,7 @@ def escalate(hub: Core, urgent: Urgent) -> None:
     targets = {backup: of for backup, of in targets.items() if backup not in urgent.waiting}
     if not targets:
         names = ",".join(hub.shown(key) for key in urgent.waiting)
-        hub.to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), "no-backup", names))
+        hub.delivery.event(people((urgent.sender_key,)), "ESCALATION", str(urgent.id), "no-backup", names)
         return
     urgent.alerts = 1  # the delivery to the backups is the first alert of their round, as the first delivery was
     for backup, of in targets.items():
@@ -151,15 +145,15 @@ async def pass_on(hub: Core, urgent: Urgent, to: str, step: str, relation: str, 
     hub.urgent.escalated(urgent, to)
     hub.keep(urgent_row(urgent))
     hub.audit("escalation", urgent.sender_key, str(urgent.id), to=to, step=step, **{relation.replace("-", "_"): of})
-    reached = list(hub.users.get(to, ()))
-    hub.deliver(message, format_ms(message.created_ms), reached)
-    hub.to_person(urgent.sender_key, event("ESCALATION", str(urgent.id), step, shown, relation, hub.shown(of)))
+    _, reached = hub.deliver(message, format_ms(message.created_ms), people((to,)))
+    escalation = (str(urgent.id), step, shown, relation, hub.shown(of))
+    hub.delivery.event(people((urgent.sender_key,)), "ESCALATION", *escalation)
     note_delivered(hub, message, reached, urgent.sender_key)
     if hub.notifier.enabled:
         hub.notify_offline((to,), "urgent", urgent.id, urgent.sender)
 
 
-HANDLERS: dict[type, Handler] = {
-    Ack: ack,
-    Backup: backup,
-}
+VERBS = (
+    Verb("ACK", Ack, ack, "acknowledge an urgent message"),
+    Verb("BACKUP", Backup, backup, "who gets your unacknowledged urgent messages (shows it without a name)"),
+)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from bleeper.chat.core import Core, Handler, flowing, known
+from bleeper.chat.core import Core, Verb, flowing, known
+from bleeper.chat.delivery import Audience, everyone, people
 from bleeper.chat.names import name_key
 from bleeper.chat.records import (
     Ledger,
@@ -18,7 +19,7 @@ from bleeper.chat.session import Session
 from bleeper.chat.standing import URGENT
 from bleeper.protocol import codes
 from bleeper.protocol.commands import Read, Recall, Trace
-from bleeper.protocol.wire import event, format_ms, multiline, reply
+from bleeper.protocol.wire import format_ms
 
 log = logging.getLogger("bleeper.events")
 
@@ -41,10 +42,10 @@ def note_delivered(
             hub.audit("delivered", f"guest:{other.name}", str(message.id), device=other.address)
         if live and key not in told:
             told.add(key)
-            receipt = event("DELIVERED", str(message.id), other.name or key)
-            hub.to_person(sender_key, receipt, but=sender)
+            receipt = (str(message.id), other.name or key)
+            hub.delivery.event(people((sender_key,), but=sender), "DELIVERED", *receipt)
             if sender is not None:
-                hub.answer(sender, receipt)  # after the 250 that gives the id, even when pipelining
+                hub.notice(sender, "DELIVERED", *receipt)  # after the 250 that gives the id, even when pipelining
 
 
 def received(hub: Core, session: Session, ledger: Ledger) -> bool:
@@ -62,7 +63,9 @@ def received(hub: Core, session: Session, ledger: Ledger) -> bool:
         return True
     if conversation.startswith("#"):
         group = hub.groups.get(conversation)
-        return group is not None and (session.account in group.accounts or session in group.members)
+        return group is not None and (
+            session.account in group.accounts or session in hub.registry.members(conversation)
+        )
     if conversation.startswith("role:"):
         role = hub.roles.get(conversation[5:])
         return role is not None and (session.key or "") in role.holders
@@ -72,38 +75,36 @@ def received(hub: Core, session: Session, ledger: Ledger) -> bool:
 async def read(hub: Core, session: Session, command: Read) -> None:
     ledger = await known(hub.backend.ledger(command.message_id))
     if ledger is None or not received(hub, session, ledger):
-        hub.answer(session, reply(codes.NOT_FOUND, f"no message {command.message_id} was sent to you"))
+        hub.reply(session, codes.NOT_FOUND, f"no message {command.message_id} was sent to you")
         return
     message = ledger.message
     hub.audit("read", session.account or f"guest:{session.name}", str(message.id), device=session.address)
     if message.urgent or message.to[0] == "@":
         sender = ledger.sender_key or name_key(message.sender)
-        hub.to_person(sender, event("READ", str(message.id), session.name or ""))
-    hub.answer(session, reply(codes.READ_NOTED, f"{message.id} marked read; {message.sender} is told"))
+        hub.delivery.event(people((sender,)), "READ", str(message.id), session.name or "")
+    hub.reply(session, codes.READ_NOTED, f"{message.id} marked read; {message.sender} is told")
 
 
 async def trace(hub: Core, session: Session, command: Trace) -> None:
     ledger = await known(hub.backend.ledger(command.message_id))
     if ledger is None:
-        hub.answer(session, reply(codes.NOT_FOUND, f"no message {command.message_id}"))
+        hub.reply(session, codes.NOT_FOUND, f"no message {command.message_id}")
     elif not session.admin and (ledger.sender_key or name_key(ledger.message.sender)) != session.key:
-        hub.answer(session, reply(codes.FORBIDDEN, "TRACE is for the message's sender and administrators"))
+        hub.reply(session, codes.FORBIDDEN, "TRACE is for the message's sender and administrators")
     else:
         items = ledger_lines(ledger)
-        hub.answer(session, multiline(codes.TRACE_LIST, items, f"{len(items)} entries for message {ledger.message.id}"))
+        hub.listing(session, codes.TRACE_LIST, items, f"{len(items)} entries for message {ledger.message.id}")
 
 
-def audience(hub: Core, ledger: Ledger) -> list[Session]:
-    """The connections that may have a message now: its conversation's people, online, and those an
-    urgent message went on to."""
+def audience(hub: Core, ledger: Ledger, but: Session) -> Audience:
+    """Who may have a message now: its conversation's people and those an urgent message went on to."""
     conversation = ledger.message.conversation
     if conversation == "*":
-        return list(hub.sessions)
-    members: set[Session] = set()
+        return everyone(but)
     keys: list[str] = []
+    group: str | None = None
     if conversation.startswith("#"):
-        group = hub.groups.get(conversation)
-        members = set(group.members) if group is not None else set()
+        group = conversation
     elif conversation.startswith("role:"):
         role = hub.roles.get(conversation[5:])
         keys = list(role.holders) if role is not None else []
@@ -112,37 +113,34 @@ def audience(hub: Core, ledger: Ledger) -> list[Session]:
     urgent = hub.urgent.find(ledger.message.id) if ledger.message.urgent else None
     if urgent is not None:
         keys += urgent.waiting
-    members.update(other for key in keys for other in hub.users.get(key, ()))
-    return list(members)
+    return Audience(people=tuple(dict.fromkeys(keys)), group=group, but=but)
 
 
 async def recall(hub: Core, session: Session, command: Recall) -> None:
     ledger = await known(hub.backend.ledger(command.message_id))
     if ledger is None:
-        hub.answer(session, reply(codes.NOT_FOUND, f"no message {command.message_id}"))
+        hub.reply(session, codes.NOT_FOUND, f"no message {command.message_id}")
         return
     message = ledger.message
     if (ledger.sender_key or name_key(message.sender)) != session.key:
-        hub.answer(session, reply(codes.FORBIDDEN, "only its sender can recall a message"))
+        hub.reply(session, codes.FORBIDDEN, "only its sender can recall a message")
         return
     if message.text.startswith("[recalled by "):
-        hub.answer(session, reply(codes.RECALLED, f"{message.id} was already recalled"))
+        hub.reply(session, codes.RECALLED, f"{message.id} was already recalled")
         return
     digest = content_hash(message.text)
     tombstone = f"[recalled by {session.name} at {hub.now()}; sha256 {digest[:16]}]"
     if not await known(hub.backend.recall(message.id, tombstone)):
-        hub.answer(session, reply(codes.STORAGE_ERROR, "the recall was NOT stored; try again"))
+        hub.reply(session, codes.STORAGE_ERROR, "the recall was NOT stored; try again")
         return
     if hub.urgent.open.pop(message.id, None) is not None:  # a recalled page stops alerting
         hub.keep((URGENT, str(message.id), None))
-    notice = event("RECALLED", str(message.id), session.name or "")
-    for other in audience(hub, ledger):
-        if other is not session:
-            other.send(notice)
+    hub.delivery.event(audience(hub, ledger, session), "RECALLED", str(message.id), session.name or "")
     hub.audit("recall", session.account or f"guest:{session.name}", str(message.id), sha256=digest)
-    hub.answer(
+    hub.reply(
         session,
-        reply(codes.RECALLED, f"{message.id} recalled: its text is gone from history and inboxes; a tombstone remains"),
+        codes.RECALLED,
+        f"{message.id} recalled: its text is gone from history and inboxes; a tombstone remains",
     )
 
 
@@ -174,8 +172,13 @@ def ledger_lines(ledger: Ledger) -> list[str]:
     return lines
 
 
-HANDLERS: dict[type, Handler] = {
-    Read: flowing(read),
-    Trace: flowing(trace),
-    Recall: flowing(recall),
-}
+VERBS = (
+    Verb("READ", Read, flowing(read), "tell the sender you have read a message"),
+    Verb("TRACE", Trace, flowing(trace), "a message's ledger: stored, delivered, read, acknowledged..."),
+    Verb(
+        "RECALL",
+        Recall,
+        flowing(recall),
+        "take back a message you sent: its text is replaced by a tombstone everywhere",
+    ),
+)

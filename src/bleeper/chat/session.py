@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from bleeper.chat.ratelimit import TokenBucket
+from bleeper.protocol.codec import LINE, Codec
 
 
 class Peer(Protocol):
@@ -17,7 +18,8 @@ class Peer(Protocol):
 
 
 class Session:
-    """Per-connection chat state. ``send`` is the peer's ``write``, bound once for the fan-out loop."""
+    """Per-connection chat state. ``send`` is the peer's ``write``, bound once for the fan-out loop; ``codec``
+    is the wire protocol the connection speaks (protocol/codec.py), which renders everything it is sent."""
 
     __slots__ = (
         "account",
@@ -25,6 +27,7 @@ class Session:
         "admin",
         "bucket",
         "closing",
+        "codec",
         "groups",
         "held",
         "host",
@@ -39,9 +42,10 @@ class Session:
         "when_drained",
     )
 
-    def __init__(self, peer: Peer, address: str, bucket: TokenBucket, now: float) -> None:
+    def __init__(self, peer: Peer, address: str, bucket: TokenBucket, now: float, codec: Codec = LINE) -> None:
         self.peer = peer
         self.send = peer.write
+        self.codec = codec
         self.address = address
         self.host = address  # the peer host, for per-address limits
         self.bucket = bucket

@@ -6,31 +6,29 @@ from __future__ import annotations
 
 import logging
 
-from bleeper.chat.core import Core, Handler
+from bleeper.chat.core import Core, Verb
+from bleeper.chat.delivery import everyone
 from bleeper.chat.session import Session
 from bleeper.protocol import codes
 from bleeper.protocol.commands import Status
-from bleeper.protocol.wire import event, reply
 
 log = logging.getLogger("bleeper.events")
 
 
 def set_status(hub: Core, session: Session, command: Status) -> None:
-    status = hub.presence.set(session.key or "", command.state, command.note)
+    status = hub.registry.set_status(session.key or "", command.state, command.note)
     note = f" ({status.note})" if status.note else ""
     dnd = "; private messages still arrive, and senders are told once" if status.state == "dnd" else ""
-    hub.answer(session, reply(codes.STATUS_SET, f"{status.state}{note}{dnd}"))
-    shown = event("PRESENCE", session.name or "", status.state, *([status.note] if status.note else []))
-    hub.to_everyone(shown, session)  # user lists stay live without polling WHO
+    hub.reply(session, codes.STATUS_SET, f"{status.state}{note}{dnd}")
+    said = [status.note] if status.note else []
+    hub.delivery.event(everyone(but=session), "PRESENCE", session.name or "", status.state, *said)  # WHO stays live
 
 
 def tell_not_disturbed(hub: Core, sender: Session, key: str, shown: str) -> None:
     """Do-not-disturb answers each private sender once with the note; the message is delivered anyway."""
-    status = hub.presence.do_not_disturb(key, sender.key or "")
+    status = hub.registry.do_not_disturb(key, sender.key or "")
     if status is not None:
-        hub.answer(sender, event("STATUS", shown, status.state, *([status.note] if status.note else [])))
+        hub.notice(sender, "STATUS", shown, status.state, *([status.note] if status.note else []))
 
 
-HANDLERS: dict[type, Handler] = {
-    Status: set_status,
-}
+VERBS = (Verb("STATUS", Status, set_status, "tell others whether you can be reached (shown in WHO)"),)

@@ -2,8 +2,10 @@
 
 Commands are plain values (the ones on the message path are not frozen, because frozen dataclasses are slow to
 build). Commands are ``WORD params``, case-insensitive, with aliases so that people coming from IRC or chat apps guess
-right. Each command is described once, in :data:`COMMANDS`; HELP, the parser and docs/protocol.md all read
-from that table so they cannot drift apart.
+right. :data:`COMMANDS` is the line protocol's grammar of each command (name, aliases, usage, reply codes),
+read by the parser, HELP and the check that docs/protocol.md covers every command. What a command *does*
+(HELP's summary, whether it needs a name first) is said by the chat feature that handles it (``chat/*.py``
+``VERBS``), since another protocol would spell the command differently but it would do the same.
 """
 
 from __future__ import annotations
@@ -232,110 +234,45 @@ class ParseError:
 
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
-    """Everything a person or a program needs to know about one command."""
+    """How one command is written in the line protocol, and the reply codes it may answer with."""
 
     name: str
     aliases: tuple[str, ...]
     usage: str
-    summary: str
-    needs_name: bool
     replies: str
 
 
 COMMANDS: dict[str, CommandSpec] = {
     spec.name: spec
     for spec in (
-        CommandSpec("HELP", (), "HELP [command]", "list commands, or explain one", False, "214"),
-        CommandSpec("NAME", ("REGISTER", "NICK"), "NAME <name>", "choose your screen name", False, "201 409 422 403"),
-        CommandSpec("SAY", ("ALL", "BROADCAST"), "SAY <text>", "send to everyone online", True, "250 400"),
+        CommandSpec("HELP", (), "HELP [command]", "214"),
+        CommandSpec("NAME", ("REGISTER", "NICK"), "NAME <name>", "201 409 422 403"),
+        CommandSpec("SAY", ("ALL", "BROADCAST"), "SAY <text>", "250 400"),
+        CommandSpec("TELL", ("MSG", "PM"), "TELL <to> <text>", "250 400 404"),
+        CommandSpec("JOIN", (), "JOIN #group", "203 422"),
+        CommandSpec("LEAVE", ("PART",), "LEAVE #group", "204 404"),
+        CommandSpec("WHO", ("USERS", "LIST"), "WHO [#group]", "212 404"),
+        CommandSpec("GROUPS", (), "GROUPS", "213"),
+        CommandSpec("PING", (), "PING [token]", "200"),
+        CommandSpec("PONG", (), "PONG [token]", "none"),
+        CommandSpec("QUIT", ("BYE", "EXIT"), "QUIT [reason]", "221"),
+        CommandSpec("LOGIN", (), "LOGIN <name> <password>", "202 403 429 430"),
+        CommandSpec("SYNC", (), "SYNC <since>", "215 400 403 410"),
+        CommandSpec("HISTORY", (), "HISTORY <#group|name> [count]", "216 403 404"),
+        CommandSpec("STATUS", ("AWAY",), "STATUS available|busy|away|dnd [note]", "205 400"),
+        CommandSpec("URGENT", ("PAGE", "BLEEP"), "URGENT <to> <text>", "250 400 404"),
+        CommandSpec("ACK", ("ACKNOWLEDGE",), "ACK <id>", "206 403 404"),
+        CommandSpec("READ", (), "READ <id>", "208 404"),
+        CommandSpec("TRACE", (), "TRACE <id>", "217 403 404"),
         CommandSpec(
-            "TELL",
-            ("MSG", "PM"),
-            "TELL <to> <text>",
-            "send to a person, several (alice,bob) or a #group",
-            True,
-            "250 400 404",
+            "ONCALL", ("ROLE",), "ONCALL [TAKE @role | HANDOVER @role <name> | LEAVE @role]", "209 403 404 409 422"
         ),
-        CommandSpec("JOIN", (), "JOIN #group", "join a group, creating it if needed", True, "203 422"),
-        CommandSpec("LEAVE", ("PART",), "LEAVE #group", "leave a group", True, "204 404"),
-        CommandSpec("WHO", ("USERS", "LIST"), "WHO [#group]", "list people online, or in a group", True, "212 404"),
-        CommandSpec("GROUPS", (), "GROUPS", "list groups and their sizes", True, "213"),
-        CommandSpec("PING", (), "PING [token]", "check the server is there", False, "200"),
-        CommandSpec("PONG", (), "PONG [token]", "answer the server's PING (no reply)", False, "none"),
-        CommandSpec(
-            "QUIT",
-            ("BYE", "EXIT"),
-            "QUIT [reason]",
-            "leave; the server confirms, then hangs up",
-            False,
-            "221",
-        ),
-        CommandSpec("LOGIN", (), "LOGIN <name> <password>", "sign in to your account", False, "202 403 429 430"),
-        CommandSpec("SYNC", (), "SYNC <since>", "resend your messages after number <since>", True, "215 400 403 410"),
-        CommandSpec(
-            "HISTORY", (), "HISTORY <#group|name> [count]", "recent messages of a conversation", True, "216 403 404"
-        ),
-        CommandSpec(
-            "STATUS",
-            ("AWAY",),
-            "STATUS available|busy|away|dnd [note]",
-            "tell others whether you can be reached (shown in WHO)",
-            True,
-            "205 400",
-        ),
-        CommandSpec(
-            "URGENT",
-            ("PAGE", "BLEEP"),
-            "URGENT <to> <text>",
-            "send a message that alerts until someone acknowledges it (ACK), then escalates",
-            True,
-            "250 400 404",
-        ),
-        CommandSpec("ACK", ("ACKNOWLEDGE",), "ACK <id>", "acknowledge an urgent message", True, "206 403 404"),
-        CommandSpec("READ", (), "READ <id>", "tell the sender you have read a message", True, "208 404"),
-        CommandSpec(
-            "TRACE",
-            (),
-            "TRACE <id>",
-            "a message's ledger: stored, delivered, read, acknowledged...",
-            True,
-            "217 403 404",
-        ),
-        CommandSpec(
-            "ONCALL",
-            ("ROLE",),
-            "ONCALL [TAKE @role | HANDOVER @role <name> | LEAVE @role]",
-            "on-call roles: list them, take one, hand one over; TELL/URGENT @role reach its holders",
-            True,
-            "209 403 404 409 422",
-        ),
-        CommandSpec(
-            "BACKUP",
-            (),
-            "BACKUP [name|none]",
-            "who gets your unacknowledged urgent messages (shows it without a name)",
-            True,
-            "207 404",
-        ),
-        CommandSpec(
-            "RECALL",
-            ("UNSEND",),
-            "RECALL <id>",
-            "take back a message you sent: its text is replaced by a tombstone everywhere",
-            True,
-            "210 403 404",
-        ),
-        CommandSpec(
-            "PUSH",
-            (),
-            "PUSH ADD <endpoint> <p256dh> <auth> | PUSH REMOVE <endpoint>",
-            "Web Push to this browser while your account is offline (urgent and private messages)",
-            True,
-            "211 400 403 451 501",
-        ),
-        CommandSpec("HEALTH", (), "HEALTH", "the server's vital signs (administrators)", True, "218 403"),
-        CommandSpec("KICK", (), "KICK <name> [reason]", "disconnect someone (administrators)", True, "200 403 404"),
-        CommandSpec("ANNOUNCE", (), "ANNOUNCE <text>", "tell everyone online (administrators)", True, "200 403"),
+        CommandSpec("BACKUP", (), "BACKUP [name|none]", "207 404"),
+        CommandSpec("RECALL", ("UNSEND",), "RECALL <id>", "210 403 404"),
+        CommandSpec("PUSH", (), "PUSH ADD <endpoint> <p256dh> <auth> | PUSH REMOVE <endpoint>", "211 400 403 451 501"),
+        CommandSpec("HEALTH", (), "HEALTH", "218 403"),
+        CommandSpec("KICK", (), "KICK <name> [reason]", "200 403 404"),
+        CommandSpec("ANNOUNCE", (), "ANNOUNCE <text>", "200 403"),
     )
 }
 

@@ -1,0 +1,193 @@
+"""The chat layer's seams, driven without a network: a second wire protocol (codec), another delivery and
+another registry plug in without any change under chat/, and each command is offered by one feature."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from bleeper import __version__
+from bleeper.chat import Hub, HubLimits, Session
+from bleeper.chat.delivery import Audience, Delivery, LocalDelivery
+from bleeper.chat.hub import FEATURES
+from bleeper.chat.records import StoredMessage
+from bleeper.chat.registry import LocalRegistry
+from bleeper.protocol.codec import LINE
+from bleeper.protocol.commands import COMMANDS, Command, ParseError, Say, Tell, UserTarget, parse_command
+from tests.test_chat_hub import Wire
+
+
+class JsonCodec:
+    """A made-up second protocol: one JSON object per line. It decodes its own lines into the same commands
+    and renders the same replies, events and messages its own way; it counts what it renders."""
+
+    name = "json"
+
+    def __init__(self) -> None:
+        self.tails = 0
+
+    def decode(self, line: str) -> Command | ParseError:
+        request = json.loads(line)
+        if request["do"] == "say":
+            return Say(request["text"])
+        if request["do"] == "tell":
+            return Tell(UserTarget((request["to"],)), request["text"])
+        return parse_command(request["do"])
+
+    def reply(self, code: int, text: str) -> bytes:
+        return json.dumps({"code": code, "text": text}).encode() + b"\n"
+
+    def listing(self, code: int, items: Iterable[str], summary: str) -> bytes:
+        return json.dumps({"code": code, "items": list(items), "text": summary}).encode() + b"\n"
+
+    def event(self, kind: str, *params: str) -> bytes:
+        return json.dumps({"event": kind, "params": list(params)}).encode() + b"\n"
+
+    def message_tail(self, msg_id: int, time: str, sender: str, to: str, text: str) -> bytes:
+        self.tails += 1
+        return json.dumps({"id": msg_id, "from": sender, "to": to, "text": text}).encode()[1:] + b"\n"
+
+    def message_head(self, seq: int) -> bytes:
+        return b'{"seq": %d, ' % seq
+
+    def urgent_head(self, seq: int) -> bytes:
+        return b'{"urgent": true, "seq": %d, ' % seq
+
+
+def decoded(wire: Wire) -> list[dict[str, object]]:
+    out = [json.loads(line) for line in b"".join(wire.data).decode().splitlines()]
+    wire.data.clear()
+    return out
+
+
+def connect(hub: Hub, name: str, codec: object = LINE) -> tuple[Session, Wire]:
+    wire = Wire()
+    session = hub.connect(wire, "10.0.0.1:1", "10.0.0.1", codec)  # type: ignore[arg-type]
+    assert session is not None
+    hub.handle_command(session, parse_command(f"NAME {name}"))
+    return session, wire
+
+
+def test_a_second_codec_speaks_to_the_same_conversations_without_any_change_to_chat() -> None:
+    hub = Hub(HubLimits(), clock=lambda: 1_763_737_925.5)
+    json_codec = JsonCodec()
+    alice, alice_wire = connect(hub, "alice", json_codec)
+    bob, bob_wire = connect(hub, "bob")
+    carol, carol_wire = connect(hub, "carol", json_codec)
+    greeting = f"bleeper Bleeper {__version__} ready; type HELP, then NAME <your name>"
+    assert decoded(alice_wire)[0] == {"code": 220, "text": greeting}
+    bob_wire.lines()
+    decoded(carol_wire)
+
+    hub.handle(alice, json.dumps({"do": "say", "text": "hello all"}))  # the codec decodes its own lines
+    assert decoded(alice_wire) == [{"code": 250, "text": "1 2025-11-21T15:12:05.500Z reached 2"}]
+    assert bob_wire.lines() == ["MSG 1 1 2025-11-21T15:12:05.500Z alice * hello all"]
+    assert decoded(carol_wire) == [{"seq": 1, "id": 1, "from": "alice", "to": "*", "text": "hello all"}]
+    assert json_codec.tails == 1  # rendered once for the codec, whoever else speaks it
+
+    hub.handle_command(bob, Tell(UserTarget(("carol",)), "and you?"))  # a listener may parse on its own
+    assert bob_wire.lines() == ["250 2 2025-11-21T15:12:05.500Z reached 1", "DELIVERED 2 carol"]
+    assert decoded(carol_wire) == [{"seq": 2, "id": 2, "from": "bob", "to": "@carol", "text": "and you?"}]
+
+    hub.handle(carol, json.dumps({"do": "WHO"}))
+    assert decoded(carol_wire) == [{"code": 212, "items": ["alice", "bob", "carol"], "text": "3 people online"}]
+    hub.handle(carol, json.dumps({"do": "FROB"}))
+    assert decoded(carol_wire)[0]["code"] == 400
+    hub.handle(bob, "QUIT")
+    assert decoded(alice_wire) == [{"event": "OFFLINE", "params": ["bob", "quit"]}]
+
+
+class ElsewhereRegistry(LocalRegistry):
+    """A registry that also knows of a person connected to another server, as cluster mode's will."""
+
+    def __init__(self, elsewhere: dict[str, str]) -> None:
+        super().__init__()
+        self.elsewhere = elsewhere
+
+    def online(self, key: str) -> bool:
+        return key in self.elsewhere or super().online(key)
+
+    def shown(self, key: str) -> str | None:
+        return super().shown(key) or self.elsewhere.get(key)
+
+    def people(self) -> list[tuple[str, str]]:
+        return super().people() + list(self.elsewhere.items())
+
+
+class ForwardingDelivery:
+    """Local delivery plus a record of what would go to other servers, as cluster mode's delivery adds."""
+
+    def __init__(self, local: LocalDelivery) -> None:
+        self.local = local
+        self.forwarded: list[tuple[str, Audience]] = []
+
+    def message(self, message: StoredMessage, stamp: str, audience: Audience) -> tuple[int, list[Session]]:
+        self.forwarded.append((f"message {message.id}", audience))
+        return self.local.message(message, stamp, audience)
+
+    def event(self, audience: Audience, kind: str, *params: str) -> int:
+        self.forwarded.append((kind, audience))
+        return self.local.event(audience, kind, *params)
+
+    def disconnect(self, key: str, reason: str) -> int:
+        return self.local.disconnect(key, reason)
+
+
+def forwarding(hub: object) -> Delivery:
+    assert isinstance(hub, Hub)
+    return ForwardingDelivery(hub.local_delivery())
+
+
+def test_another_registry_and_delivery_plug_in_and_features_address_people_not_connections() -> None:
+    hub = Hub(HubLimits(), registry=ElsewhereRegistry({"zed": "Zed"}), delivery=forwarding)
+    delivery = hub.delivery
+    assert isinstance(delivery, ForwardingDelivery)
+    alice, alice_wire = connect(hub, "alice")
+    alice_wire.lines()
+
+    hub.handle(alice, "WHO")
+    assert alice_wire.lines() == ["212-alice", "212-Zed", "212 2 people online"]
+    _, newcomer_wire = connect(hub, "zed")  # taken on the other server: NAME asked the registry
+    assert newcomer_wire.lines()[1].startswith('409 zed2 "zed" is taken')
+    hub.handle(alice, "TELL zed are you there?")
+    hub.handle(alice, "JOIN #icu")
+    hub.handle(alice, "URGENT zed bed 4")
+    lines = alice_wire.lines()
+    assert lines[0].startswith("250 1 ") and lines[0].endswith(" reached 0")  # nobody here; zed is elsewhere
+    assert lines[1] == "203 #icu joined; 1 member(s)"
+
+    kinds = [(what, audience.everyone, audience.people, audience.group) for what, audience in delivery.forwarded]
+    assert kinds == [
+        ("ONLINE", True, (), None),
+        ("message 1", False, ("zed",), None),
+        ("JOIN", False, (), "#icu"),
+        ("message 2", False, ("zed",), None),
+    ]
+    assert all(audience.but in (None, alice) for _, audience in delivery.forwarded)
+
+
+def test_every_command_of_the_grammar_is_offered_by_exactly_one_feature() -> None:
+    offered: dict[str, str] = {}
+    for feature in FEATURES:
+        for verb in feature.VERBS:
+            assert verb.name not in offered, f"{verb.name} offered by {offered[verb.name]} and {feature.__name__}"
+            offered[verb.name] = feature.__name__
+            assert verb.summary, f"{verb.name} has no summary for HELP"
+    assert set(offered) == set(COMMANDS)
+    hub = Hub()
+    assert set(hub.verbs) == set(COMMANDS)
+
+
+def test_help_joins_the_grammar_with_what_each_feature_says() -> None:
+    hub = Hub()
+    session, wire = connect(hub, "alice")
+    wire.lines()
+    hub.handle(session, "HELP urgent")
+    assert wire.lines() == [
+        "214-URGENT <to> <text>",
+        "214-send a message that alerts until someone acknowledges it (ACK), then escalates",
+        "214-also: PAGE, BLEEP",
+        "214-needs a name first (NAME <your name>)",
+        "214-replies: 250 400 404",
+        "214 end of help for URGENT",
+    ]
