@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from bleeper import __version__
 from bleeper.chat import Hub, HubLimits, Session
+from bleeper.chat.backend import Answer
 from bleeper.chat.delivery import Audience, Delivery, LocalDelivery
 from bleeper.chat.hub import FEATURES
 from bleeper.chat.records import StoredMessage
@@ -191,3 +192,46 @@ def test_help_joins_the_grammar_with_what_each_feature_says() -> None:
         "214-replies: 250 400 404",
         "214 end of help for URGENT",
     ]
+
+
+class SlowRegistry(LocalRegistry):
+    """A registry whose claims are answered later, as a cluster's are once the other servers agree."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[Answer[bool]] = []
+        self.released: list[str] = []
+
+    def claim(self, session: Session, key: str, account: bool) -> Answer[bool]:
+        self.asked.append(Answer())
+        return self.asked[-1]
+
+    def release(self, session: Session, key: str) -> None:
+        self.released.append(key)
+
+
+def test_a_name_waits_for_the_registry_to_grant_it_and_says_why_when_it_cannot() -> None:
+    registry = SlowRegistry()
+    hub = Hub(HubLimits(), registry=registry)
+    wire = Wire()
+    session = hub.connect(wire, "10.0.0.1:1")
+    assert session is not None
+    wire.lines()
+    assert hub.handle(session, "NAME alice") is not None  # pending: the connection's next lines wait
+    assert wire.lines() == [] and session.key is None
+    registry.asked[-1].resolve(False)  # somebody elsewhere has it
+    assert wire.lines() == ['409 alice "alice" is taken; try another name']
+    hub.handle(session, "NAME alice")
+    registry.asked[-1].resolve(error=ConnectionError("no servers available for connection"))
+    assert wire.lines() == ['421 "alice" cannot be checked just now; try again in a moment']
+    hub.handle(session, "NAME alice")
+    registry.asked[-1].resolve(True)
+    assert wire.lines() == ["201 alice welcome, alice; 0 other(s) online"] and registry.online("alice")
+
+    other_wire = Wire()
+    other = hub.connect(other_wire, "10.0.0.2:1")
+    assert other is not None
+    hub.handle(other, "NAME bob")
+    hub.disconnect(other, "connection lost")  # gone while the claim was being made
+    registry.asked[-1].resolve(True)
+    assert registry.released == ["bob"] and not registry.online("bob")

@@ -22,10 +22,11 @@ from bleeper.chat.session import Session
 from bleeper.protocol.codec import Codec
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per message, and a frozen dataclass is slow to make
 class Audience:
     """Who something is for, never which connections: everyone online, people (name keys) or the members of
-    a group (``#key``), or several of these. *but* is the one connection that must not get it: the sender's."""
+    a group (``#key``), or several of these. *but* is the one connection that must not get it: the sender's.
+    Treat it as a value: made, handed over, read."""
 
     everyone: bool = False
     people: tuple[str, ...] = ()
@@ -82,13 +83,15 @@ class LocalDelivery:
 
     def connections(self, audience: Audience) -> list[Session]:
         """The connections here that an audience stands for, each once, without *but*."""
-        registry, but = self.registry, audience.but
+        registry, but, keys = self.registry, audience.but, audience.people
+        if audience.group is None and len(keys) == 1:  # the common case: one person
+            return [other for other in registry.here(keys[0]) if other is not but]
         if audience.everyone:
             return [other for other in registry.sessions() if other is not but]
         found: list[Session] = []
         if audience.group is not None:
             found.extend(other for other in registry.members(audience.group) if other is not but)
-        for key in audience.people:
+        for key in keys:
             found.extend(other for other in registry.here(key) if other is not but)
         if audience.group is not None and audience.people:
             found = list(dict.fromkeys(found))  # someone both named and in the group gets it once
@@ -100,7 +103,7 @@ class LocalDelivery:
         seqs = dict(message.seqs) if message.seqs else None
         urgent = message.urgent
         codec: Codec | None = None
-        tails: dict[int, bytes] = {}
+        tails: dict[int, bytes] = {}  # by codec: rendered once each
         tail = b""
         head: Callable[[int], bytes] = bytes
         reached = 0

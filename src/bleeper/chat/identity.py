@@ -20,7 +20,7 @@ from bleeper.protocol.commands import Login, Name
 log = logging.getLogger("bleeper.events")
 
 
-def name(hub: Core, session: Session, command: Name) -> None:
+async def name(hub: Core, session: Session, command: Name) -> None:
     wanted = command.name
     if session.key is not None:
         if name_key(wanted) == session.key:
@@ -40,6 +40,8 @@ def name(hub: Core, session: Session, command: Name) -> None:
         free = suggest(wanted, Taken(hub))
         why = "belongs to an account (LOGIN to use it)" if key in hub.accounts else "is taken"
         hub.reply(session, codes.NAME_TAKEN, f'{free} "{wanted}" {why}; try "{free}"')
+        return
+    if not await claimed(hub, session, key, wanted, account=False):
         return
     hub.register(session, wanted, key)
     others = hub.registry.count() - 1
@@ -93,6 +95,8 @@ async def logged_in(hub: Core, session: Session, account: Account) -> None:
     for other in list(hub.registry.here(account.key)):
         if other.account is None:  # someone took the account's name without logging in
             hub.drop(other, f"the name {account.name} belongs to an account that has logged in")
+    if not await claimed(hub, session, account.key, account.name, account=True):
+        return
     session.account = account.key
     session.admin = account.admin
     session.held = []  # live messages wait until the inbox replay is out, so numbers arrive in order
@@ -118,6 +122,24 @@ async def logged_in(hub: Core, session: Session, account: Account) -> None:
     hub.reply(session, codes.LOGGED_IN, f"{account.name} logged in at {upto}; {sent} waiting sent, {more} more{hint}")
 
 
+async def claimed(hub: Core, session: Session, key: str, wanted: str, *, account: bool) -> bool:
+    """Take the name in the registry (at once on one server; a cluster's checks with the others), or say
+    why not. The connection may have gone meanwhile: then the name is given back."""
+    try:
+        granted = await hub.registry.claim(session, key, account)
+    except Exception as exc:
+        log.warning("claiming the name %r failed: %s", wanted[:40], exc)
+        hub.reply(session, codes.UNAVAILABLE, f'"{wanted}" cannot be checked just now; try again in a moment')
+        return False
+    if not granted:
+        hub.reply(session, codes.NAME_TAKEN, f'{wanted} "{wanted}" is taken; try another name')
+        return False
+    if session.closing:
+        hub.registry.release(session, key)
+        return False
+    return True
+
+
 class Taken:
     """Names in use, by people online or by accounts, for suggesting a free one."""
 
@@ -129,6 +151,6 @@ class Taken:
 
 
 VERBS = (
-    Verb("NAME", Name, name, "choose your screen name", needs_name=False),
+    Verb("NAME", Name, flowing(name), "choose your screen name", needs_name=False),
     Verb("LOGIN", Login, flowing(login), "sign in to your account", needs_name=False),
 )

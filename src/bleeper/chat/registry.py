@@ -8,6 +8,11 @@ features stay as they are. Which connections *receive* something is the delivery
 
 Names are keys (chat/names.py ``name_key``): ``Alice`` and ``alice`` are one person. A person may have
 several connections (an account's devices); they come online with the first and go offline with the last.
+
+Questions are answered at once, from what the registry knows (a cluster's keeps a copy of the others'
+claims up to date). Taking a name is the one thing that may have to wait: :meth:`Registry.claim` answers a
+:class:`~bleeper.chat.backend.Pending`, which the local registry has answered already, and which a cluster's
+answers once every server would agree (an atomic create-only write), so two people can never hold one name.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from typing import Protocol
 
+from bleeper.chat.backend import Answer, Pending
 from bleeper.chat.presence import Presence, Status
 from bleeper.chat.session import Session
 
@@ -44,6 +50,16 @@ class Registry(Protocol):
 
     def count(self) -> int:
         """How many people are online."""
+        ...
+
+    def claim(self, session: Session, key: str, account: bool) -> Pending[bool]:
+        """May this connection go by *key*? False when someone else holds it. An *account*'s connection
+        shares its name with the account's other devices, and a guest holding an account's name gives it up
+        (LOGIN drops it). A True answer must be followed by :meth:`arrive` or :meth:`release`."""
+        ...
+
+    def release(self, session: Session, key: str) -> None:
+        """Give back a claim that was not used (the connection went while it was being made)."""
         ...
 
     def arrive(self, session: Session) -> bool:
@@ -112,6 +128,12 @@ class LocalRegistry:
 
     def count(self) -> int:
         return len(self.users)
+
+    def claim(self, session: Session, key: str, account: bool) -> Pending[bool]:
+        return Answer.of(account or key not in self.users)
+
+    def release(self, session: Session, key: str) -> None:
+        """Nothing to give back: a local claim is the entry :meth:`arrive` makes."""
 
     def arrive(self, session: Session) -> bool:
         key = session.key or ""
