@@ -11,11 +11,11 @@ from bleeper.chat import Hub, HubLimits, Session
 from bleeper.chat.backend import Answer
 from bleeper.chat.delivery import Audience, Delivery, LocalDelivery
 from bleeper.chat.hub import FEATURES
-from bleeper.chat.records import StoredMessage
+from bleeper.chat.records import Account, StoredMessage
 from bleeper.chat.registry import LocalRegistry
 from bleeper.protocol.codec import LINE
 from bleeper.protocol.commands import COMMANDS, Command, ParseError, Say, Tell, UserTarget, parse_command
-from tests.test_chat_hub import Wire
+from tests.test_chat_hub import LaterBackend, Wire
 
 
 class JsonCodec:
@@ -121,6 +121,9 @@ class ForwardingDelivery:
     def __init__(self, local: LocalDelivery) -> None:
         self.local = local
         self.forwarded: list[tuple[str, Audience]] = []
+
+    def route(self, audience: Audience) -> Audience:
+        return self.local.route(audience)
 
     def message(self, message: StoredMessage, stamp: str, audience: Audience) -> tuple[int, list[Session]]:
         self.forwarded.append((f"message {message.id}", audience))
@@ -235,3 +238,22 @@ def test_a_name_waits_for_the_registry_to_grant_it_and_says_why_when_it_cannot()
     hub.disconnect(other, "connection lost")  # gone while the claim was being made
     registry.asked[-1].resolve(True)
     assert registry.released == ["bob"] and not registry.online("bob")
+
+
+def test_a_message_goes_to_those_who_were_there_when_it_was_sent_not_when_it_was_stored() -> None:
+    """Its inbox rows are decided when the command arrives: a device that logs in while the message is being
+    stored gets it from its inbox, numbered, and never live with a number of its own."""
+    backend = LaterBackend()
+    backend.accounts["carol"] = Account("carol", "carol", "", False, 0)
+    backend.passwords["carol"] = "secret"
+    hub = Hub(HubLimits(), backend=backend, clock=lambda: 1_763_737_925.5)
+    alice, alice_wire = connect(hub, "alice")
+    hub.handle(alice, "SAY before carol came")  # to everyone online: nobody else yet
+    carol_wire = Wire()
+    carol = hub.connect(carol_wire, "10.0.0.3:1")
+    assert carol is not None
+    hub.handle(carol, "LOGIN carol secret")
+    for answer, stored in backend.stores:
+        answer.resolve(stored)
+    assert alice_wire.lines()[-1] == "250 1 2025-11-21T15:12:05.500Z reached 0"
+    assert [line for line in carol_wire.lines() if line.startswith("MSG")] == []

@@ -26,12 +26,13 @@ from bleeper.protocol.codec import Codec
 class Audience:
     """Who something is for, never which connections: everyone online, people (name keys) or the members of
     a group (``#key``), or several of these. *but* is the one connection that must not get it: the sender's.
-    Treat it as a value: made, handed over, read."""
+    Treat it as a value: made, handed over, read. *here* is filled in by :meth:`Delivery.route`."""
 
     everyone: bool = False
     people: tuple[str, ...] = ()
     group: str | None = None
     but: Session | None = None
+    here: list[Session] | None = None  # this server's connections, as they were when the command arrived
 
 
 def everyone(but: Session | None = None) -> Audience:
@@ -48,6 +49,12 @@ def group(key: str, but: Session | None = None) -> Audience:
 
 class Delivery(Protocol):
     """Hands messages and events to the connections of an audience. See the module's docstring."""
+
+    def route(self, audience: Audience) -> Audience:
+        """Settle which connections here a message is for when its command arrives, not once it is stored:
+        its inbox rows (and so its numbers) are decided then too, and a connection that logs in meanwhile
+        gets it from its inbox replay instead. Other servers settle theirs when they hear of it."""
+        ...
 
     def message(self, message: StoredMessage, stamp: str, audience: Audience) -> tuple[int, list[Session]]:
         """Deliver a stored message. Returns how many connections on this server it reached and the
@@ -79,12 +86,15 @@ class LocalDelivery:
         self.registry = registry
         self.mark_delivered = mark_delivered
         self.drop = drop
-        self.deliveries = 0  # messages handed to connections, for /metrics
+
+    def route(self, audience: Audience) -> Audience:
+        audience.here = self.connections(audience)
+        return audience
 
     def connections(self, audience: Audience) -> list[Session]:
         """The connections here that an audience stands for, each once, without *but*."""
         registry, but, keys = self.registry, audience.but, audience.people
-        if audience.group is None and len(keys) == 1:  # the common case: one person
+        if len(keys) == 1 and audience.group is None and not audience.everyone:  # the common case: one person
             return [other for other in registry.here(keys[0]) if other is not but]
         if audience.everyone:
             return [other for other in registry.sessions() if other is not but]
@@ -99,7 +109,7 @@ class LocalDelivery:
 
     def message(self, message: StoredMessage, stamp: str, audience: Audience) -> tuple[int, list[Session]]:
         """The hot loop: one shared tail per codec, a cached per-recipient head, two appends per recipient."""
-        targets = self.connections(audience)
+        targets = audience.here if audience.here is not None else self.connections(audience)
         seqs = dict(message.seqs) if message.seqs else None
         urgent = message.urgent
         codec: Codec | None = None
@@ -134,7 +144,6 @@ class LocalDelivery:
             reached += 1
         for account, seq in delivered.items():  # only accounts with a connection here: the rest wait for LOGIN
             self.mark_delivered(account, seq, seq)  # coalesced by the backend
-        self.deliveries += reached
         return reached, targets
 
     def event(self, audience: Audience, kind: str, *params: str) -> int:

@@ -70,7 +70,8 @@ class Hub(Core):
         known = self._handlers.setdefault(verb.kind, verb.handler)
         if known is not verb.handler:
             raise ValueError(f"{verb.name}: {verb.kind.__name__} is handled already by {known!r}")
-        self.verbs[verb.name] = verb
+        if self.verbs.setdefault(verb.name, verb) is not verb:
+            raise ValueError(f"{verb.name} is offered twice")
 
     def alert_urgent(self) -> None:
         """Called every second or so: alert again, or escalate, what nobody has acknowledged in time."""

@@ -32,8 +32,8 @@ log = logging.getLogger("bleeper.events")
 
 
 def say(hub: Core, session: Session, command: Say) -> Pending[object] | None:
-    accounts = {other.account for other in hub.registry.sessions() if other.account}
-    accounts.discard(session.account)
+    accounts = {key for key, _ in hub.registry.people() if key in hub.accounts}
+    accounts.discard(session.account or "")
     return send(hub, session, "*", "*", command.text, everyone(but=session), sorted(accounts), command.client_id)
 
 
@@ -132,6 +132,7 @@ def send(
         client_id,
         waiting is not None,
     )
+    audience = hub.delivery.route(audience)  # who is here now; delivered to them once stored
     pending = hub.backend.store(new)
     answer = Reply(hub, session)
     if not pending.done():  # its reply keeps its place while later lines are read and answered

@@ -150,8 +150,9 @@ class LocalRegistry:
         for group in left:
             self.exit(session, group)
         devices = self.users.get(key, [])
-        if session in devices:
-            devices.remove(session)
+        if session not in devices:
+            return False, left
+        devices.remove(session)
         if devices:
             return False, left
         self.users.pop(key, None)
@@ -174,7 +175,7 @@ class LocalRegistry:
             session.groups.discard(group)
 
     def members(self, group: str) -> Collection[Session]:
-        return self.groups.get(group, ())
+        return self.groups.get(group, ())  # the live set, read-only by its type: copying it would cost fan-out
 
     def member_keys(self, group: str) -> set[str]:
         return {member.key for member in self.groups.get(group, ()) if member.key is not None}

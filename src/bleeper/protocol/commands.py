@@ -256,7 +256,7 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("PING", (), "PING [token]", "200"),
         CommandSpec("PONG", (), "PONG [token]", "none"),
         CommandSpec("QUIT", ("BYE", "EXIT"), "QUIT [reason]", "221"),
-        CommandSpec("LOGIN", (), "LOGIN <name> <password>", "202 403 421 429 430"),
+        CommandSpec("LOGIN", (), "LOGIN <name> <password>", "202 403 409 421 429 430"),
         CommandSpec("SYNC", (), "SYNC <since>", "215 400 403 410"),
         CommandSpec("HISTORY", (), "HISTORY <#group|name> [count]", "216 403 404"),
         CommandSpec("STATUS", ("AWAY",), "STATUS available|busy|away|dnd [note]", "205 400"),
