@@ -87,9 +87,26 @@ export function createRoles({ command, me, people }) {
     return element;
   }
 
+  // The list is rebuilt after every answer (opening the panel asks again): what someone is typing in a
+  // handover field, and where the cursor is, must survive that.
   function render() {
     const list = $("roles-list");
+    const typed = new Map();
+    let focused = null;
+    for (const input of list.querySelectorAll(".handover input")) {
+      const role = input.getAttribute("aria-label");
+      typed.set(role, input.value);
+      if (input === document.activeElement) focused = { role, start: input.selectionStart, end: input.selectionEnd };
+    }
     list.replaceChildren(...roles.map(roleItem));
+    for (const input of list.querySelectorAll(".handover input")) {
+      const role = input.getAttribute("aria-label");
+      if (typed.has(role)) input.value = typed.get(role);
+      if (focused && focused.role === role) {
+        input.focus();
+        input.setSelectionRange(focused.start, focused.end);
+      }
+    }
     $("roles-empty").hidden = roles.length > 0;
     const mine = held().map((r) => r.role);
     $("roles-summary").textContent = mine.length ? `You hold ${mine.join(", ")}` : "You hold no on-call role";
