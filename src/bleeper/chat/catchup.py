@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from bleeper.chat.core import Core, Verb, flowing, known
-from bleeper.chat.names import name_key
+from bleeper.chat.names import group_key, name_key
 from bleeper.chat.receipts import note_delivered
 from bleeper.chat.records import (
     InboxEntry,
@@ -85,7 +85,7 @@ async def sync(hub: Core, session: Session, command: Sync) -> None:
 async def history(hub: Core, session: Session, command: History) -> None:
     target = command.target
     if isinstance(target, GroupTarget):
-        key = "#" + name_key(target.name[1:])
+        key = group_key(target.name)
         group = hub.groups.get(key)
         if group is None:
             hub.reply(session, codes.NOT_FOUND, f"no such group: {target.name}")

@@ -6,7 +6,7 @@ import logging
 
 from bleeper.chat.core import Core, Group, Verb
 from bleeper.chat.delivery import group
-from bleeper.chat.names import group_problem, name_key
+from bleeper.chat.names import group_key, group_problem, name_key
 from bleeper.chat.session import Session
 from bleeper.protocol import codes
 from bleeper.protocol.commands import Groups, Join, Leave, Who
@@ -19,7 +19,7 @@ def join(hub: Core, session: Session, command: Join) -> None:
     if problem:
         hub.reply(session, codes.INVALID_NAME, problem)
         return
-    key = "#" + name_key(command.group[1:])
+    key = group_key(command.group)
     found = hub.groups.get(key)
     if found is None:
         found = hub.groups[key] = Group(command.group)
@@ -38,7 +38,7 @@ def join(hub: Core, session: Session, command: Join) -> None:
 
 
 def leave(hub: Core, session: Session, command: Leave) -> None:
-    key = "#" + name_key(command.group[1:])
+    key = group_key(command.group)
     found = hub.groups.get(key)
     registry = hub.registry
     if found is None or session not in registry.members(key):
@@ -63,7 +63,7 @@ def who(hub: Core, session: Session, command: Who) -> None:
         noun = "person" if len(items) == 1 else "people"
         hub.listing(session, codes.WHO_LIST, items, f"{len(items)} {noun} online")
         return
-    key = "#" + name_key(command.group[1:])
+    key = group_key(command.group)
     found = hub.groups.get(key)
     if found is None:
         hub.reply(session, codes.NOT_FOUND, f"no such group: {command.group}; GROUPS lists them")

@@ -12,7 +12,7 @@ from bleeper.chat.backend import Pending
 from bleeper.chat.core import MAX_IN_FLIGHT, Core, Verb
 from bleeper.chat.delivery import Audience, everyone, group, people
 from bleeper.chat.flow import run
-from bleeper.chat.names import name_key
+from bleeper.chat.names import group_key, name_key
 from bleeper.chat.notify import Kind
 from bleeper.chat.receipts import note_delivered
 from bleeper.chat.records import (
@@ -40,7 +40,7 @@ def say(hub: Core, session: Session, command: Say) -> Pending[object] | None:
 def tell(hub: Core, session: Session, command: Tell) -> Pending[object] | None:
     target = command.target
     if isinstance(target, GroupTarget):
-        key = "#" + name_key(target.name[1:])
+        key = group_key(target.name)
         found = hub.groups.get(key)
         if found is None:
             hub.reply(session, codes.NOT_FOUND, f"no such group: {target.name}; GROUPS lists them")

@@ -41,6 +41,11 @@ def name_key(name: str) -> str:
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
 
 
+def group_key(group: str) -> str:
+    """How groups are kept and stored: ``#ICU`` and ``#icu`` are ``#icu``."""
+    return "#" + name_key(group[1:])
+
+
 def _allowed(text: str) -> bool:
     return all(ch.isalnum() or ch in _PUNCTUATION for ch in text)
 
