@@ -153,3 +153,31 @@ async def test_sigkill_under_load_loses_and_duplicates_nothing(db: str) -> None:
         await store.close()
         # The online reader saw, across crashes and catch-ups, every message of its inbox.
         assert seen == set(range(1, len(inbox) + 1))
+
+
+async def test_after_a_crash_only_about_the_last_second_is_sent_again(db: str) -> None:
+    """The delivered mark is written about once a second: a message received two seconds before a SIGKILL
+    is not replayed at the next LOGIN (with marks written every five seconds, most runs replayed it)."""
+    port = free_port()
+    server = start_server(db, port)
+    try:
+        online = await LineClient.connect(port)
+        assert (await online.command("LOGIN online online-password")).code == 202
+        sender = await LineClient.connect(port)
+        assert (await sender.command("LOGIN s0 s0-password")).code == 202
+        for number in range(3):
+            assert (await sender.command(f"TELL online before the crash {number}")).code == 250
+            await online.message()
+        await asyncio.sleep(2.0)
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+    server = start_server(db, port)
+    try:
+        again = await LineClient.connect(port)
+        reply = await again.command("LOGIN online online-password")
+        assert reply.code == 202 and " 0 waiting sent, 0 more" in reply.text, reply
+        assert not [event for event in again.events if isinstance(event, Message)]
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait()

@@ -21,6 +21,7 @@ from bleeper.store import (
     open_store,
     schema,
 )
+from bleeper.store.adapter import StoreBackend
 from bleeper.store.audit import GENESIS, AuditEntry, chain, content_hash, record, verify
 from bleeper.store.postgres import PostgresStore
 from bleeper.store.sqlite import SqliteStore
@@ -459,3 +460,32 @@ async def test_removing_an_account_removes_its_push_subscriptions(store: Store) 
     assert await store.delete_account("ann")
     assert await store.push_subscriptions("ann") == []
     assert len(await store.push_subscriptions("ben")) == 1
+
+
+class FailsOnce:
+    """The store, except that its next mark_delivered fails as a lost database connection does."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.failing = True
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    async def mark_delivered(self, account_key: str, seq: int) -> None:
+        if self.failing:
+            self.failing = False
+            raise ConnectionResetError("connection was closed in the middle of operation")
+        await self.store.mark_delivered(account_key, seq)
+
+
+async def test_a_delivered_mark_the_store_could_not_take_is_written_next_time(store: Store) -> None:
+    await store.create_account("hana", "hana", "h", False, 1)
+    await store.create_account("ivo", "ivo", "h", False, 1)
+    backend = StoreBackend(FailsOnce(store))  # type: ignore[arg-type]
+    backend.mark_delivered("hana", 4)
+    backend.mark_delivered("ivo", 7)
+    with pytest.raises(ConnectionResetError):
+        await backend.flush_marks()
+    await backend.flush_marks()
+    assert [(await store.get_account(key)).delivered_seq for key in ("hana", "ivo")] == [4, 7]  # type: ignore[union-attr]

@@ -134,14 +134,22 @@ class ChatServer(Server):
             task.add_done_callback(self._chores.discard)
 
     async def _refresh(self) -> None:
-        """Accounts added or removed by ``bleeper user`` while the server runs; delivery marks."""
-        if self.store is None or self.backend is None:
+        """Accounts added or removed by ``bleeper user`` while the server runs."""
+        if self.store is None:
             return
         try:
             self.hub.know_accounts(await self.store.list_accounts())
+        except Exception as exc:
+            log.warning("reading the accounts failed: %s", exc)
+
+    async def _flush_marks(self) -> None:
+        """Delivery marks, about once a second: after a crash the next LOGIN repeats only the last second."""
+        if self.backend is None:
+            return
+        try:
             await self.backend.flush_marks()
         except Exception as exc:
-            log.warning("store upkeep failed: %s", exc)
+            log.warning("writing delivery marks failed (they are written again next time): %s", exc)
 
     async def on_start(self) -> None:
         _raise_file_limit()
@@ -152,6 +160,7 @@ class ChatServer(Server):
         if self.config.ping_interval:
             self.every(min(1.0, self.config.ping_interval / 4), self.hub.keepalive)
         self.every(5.0, lambda: self._chore(self._refresh))
+        self.every(1.0, lambda: self._chore(self._flush_marks))
         self.every(min(1.0, self.config.urgent_interval / 4), self.hub.alert_urgent)
         self.hub.vital_signs = self._vital_signs
         if self.config.retention_days > 0:

@@ -58,9 +58,16 @@ class StoreBackend:
             self._dirty.add(account_key)
 
     async def flush_marks(self) -> None:
+        """Write the marks that moved. One the store could not take stays to be written next time: a mark
+        left behind only makes the next LOGIN send a few messages again."""
         dirty, self._dirty = self._dirty, set()
-        for account_key in dirty:
-            await self.db.mark_delivered(account_key, self._delivered[account_key])
+        waiting = list(dirty)
+        try:
+            while waiting:
+                await self.db.mark_delivered(waiting[-1], self._delivered[waiting[-1]])
+                waiting.pop()
+        finally:
+            self._dirty.update(waiting)
 
     def history(self, conversation: str, limit: int) -> asyncio.Future[list[StoredMessage]]:
         return self._later(lambda: self.db.history(conversation, limit))
