@@ -439,3 +439,16 @@ def test_push_settings_are_checked_at_start_with_what_to_do(tmp_path: Path, vapi
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
     with pytest.raises(ConfigError, match="not an EC P-256"):
         ChatServer(make_config(push_vapid_key=str(other_curve), push_contact=CONTACT))
+
+
+async def test_a_stopping_server_starts_no_push(pushing: Pushing, service: PushService) -> None:
+    """Messages still being committed while the server stops find everyone disconnected; none of them may
+    start a push (or open a connection to a push service) after pushing has closed."""
+    server = await pushing()
+    await subscribed(server, "bob", Browser(service.url("/bob")))
+    push = server.push
+    assert push is not None
+    await server.stop()
+    push.offline("bob", "message", 1, "alice")  # what a commit finishing during the stop would ask
+    assert push.results["dropped"] == 1 and push._session is None
+    await service.nothing_more(0)

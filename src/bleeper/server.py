@@ -235,7 +235,7 @@ class ChatServer(Server):
         if self.push is None:
             return []
         sent = Metric("bleeper_push_sent_total", "counter", "Web Push posts, by result (sent, gone: subscription "
-                      "forgotten, rejected, failed, dropped: too many waiting)")  # fmt: skip
+                      "forgotten, rejected, failed, dropped: too many waiting or the server stopping)")  # fmt: skip
         for result, count in self.push.results.items():
             sent.add(count, result=result)
         return [sent]

@@ -129,10 +129,14 @@ class WebPush:
         self._pushing: set[asyncio.Future[None]] = set()  # one per account being pushed to
         self._saving: set[asyncio.Future[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     # -- the Notifier seam ------------------------------------------------------------------------------
 
     def offline(self, account_key: str, kind: Kind, message_id: int, sender_name: str) -> None:
+        if self._closed:  # stopping: messages still being committed find everyone "offline"; they are not
+            self.results["dropped"] += 1
+            return
         if len(self._pushing) >= self.max_waiting:
             self.results["dropped"] += 1
             log.warning("push to %s for message %d (%s) dropped: %d accounts already wait for their pushes",
@@ -240,7 +244,9 @@ class WebPush:
         return self._session
 
     async def close(self, grace: float = 2.0) -> None:
-        """At shutdown: give pushes under way a moment, then stop (their messages are in the inboxes)."""
+        """At shutdown: give pushes under way a moment, then stop (their messages are in the inboxes). Nothing
+        new is pushed from here on."""
+        self._closed = True
         waiting = self._pushing | self._saving
         if waiting:
             _, late = await asyncio.wait(waiting, timeout=grace)
