@@ -226,6 +226,7 @@ async def test_groups_joined_by_typed_commands_are_rejoined_by_everyone_after_a_
         assert (await next_of(ann, Message)).text == "and back"  # type: ignore[attr-defined]
         await perform(ann, interpret("/leave #icu", "#icu"), "#icu", shown.append)
         assert ann.groups == set()  # left by a typed command: not rejoined next time
+        assert (await ben.command("part #icu")).code == 204 and ben.groups == set()  # any alias, any case
         for client in clients:
             await client.quit()
     finally:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from bleeper.chat.core import Core, Verb
 from bleeper.chat.delivery import everyone
 from bleeper.chat.names import name_key
@@ -13,8 +11,6 @@ from bleeper.chat.records import (
 from bleeper.chat.session import Session
 from bleeper.protocol import codes
 from bleeper.protocol.commands import Announce, Health, Kick
-
-log = logging.getLogger("bleeper.events")
 
 
 def kick(hub: Core, session: Session, command: Kick) -> None:

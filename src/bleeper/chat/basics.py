@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 from bleeper.chat.backend import Answer, Pending
 from bleeper.chat.core import Core, Verb
 from bleeper.chat.session import Session
 from bleeper.protocol import codes
 from bleeper.protocol.commands import COMMANDS, Help, Ping, Pong, Quit, resolve
-
-log = logging.getLogger("bleeper.events")
 
 
 def help_(hub: Core, session: Session, command: Help) -> None:

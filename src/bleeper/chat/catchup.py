@@ -4,8 +4,6 @@ sent once and in order even while new ones arrive (live ones wait while a replay
 
 from __future__ import annotations
 
-import logging
-
 from bleeper.chat.core import Core, Verb, flowing, known
 from bleeper.chat.names import group_key, name_key
 from bleeper.chat.receipts import note_delivered
@@ -16,9 +14,6 @@ from bleeper.chat.session import Session
 from bleeper.protocol import codes
 from bleeper.protocol.commands import GroupTarget, History, RoleTarget, Sync
 from bleeper.protocol.wire import format_ms
-
-log = logging.getLogger("bleeper.events")
-
 
 SYNC_BATCH = 1000
 REPLAY_BYTES = 256 * 1024  # replay at most this much at once: well inside a client's send buffer

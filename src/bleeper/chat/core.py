@@ -273,6 +273,10 @@ class Core:
         self.deliveries += reached
         return reached, targets
 
+    def exists(self, key: str) -> bool:
+        """Whether a name stands for somebody: a person online, or an account."""
+        return self.registry.online(key) or key in self.accounts
+
     def shown(self, key: str) -> str:
         """A person's name as written: by the person online, else by their account, else the key."""
         return self.registry.shown(key) or self.accounts.get(key, key)
@@ -280,6 +284,8 @@ class Core:
     def notify_offline(self, keys: Iterable[str], kind: Kind, message_id: int, sender: str) -> None:
         """Push to the accounts among *keys* with no connection (here or, in a cluster, anywhere): those
         connected have the message (or the ALERT) on screen already; people without an account cannot subscribe."""
+        if not self.notifier.enabled:
+            return
         for key in keys:
             if key in self.accounts and not self.registry.online(key):
                 self.notifier.offline(key, kind, message_id, sender)

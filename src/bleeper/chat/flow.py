@@ -25,10 +25,10 @@ from bleeper.chat.backend import Pending
 
 log = logging.getLogger("bleeper.chat")
 
-Handler = Coroutine[Any, Any, None]
+Handling = Coroutine[Any, Any, None]  # a handler called, not yet run
 
 
-def run(handler: Handler, failed: Callable[[BaseException], None] | None = None) -> Pending[None] | None:
+def run(handler: Handling, failed: Callable[[BaseException], None] | None = None) -> Pending[None] | None:
     """Run *handler* until it finishes or awaits an answer not yet known. Returns None when it finished at
     once, or a pending answer that completes when it finishes. An exception escaping the handler is a bug: it
     is logged, and *failed* (which sends the command its one reply) is called."""
@@ -43,7 +43,7 @@ class _Flow:
 
     __slots__ = ("_callbacks", "_done", "_failed", "_handler")
 
-    def __init__(self, handler: Handler, failed: Callable[[BaseException], None] | None) -> None:
+    def __init__(self, handler: Handling, failed: Callable[[BaseException], None] | None) -> None:
         self._handler = handler
         self._failed = failed
         self._done = False
@@ -101,4 +101,4 @@ class _Flow:
             yield self
 
 
-__all__ = ["Handler", "run"]
+__all__ = ["Handling", "run"]

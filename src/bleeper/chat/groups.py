@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 from bleeper.chat.core import Core, Group, Verb
 from bleeper.chat.delivery import group
 from bleeper.chat.names import group_key, group_problem, name_key
 from bleeper.chat.session import Session
 from bleeper.protocol import codes
 from bleeper.protocol.commands import Groups, Join, Leave, Who
-
-log = logging.getLogger("bleeper.events")
 
 
 def join(hub: Core, session: Session, command: Join) -> None:

@@ -36,7 +36,7 @@ async def name(hub: Core, session: Session, command: Name) -> None:
         hub.reply(session, codes.INVALID_NAME, problem)
         return
     key = name_key(wanted)
-    if hub.registry.online(key) or key in hub.accounts:
+    if hub.exists(key):
         free = suggest(wanted, Taken(hub))
         why = "belongs to an account (LOGIN to use it)" if key in hub.accounts else "is taken"
         hub.reply(session, codes.NAME_TAKEN, f'{free} "{wanted}" {why}; try "{free}"')
@@ -147,7 +147,7 @@ class Taken:
         self.hub = hub
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and (self.hub.registry.online(key) or key in self.hub.accounts)
+        return isinstance(key, str) and self.hub.exists(key)
 
 
 VERBS = (

@@ -4,8 +4,6 @@ handing one over with the urgent messages still waiting for its holder.
 
 from __future__ import annotations
 
-import logging
-
 from bleeper.chat.core import Core, Verb
 from bleeper.chat.delivery import people
 from bleeper.chat.flow import run
@@ -16,12 +14,10 @@ from bleeper.chat.standing import role_row
 from bleeper.protocol import codes
 from bleeper.protocol.commands import Oncall
 
-log = logging.getLogger("bleeper.events")
-
 
 def oncall(hub: Core, session: Session, command: Oncall) -> None:
     me = session.key or ""
-    actor = session.account or f"guest:{session.name}"
+    actor = session.actor
     if command.action == "list":
         items = [f"{role.name} holders={','.join(hub.shown(h) for h in role.holders)}" for role in hub.roles.all()]
         hub.listing(session, codes.ROLES, items, f"{len(items)} role(s) held")
@@ -59,7 +55,7 @@ def oncall(hub: Core, session: Session, command: Oncall) -> None:
         hub.reply(session, codes.ROLES, f"you no longer hold {role.name}")
         return
     to = name_key(command.to)
-    if not hub.registry.online(to) and to not in hub.accounts:
+    if not hub.exists(to):
         hub.reply(session, codes.NOT_FOUND, f"no such user: {command.to} (WHO lists people)")
         return
     hub.roles.take(key, role.name, to)

@@ -4,8 +4,6 @@ keeps one id: an escalation delivers the same message to one more person.
 
 from __future__ import annotations
 
-import logging
-
 from bleeper.chat.core import Core, Verb, known
 from bleeper.chat.delivery import people
 from bleeper.chat.flow import run
@@ -20,8 +18,6 @@ from bleeper.chat.urgent import NotWaiting, Urgent
 from bleeper.protocol import codes
 from bleeper.protocol.commands import Ack, Backup
 from bleeper.protocol.wire import format_ms
-
-log = logging.getLogger("bleeper.events")
 
 
 def ack(hub: Core, session: Session, command: Ack) -> None:
@@ -47,7 +43,7 @@ def ack(hub: Core, session: Session, command: Ack) -> None:
     hub.delivery.event(people({urgent.sender_key, *urgent.waiting}, but=session), "ACKED", str(urgent.id), by)
     hub.audit(
         "ack",
-        session.account or f"guest:{session.name}",
+        session.actor,
         str(urgent.id),
         alerts=urgent.alerts,
         escalated=",".join(urgent.escalated),
@@ -65,16 +61,16 @@ def backup(hub: Core, session: Session, command: Backup) -> None:
     if command.name.lower() == "none":
         if hub.backups.pop(key, None) is not None:
             hub.keep((BACKUP, key, None))
-            hub.audit("backup", session.account or f"guest:{session.name}", key, backup="")
+            hub.audit("backup", session.actor, key, backup="")
         hub.reply(session, codes.BACKUP_SET, "no backup: urgent messages to you keep alerting you")
         return
     backup = name_key(command.name)
-    if not hub.registry.online(backup) and backup not in hub.accounts:
+    if not hub.exists(backup):
         hub.reply(session, codes.NOT_FOUND, f"no such user: {command.name} (WHO lists people)")
         return
     hub.backups[key] = backup
     hub.keep((BACKUP, key, backup))
-    hub.audit("backup", session.account or f"guest:{session.name}", key, backup=backup)
+    hub.audit("backup", session.actor, key, backup=backup)
     hub.reply(
         session,
         codes.BACKUP_SET,
@@ -98,8 +94,7 @@ def alert_urgent(hub: Core) -> None:
             for key in urgent.waiting:  # lock-screen safe: who and how many, never the text
                 waiting = str(hub.urgent.waiting_for(key))
                 hub.delivery.event(people((key,)), "ALERT", str(urgent.id), urgent.sender, waiting)
-            if hub.notifier.enabled:
-                hub.notify_offline(urgent.waiting, "alert", urgent.id, urgent.sender)
+            hub.notify_offline(urgent.waiting, "alert", urgent.id, urgent.sender)
             names = ",".join(hub.shown(key) for key in urgent.waiting)
             alerts = f"{urgent.alerts}/{hub.urgent.attempts}"
             hub.delivery.event(people((urgent.sender_key,)), "ESCALATION", str(urgent.id), "alerted", alerts, names)
@@ -149,8 +144,7 @@ async def pass_on(hub: Core, urgent: Urgent, to: str, step: str, relation: str, 
     escalation = (str(urgent.id), step, shown, relation, hub.shown(of))
     hub.delivery.event(people((urgent.sender_key,)), "ESCALATION", *escalation)
     note_delivered(hub, message, reached, urgent.sender_key)
-    if hub.notifier.enabled:
-        hub.notify_offline((to,), "urgent", urgent.id, urgent.sender)
+    hub.notify_offline((to,), "urgent", urgent.id, urgent.sender)
 
 
 VERBS = (

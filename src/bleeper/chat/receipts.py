@@ -4,7 +4,6 @@ log) and RECALL (a tombstone instead of the text).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
 from bleeper.chat.core import Core, Verb, flowing, known
@@ -20,8 +19,6 @@ from bleeper.chat.standing import URGENT
 from bleeper.protocol import codes
 from bleeper.protocol.commands import Read, Recall, Trace
 from bleeper.protocol.wire import format_ms
-
-log = logging.getLogger("bleeper.events")
 
 
 def note_delivered(
@@ -54,7 +51,7 @@ def received(hub: Core, session: Session, ledger: Ledger) -> bool:
     conversation = ledger.message.conversation
     if ledger.message.urgent:
         urgent = hub.urgent.find(ledger.message.id)
-        me = session.account or f"guest:{session.name}"
+        me = session.actor
         if (urgent is not None and (session.key or "") in urgent.waiting) or any(
             entry.kind == "delivered" and entry.actor == me for entry in ledger.entries
         ):
@@ -78,7 +75,7 @@ async def read(hub: Core, session: Session, command: Read) -> None:
         hub.reply(session, codes.NOT_FOUND, f"no message {command.message_id} was sent to you")
         return
     message = ledger.message
-    hub.audit("read", session.account or f"guest:{session.name}", str(message.id), device=session.address)
+    hub.audit("read", session.actor, str(message.id), device=session.address)
     if message.urgent or message.to[0] == "@":
         sender = ledger.sender_key or name_key(message.sender)
         hub.delivery.event(people((sender,)), "READ", str(message.id), session.name or "")
@@ -136,7 +133,7 @@ async def recall(hub: Core, session: Session, command: Recall) -> None:
     if hub.urgent.open.pop(message.id, None) is not None:  # a recalled page stops alerting
         hub.keep((URGENT, str(message.id), None))
     hub.delivery.event(audience(hub, ledger, session), "RECALLED", str(message.id), session.name or "")
-    hub.audit("recall", session.account or f"guest:{session.name}", str(message.id), sha256=digest)
+    hub.audit("recall", session.actor, str(message.id), sha256=digest)
     hub.reply(
         session,
         codes.RECALLED,

@@ -64,6 +64,11 @@ class Session:
         self.when_drained: Callable[[], None] | None = None
 
     @property
+    def actor(self) -> str:
+        """Who did something, as the audit log names them: the account, or ``guest:<name>``."""
+        return self.account or f"guest:{self.name}"
+
+    @property
     def label(self) -> str:
         """How the event console names this client."""
         return self.name or f"({self.address})"

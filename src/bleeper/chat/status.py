@@ -4,15 +4,11 @@ each private sender once and still delivers.
 
 from __future__ import annotations
 
-import logging
-
 from bleeper.chat.core import Core, Verb
 from bleeper.chat.delivery import everyone
 from bleeper.chat.session import Session
 from bleeper.protocol import codes
 from bleeper.protocol.commands import Status
-
-log = logging.getLogger("bleeper.events")
 
 
 def set_status(hub: Core, session: Session, command: Status) -> None:

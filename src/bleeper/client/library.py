@@ -144,14 +144,15 @@ class ChatClient(Endpoint):
         self._pending.append(future)
         conn.send(line)
         reply = await future
-        self._note_membership(line, reply)
+        self._note_membership(reply)
         return reply
 
-    def _note_membership(self, line: str, reply: Reply) -> None:
-        """Remember groups joined or left by any command, so a reconnect rejoins what the user sees."""
-        if reply.code == codes.JOINED and line[:5].upper() == "JOIN ":
+    def _note_membership(self, reply: Reply) -> None:
+        """Remember groups joined or left by any command (JOIN or LEAVE under any alias: only they answer 203
+        and 204), so a reconnect rejoins what the user sees."""
+        if reply.code == codes.JOINED:
             self.groups.add(reply.fields[0])
-        elif reply.code == codes.LEFT and line.split(" ", 1)[0].upper() in ("LEAVE", "PART"):
+        elif reply.code == codes.LEFT:
             self.groups = {g for g in self.groups if g.lower() != reply.fields[0].lower()}
 
     async def _checked(self, line: str) -> Reply:

@@ -327,7 +327,7 @@ def push_problem(endpoint: str, p256dh: str | None = None, auth: str | None = No
     for label, value, size in (("p256dh", p256dh, 65), ("auth", auth, 16)):
         if value is None:
             continue
-        raw = _base64url(value)
+        raw = base64url_bytes(value)
         if raw is None or len(raw) != size or (label == "p256dh" and raw[0] != 4):
             what = "an uncompressed P-256 public key" if label == "p256dh" else "the authentication secret"
             return f"{label} must be base64url of {size} bytes, {what} (keys.{label} of the subscription's toJSON())"
@@ -341,7 +341,8 @@ def push_service(endpoint: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
-def _base64url(text: str) -> bytes | None:
+def base64url_bytes(text: str) -> bytes | None:
+    """The bytes of base64url text (padded or not), or None when it is not base64url."""
     if not _BASE64URL.fullmatch(text):
         return None
     try:

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from bleeper.chat.backend import Answer, Pending
 from bleeper.chat.notify import Kind
 from bleeper.config import ConfigError
-from bleeper.protocol.commands import push_service
+from bleeper.protocol.commands import base64url_bytes, push_service
 
 if TYPE_CHECKING:
     import aiohttp
@@ -105,10 +105,6 @@ def public_key(key: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decoded(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 class WebPush:
     """The :class:`~bleeper.chat.notify.Notifier` that posts Web Push messages. Lives on the event loop;
     every method returns at once."""
@@ -155,7 +151,7 @@ class WebPush:
             return Answer.of(error=ValueError(f"{push_service(endpoint)} is not a push service this server posts "
                                               "to; its operator lists them with --push-services"))  # fmt: skip
         try:  # the parser checked the form; a key off the curve would fail every push, so refuse it now
-            ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), _decoded(p256dh))
+            ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), base64url_bytes(p256dh) or b"")
         except ValueError:
             return Answer.of(error=ValueError("p256dh is not a point on the P-256 curve: send the subscription's "
                                               "own keys.p256dh"))  # fmt: skip
