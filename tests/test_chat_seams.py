@@ -223,7 +223,7 @@ def test_a_name_waits_for_the_registry_to_grant_it_and_says_why_when_it_cannot()
     assert hub.handle(session, "NAME alice") is not None  # pending: the connection's next lines wait
     assert wire.lines() == [] and session.key is None
     registry.asked[-1].resolve(False)  # somebody elsewhere has it
-    assert wire.lines() == ['409 alice "alice" is taken; try another name']
+    assert wire.lines() == ['409 alice2 "alice" is taken; try "alice2"']  # as when it is taken here
     hub.handle(session, "NAME alice")
     registry.asked[-1].resolve(error=ConnectionError("no servers available for connection"))
     assert wire.lines() == ['421 "alice" cannot be checked just now; try again in a moment']

@@ -266,3 +266,16 @@ def test_the_protocol_document_covers_every_command_and_reply_code() -> None:
     for name, value in vars(codes).items():
         if name.isupper():
             assert f"| {value} |" in text, f"reply code {value} ({name}) is missing from docs/protocol.md"
+
+
+def test_the_protocol_documents_command_table_lists_the_replies_help_gives() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
+    documented: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        if line.startswith("| `") and line.count("|") >= 5:
+            word = line[3:].split(" ", 1)[0].rstrip("`")
+            documented.setdefault(word, set(line.rstrip(" |").rsplit("|", 1)[1].replace(",", " ").split()))
+    for spec in COMMANDS.values():
+        assert documented.get(spec.name) == set(spec.replies.split()), f"{spec.name}: table and HELP disagree"

@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="make the server's VAPID key",
         description="Write a new VAPID private key (PEM, EC P-256) to FILE, readable by you only, and print its "
         "public key. An existing FILE is never overwritten: browsers subscribed with its key would stop "
-        "receiving pushes.",
+        "receiving pushes. Needs the optional push packages: pip install 'bleeper[push]' (the development "
+        "environment of make serve has them).",
         epilog="Then: bleeper serve --push-vapid-key FILE --push-contact mailto:you@hospital.example",
     )
     keygen.add_argument("file", metavar="FILE", help="where to write the private key, e.g. /etc/bleeper/vapid.pem")

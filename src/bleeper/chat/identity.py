@@ -131,8 +131,12 @@ async def claimed(hub: Core, session: Session, key: str, wanted: str, *, account
         log.warning("claiming the name %r failed: %s", wanted[:40], exc)
         hub.reply(session, codes.UNAVAILABLE, f'"{wanted}" cannot be checked just now; try again in a moment')
         return False
+    if not granted and account:  # an account's own name, held elsewhere for a moment (a cluster's handover)
+        hub.reply(session, codes.NAME_TAKEN, f'{wanted} "{wanted}" is in use; try again in a moment')
+        return False
     if not granted:
-        hub.reply(session, codes.NAME_TAKEN, f'{wanted} "{wanted}" is taken; try another name')
+        free = suggest(wanted, Taken(hub))
+        hub.reply(session, codes.NAME_TAKEN, f'{free} "{wanted}" is taken; try "{free}"')
         return False
     if session.closing:
         hub.registry.release(session, key)

@@ -245,7 +245,7 @@ class CommandSpec:
 COMMANDS: dict[str, CommandSpec] = {
     spec.name: spec
     for spec in (
-        CommandSpec("HELP", (), "HELP [command]", "214"),
+        CommandSpec("HELP", (), "HELP [command]", "214 400"),
         CommandSpec("NAME", ("REGISTER", "NICK"), "NAME <name>", "201 409 421 422 403"),
         CommandSpec("SAY", ("ALL", "BROADCAST"), "SAY <text>", "250 400"),
         CommandSpec("TELL", ("MSG", "PM"), "TELL <to> <text>", "250 400 404"),
