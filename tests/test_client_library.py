@@ -233,6 +233,36 @@ async def test_groups_joined_by_typed_commands_are_rejoined_by_everyone_after_a_
         await second.stop(grace=1.0)
 
 
+async def test_groups_refused_for_a_moment_by_the_rate_limit_are_rejoined_not_lost() -> None:
+    """Rejoining many groups at once meets the server's rate limit ("slow down"): the client waits it out
+    instead of dropping those groups for good."""
+    port = free_port()
+    limits = {"port": port, "rate": 2.0, "burst": 3}
+    first = ChatServer(make_config(**limits))
+    await first.start()
+    client = ChatClient("127.0.0.1", port, backoff=(0.05, 0.5))
+    await client.connect()
+    await client.register("ann")
+    wards = ["#ward1", "#ward2", "#ward3", "#ward4"]
+    for ward in wards:
+        assert (await client.join(ward)).code == 203
+        await asyncio.sleep(0.6)  # within the limit now; the reconnect sends them all at once
+    await first.stop(grace=1.0)
+    second = ChatServer(make_config(**limits))
+    await second.start()
+    try:
+        back = await next_of(client, Connected, timeout=20)
+        while isinstance(back, Connected) and not back.again:
+            back = await next_of(client, Connected, timeout=20)
+        assert isinstance(back, Connected) and back.lost_groups == ()
+        assert client.groups == set(wards)
+        await asyncio.sleep(1.5)
+        assert (await client.command("WHO #ward4")).items == ("ann",)
+        await client.quit()
+    finally:
+        await second.stop(grace=1.0)
+
+
 def test_a_reconnect_says_what_is_known_of_messages_sent_meanwhile() -> None:
     said = {
         Connected("h:1", "ann", True): "reconnected to h:1 as ann. Messages sent while you were away are not kept "

@@ -43,6 +43,7 @@ log = logging.getLogger("bleeper.client")
 
 State = Literal["new", "connecting", "connected", "reconnecting", "closed"]
 _CLOSED = object()
+REJOIN_TRIES = 5  # a group refused with "slow down" is tried again after 0.5, 1, 2, 4 s, then given up
 
 
 class ChatClient(Endpoint):
@@ -397,7 +398,7 @@ class ChatClient(Endpoint):
                 elif self.name is not None:
                     await self._reclaim_name(self.name)
                 for group in sorted(self.groups):
-                    if (await self.command(f"JOIN {group}")).code != codes.JOINED:
+                    if not await self._rejoin(group):
                         lost.append(group)
             except (CommandError, ConnectionClosed, TimeoutError, OSError) as exc:
                 log.info("reconnect to %s failed: %s", self.server, exc)
@@ -409,6 +410,20 @@ class ChatClient(Endpoint):
             self._back.set()
             self._events.put_nowait(Connected(self.server, self.name, True, caught_up, gone, tuple(lost)))
             return
+
+    async def _rejoin(self, group: str) -> bool:
+        """JOIN a group again after a reconnect. "Slow down" (many groups at once against the server's rate
+        limit) is waited out, with longer pauses each time, since the bucket refills with time; any other
+        refusal means the group is lost."""
+        pause = 0.5
+        for attempt in range(REJOIN_TRIES):
+            if attempt:
+                await asyncio.sleep(pause)
+                pause *= 2
+            reply = await self.command(f"JOIN {group}")
+            if reply.code != codes.SLOW_DOWN:
+                return reply.code == codes.JOINED
+        return False
 
     async def _catch_up(self) -> str | None:
         """SYNC whatever arrived while we were away, each message once (repeats are dropped). Returns the
