@@ -10,6 +10,7 @@ import base64
 import json
 import logging
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -452,3 +453,20 @@ async def test_a_stopping_server_starts_no_push(pushing: Pushing, service: PushS
     push.offline("bob", "message", 1, "alice")  # what a commit finishing during the stop would ask
     assert push.results["dropped"] == 1 and push._session is None
     await service.nothing_more(0)
+
+
+async def test_a_subscription_the_store_cannot_write_is_answered_451_and_nothing_is_audited(
+    pushing: Pushing, service: PushService, accounts: str
+) -> None:
+    server = await pushing()
+    bob, _ = await login(server, "bob")
+    phone = Browser(service.url("/bob"))
+    with sqlite3.connect(accounts) as db:  # the store breaks under the running server
+        db.execute("ALTER TABLE push_subscriptions RENAME TO push_subscriptions_away")
+    added = await bob.command(phone.add())
+    assert added.code == 451 and "NOT saved" in added.text
+    removed = await bob.command(f"PUSH REMOVE {phone.endpoint}")
+    assert removed.code == 451 and "NOT removed" in removed.text
+    assert (await bob.command("PING still here")).code == 200  # the connection carries on
+    with sqlite3.connect(accounts) as db:
+        assert not db.execute("SELECT 1 FROM audit WHERE kind = 'push'").fetchall()
