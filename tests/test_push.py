@@ -59,10 +59,13 @@ class PushService:
     requests: list[Recorded] = field(default_factory=list)
     status: dict[str, int] = field(default_factory=dict)
     origin: str = ""
+    hold: asyncio.Event | None = None  # when set, answers wait for it: a slow or stuck push service
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append(Recorded(request.path, {k.lower(): v for k, v in request.headers.items()},
                                       await request.read()))  # fmt: skip
+        if self.hold is not None:
+            await self.hold.wait()
         return web.Response(status=self.status.get(request.path, 201))
 
     def url(self, path: str) -> str:
@@ -470,3 +473,29 @@ async def test_a_subscription_the_store_cannot_write_is_answered_451_and_nothing
     assert (await bob.command("PING still here")).code == 200  # the connection carries on
     with sqlite3.connect(accounts) as db:
         assert not db.execute("SELECT 1 FROM audit WHERE kind = 'push'").fetchall()
+
+
+async def test_a_stuck_push_service_costs_a_bounded_wait_and_never_holds_up_the_stop(
+    pushing: Pushing, service: PushService
+) -> None:
+    """Pushes waiting on a slow service are capped (more are dropped and counted), and closing gives those
+    under way a moment of grace, then cancels them."""
+    server = await pushing()
+    await subscribed(server, "bob", Browser(service.url("/bob")))
+    await subscribed(server, "carol", Browser(service.url("/carol")))
+    push = server.push
+    assert push is not None
+    push.max_waiting = 1
+    service.hold = asyncio.Event()
+    try:
+        alice, _ = await login(server, "alice")
+        assert (await alice.command("TELL bob one")).code == 250
+        await service.received(1)  # bob's push is under way, and stuck
+        assert (await alice.command("TELL carol two")).code == 250
+        assert push.results["dropped"] == 1
+        started = time.monotonic()
+        await push.close(grace=0.5)  # as the server's stop does, with 2 s of grace
+        assert time.monotonic() - started < 1.5
+        assert push.results["sent"] == 0 and [r.path for r in service.requests] == ["/bob"]
+    finally:
+        service.hold.set()
