@@ -161,6 +161,37 @@ async def test_a_gap_in_message_numbers_is_filled_with_sync(db: str) -> None:
         await server.stop(grace=0.5)
 
 
+async def test_a_gap_whose_messages_are_gone_is_skipped_and_numbering_carries_on(tmp_path: Path) -> None:
+    """A gap seen while connected is filled with SYNC; when the server answers 410 (removed before they
+    were delivered) the client skips the gone numbers instead of waiting for them for ever."""
+    db = await create_accounts(str(tmp_path / "gap.db"), "alice", "bob")
+    server = ChatServer(make_config(db=db))
+    await server.start()
+    try:
+        bob = await LineClient.connect(port_of(server))
+        await bob.command("LOGIN bob bob-password")
+        alice = ChatClient("127.0.0.1", port_of(server))
+        await alice.connect()
+        await alice.login("alice", "alice-password")
+        for number in range(3):
+            await bob.command(f"TELL alice n{number}")
+        assert [m.seq for m in await messages(alice, 3)] == [1, 2, 3]
+        alice.last_seq = 1  # as if messages 2 and 3 had been lost on the way...
+        with sqlite3.connect(db) as raw:  # ...and removed from the inbox since
+            raw.execute("DELETE FROM inbox WHERE account_key = 'alice' AND seq IN (2, 3)")
+        await bob.command("TELL alice n3")
+        assert [m.seq for m in await messages(alice, 1)] == [4]
+        for _ in range(50):  # the gap is noticed, SYNC answers 410, the gone numbers are skipped
+            if alice.last_seq == 4:
+                break
+            await asyncio.sleep(0.05)
+        assert alice.last_seq == 4
+        await bob.command("TELL alice n4")
+        assert [m.seq for m in await messages(alice, 1)] == [5] and alice.last_seq == 5
+        await alice.quit()
+    finally:
+        await server.stop(grace=0.5)
+
 async def test_a_repeat_after_a_crash_is_dropped_and_nothing_missed_is_said_only_when_true(tmp_path: Path) -> None:
     """SIGKILL within a second of a delivery: the server's delivered mark was not yet written, so the next
     LOGIN sends the message again with the same number. The library hands it on once."""
