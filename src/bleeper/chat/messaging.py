@@ -226,11 +226,12 @@ async def deliver_stored(
         answer.reserve()
     if message.to != "*" and (message.seqs or message.urgent or message.to[0] == "@"):
         note_delivered(hub, message, targets, session.key or "", session)  # after the 250 that gives the id
-    kind: Kind | None = "urgent" if waiting is not None else None
-    if kind is None and message.conversation.startswith(("@", "role:")):
-        kind = "message"  # addressed to people, as a page is; not SAY, nor a group's chatter
-    if kind is not None:
-        hub.notify_offline(accounts, kind, message.id, message.sender)
+    if hub.notifier.enabled:  # checked here too: this runs for every message, push or not
+        kind: Kind | None = "urgent" if waiting is not None else None
+        if kind is None and message.conversation.startswith(("@", "role:")):
+            kind = "message"  # addressed to people, as a page is; not SAY, nor a group's chatter
+        if kind is not None:
+            hub.notify_offline(accounts, kind, message.id, message.sender)
     if kept is not None and not kept.done():
         try:
             await kept  # accepted once its alerts would survive a restart too
