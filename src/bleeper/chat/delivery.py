@@ -95,10 +95,10 @@ class LocalDelivery:
         """The connections here that an audience stands for, each once, without *but*."""
         registry, but, keys = self.registry, audience.but, audience.people
         if len(keys) == 1 and audience.group is None and not audience.everyone:  # the common case: one person
-            found = registry.here(keys[0])
-            if len(found) == 1:  # one device, often the sender's own (a DELIVERED for its other devices)
-                return [] if found[0] is but else [found[0]]
-            return [other for other in found if other is not but]
+            devices = registry.here(keys[0])
+            if len(devices) == 1:  # one device, often the sender's own (a DELIVERED for its other devices)
+                return [] if devices[0] is but else [devices[0]]
+            return [other for other in devices if other is not but]
         if audience.everyone:
             return [other for other in registry.sessions() if other is not but]
         found: list[Session] = []
