@@ -192,6 +192,7 @@ async def test_a_gap_whose_messages_are_gone_is_skipped_and_numbering_carries_on
     finally:
         await server.stop(grace=0.5)
 
+
 async def test_a_repeat_after_a_crash_is_dropped_and_nothing_missed_is_said_only_when_true(tmp_path: Path) -> None:
     """SIGKILL within a second of a delivery: the server's delivered mark was not yet written, so the next
     LOGIN sends the message again with the same number. The library hands it on once."""
