@@ -190,6 +190,10 @@ async function notify(message) {
     data: { id: message.id, from: message.from, kind: message.kind },
   };
   const registration = await workerRegistration();
+  // An urgent page acknowledged (here or elsewhere) while this was under way must not come back on screen:
+  // an ALERT the server sent just before it took the ACK arrives just before the ACK's answer.
+  const settled = () => urgent && !waitingIds.includes(message.id);
+  if (settled()) return;
   try {
     if (registration) {
       // Through the service worker, so the Acknowledge button works and a click reaches a page even if this
@@ -197,6 +201,9 @@ async function notify(message) {
       const actions = urgent ? [{ action: "ack", title: "Acknowledge" }] : [];
       await registration.showNotification(title, { ...options, actions });
       probe.notifications.push({ title, body, tag: options.tag, requireInteraction: urgent, via: "service-worker" });
+      if (settled()) {
+        for (const shown of await registration.getNotifications({ tag: options.tag })) shown.close();
+      }
       return;
     }
     pageNotification(title, options);

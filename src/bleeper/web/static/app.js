@@ -332,6 +332,9 @@ function onEvent({ name, rest }) {
     }
     case "ALERT": {
       const [id, from, waiting] = fields(rest, 2);
+      // An ALERT the server sent just before it took this page's ACK (or another's) arrives after it: the
+      // page no longer waits on that message, so it must not notify, flash or say "still waiting" again.
+      if (!state.urgent.has(Number(id))) break;
       notice(`still waiting for your acknowledgement: message ${id} from ${from} (${waiting} waiting)`);
       alerts.stillWaiting(Number(id), from, state.urgent.get(Number(id))?.text);
       $("urgent").classList.remove("flash");
