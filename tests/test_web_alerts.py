@@ -321,8 +321,9 @@ async def test_a_push_message_shows_a_notification_without_text(start_server: St
     """The server's Web Push (not reachable here) is stood in for by Chromium's DevTools, which hands the
     service worker a push event as a push service would."""
     server = await start_server(http=True)
-    page = await open_page(browser, server)
-    await page.goto("about:blank")  # no Bleeper page open: the notification is the only alert
+    bleeper = await open_page(browser, server)
+    page = await bleeper.context.new_page()
+    await bleeper.close()  # no Bleeper page open (closed, not kept in the back-forward cache as a client)
     cdp = await page.context.new_cdp_session(page)
     registrations: list[dict[str, Any]] = []
     cdp.on("ServiceWorker.workerRegistrationUpdated", lambda event: registrations.extend(event["registrations"]))
