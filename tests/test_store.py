@@ -84,6 +84,25 @@ async def test_messages_get_ids_and_gapless_sequences_per_recipient(store: Store
     assert inbox[0].message.created_ms == 1_763_737_925_000 and inbox[0].message.sender == "carol"
 
 
+async def test_messages_are_read_back_by_id_range_with_their_numbers(store: Store) -> None:
+    """What a cluster node reads when a message's signal did not come (cluster/delivery.py)."""
+    assert await store.newest_id() == 0
+    stored = await store.store_messages([
+        message("carol", "@alice,bob", "one", ("alice", "bob")),
+        message("carol", "*", "two"),
+        message("carol", "#icu", "three", ("bob",)),
+    ])  # fmt: skip
+    first, last = stored[0].id, stored[-1].id
+    assert await store.newest_id() == last
+    found = await store.stored_between(first + 1, last + 1)
+    assert [(m.text, m.seqs, sender_key) for m, sender_key in found] == [
+        ("two", (), "carol"), ("three", (("bob", 2),), "carol")
+    ]  # fmt: skip
+    (one, _), *_ = await store.stored_between(first, first + 1)
+    assert dict(one.seqs) == {"alice": 1, "bob": 1} and one.conversation == stored[0].conversation
+    assert await store.stored_between(last + 1, last + 10) == []
+
+
 async def test_client_id_makes_a_retry_idempotent(store: Store) -> None:
     (first,) = await store.store_messages([message("dave", "@erin", "once", ("erin",), client_id="c-1")])
     again = await store.store_messages([

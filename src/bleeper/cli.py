@@ -91,6 +91,21 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="SQLite only: commit messages in a process of their own, so the server uses a second core, or on "
         "a thread of the server's process (for a one-core machine) [default: process]",
     )
+    p.add_argument("--cluster", metavar="URL[,URL]",
+                   help="run as one node of a cluster: the NATS servers (nats://host:4222,...); needs --db "
+                   "postgresql://... shared by every node (env BLEEPER_CLUSTER)")  # fmt: skip
+    p.add_argument("--node", metavar="NAME",
+                   help="this node's name in the cluster, unique and the same across restarts [default: the host "
+                   "name] (env BLEEPER_NODE)")  # fmt: skip
+    p.add_argument("--cluster-lease", type=float, metavar="SECONDS",
+                   help=f"a node silent this long is taken for dead: its names and people are released "
+                   f"[default: {d.cluster_lease:g}]")  # fmt: skip
+    p.add_argument(
+        "--cluster-replicas",
+        type=int,
+        metavar="N",
+        help="JetStream copies of the cluster's buckets [default: 3, or the number of NATS URLs if fewer]",
+    )
     p.add_argument(
         "--auth",
         choices=["open", "required"],

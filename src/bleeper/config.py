@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import os
 import re
+import socket
 import sys
 import tomllib
 from dataclasses import dataclass, fields
@@ -61,6 +62,11 @@ class ServeConfig:
     # a URL the server will later POST to: without a list, any account could aim it at the hospital's own
     # network. The default names the browsers' services (Chrome/Android, Firefox, Edge/Windows, Safari).
     push_services: str = DEFAULT_PUSH_SERVICES
+    # Cluster mode (see docs/operations.md): NATS URLs, comma-separated; empty runs one server on its own.
+    cluster: str = ""
+    node: str = ""  # this node's name in the cluster: unique, stable across restarts [default: the host name]
+    cluster_lease: float = 10.0  # seconds after which a silent node's names and people are released
+    cluster_replicas: int = 0  # JetStream copies of the cluster's buckets; 0: 3, or fewer NATS servers listed
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -94,9 +100,34 @@ class ServeConfig:
             raise ConfigError(f'log_format "{self.log_format}" is unknown: use "text" or "json"')
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f'log_level "{self.log_level}" is unknown: use debug, info, warning or error')
+        if self.cluster:
+            self._validate_cluster()
         for name in ("rate", "burst", "max_per_ip", "max_clients", "ping_interval", "ping_timeout", "retention_days"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} cannot be negative (0 turns the limit off)")
+
+    def _validate_cluster(self) -> None:
+        if not self.db.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("cluster mode needs a database every node shares: --db postgresql://user@host/db "
+                              "(SQLite is for one server on its own)")  # fmt: skip
+        for url in self.cluster_list():
+            if not re.fullmatch(r"(nats|tls)://[^\s,/]+", url):
+                raise ConfigError(f"cluster: {url!r} is not a NATS URL: write nats://host:4222[,nats://host2:4222]")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.node_name()):
+            raise ConfigError(f"node {self.node_name()!r}: use 1-64 letters, digits, '_' or '-' (--node)")
+        if self.cluster_lease < 2:
+            raise ConfigError("cluster_lease must be at least 2 seconds (it is renewed every fifth of it)")
+        if not 0 <= self.cluster_replicas <= 5:
+            raise ConfigError("cluster_replicas must be 1-5 (or 0 for as many NATS servers as are listed, up to 3)")
+
+    def cluster_list(self) -> list[str]:
+        return [url.strip() for url in self.cluster.split(",") if url.strip()]
+
+    def node_name(self) -> str:
+        """--node, else the host name made safe (a node's name must stay the same across its restarts)."""
+        if self.node:
+            return self.node
+        return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0])[:64] or "bleeper"
 
     def push_service_list(self) -> list[str]:
         return [host.strip().lower().strip(".") for host in self.push_services.split(",") if host.strip()]

@@ -27,6 +27,7 @@ from bleeper.web import WebOptions, create_app
 from bleeper.web.metrics import Metric, exposition
 
 if TYPE_CHECKING:
+    from bleeper.cluster.node import ClusterNode
     from bleeper.web.push import VapidKey, WebPush
 
 log = logging.getLogger("bleeper.events")
@@ -47,6 +48,12 @@ class ChatServer(Server):
             self.push_key = VapidKey.load(config.push_vapid_key, config.push_contact)
         self.push: WebPush | None = None
         self.tls_addresses: list[tuple[str, int]] = []
+        self.cluster: ClusterNode | None = None
+        if config.cluster:
+            from bleeper.cluster.node import ClusterNode
+
+            self.cluster = ClusterNode(config.cluster_list(), config.node_name(), lease=config.cluster_lease,
+                                       replicas=config.cluster_replicas or None)  # fmt: skip
         self.hub = Hub(
             HubLimits(
                 rate=config.rate,
@@ -61,6 +68,7 @@ class ChatServer(Server):
                 urgent_attempts=config.urgent_attempts,
             ),
             server_name=config.server_name,
+            **(self.cluster.hub_options() if self.cluster is not None else {}),
         )
         self.store: Store | None = None
         self.backend: StoreBackend | None = None
@@ -85,14 +93,20 @@ class ChatServer(Server):
                                     services=self.config.push_service_list())  # fmt: skip
                 self.hub.notifier = self.push
             await self._restore_standing(self.store)
+            if self.cluster is not None:
+                await self.cluster.start(self.store)
             await self._log_audit_head("start")
             await super().start()
         except BaseException:
+            if self.cluster is not None:
+                await self.cluster.close()
             await self.store.close()
             raise
 
     async def stop(self, grace: float = 5.0) -> None:
         await super().stop(grace)  # WebSocket connections too: they are told, like everyone else
+        if self.cluster is not None:
+            await self.cluster.close()  # after the goodbyes: the others hear them, then the lease goes
         if self.http is not None:
             await self.http.stop()
             self.http = None

@@ -95,6 +95,10 @@ class Backend(Protocol):
 
     def mark_delivered(self, account_key: str, seq: int) -> None: ...
 
+    def account_gone(self, account_key: str) -> None:
+        """The account's last connection here has gone: write its delivery mark soon, not with the others
+        (its next LOGIN may be on another server of a cluster, reading the mark from the database)."""
+
     def history(self, conversation: str, limit: int) -> Pending[list[StoredMessage]]: ...
 
     def recall(self, message_id: int, tombstone: str) -> Pending[bool]:

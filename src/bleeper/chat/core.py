@@ -94,6 +94,9 @@ class Core:
         self.monotonic = monotonic
         self.sessions: set[Session] = set()  # every connection here, named or not
         self.registry: Registry = registry if registry is not None else LocalRegistry()
+        # Told of each change to state every server must share (a standing row, a group membership): a
+        # cluster's node passes it on to the others (cluster/node.py); one server has nobody to tell.
+        self.shared: Callable[[str, tuple[str | None, ...]], None] = _nobody
         self.delivery: Delivery = delivery(self) if delivery is not None else self.local_delivery()
         self.groups: dict[str, Group] = {}  # '#' + name key -> group
         self.accounts: dict[str, str] = {}  # account key -> display name, for names that need LOGIN
@@ -114,6 +117,8 @@ class Core:
         return LocalDelivery(self.registry, self.mark_delivered, self.drop)
 
     def keep(self, row: tuple[str, str, str | None]) -> Pending[None]:
+        """Store a row of standing state (chat/standing.py) and share it."""
+        self.shared("keep", row)
         return self.backend.keep(*row)
 
     def connect(self, peer: Peer, address: str, host: str | None = None, codec: Codec = LINE) -> Session | None:
@@ -175,6 +180,8 @@ class Core:
                     del self.groups[key]
             if last:
                 self.delivered_marks.pop(session.key, None)  # the backend keeps it; the next LOGIN reads it back
+                if session.account is not None:
+                    self.backend.account_gone(session.account)
                 self.delivery.event(everyone(), "OFFLINE", session.name or "", reason)
         if log.isEnabledFor(logging.INFO):
             log.info(
@@ -297,6 +304,10 @@ class Core:
 
     def now(self) -> str:
         return format_time(self.clock())
+
+
+def _nobody(kind: str, values: tuple[str | None, ...]) -> None:
+    """Shared state on one server: nobody else to tell."""
 
 
 Handler = Callable[[Core, Session, Any], "Pending[object] | None"]

@@ -30,6 +30,7 @@ def join(hub: Core, session: Session, command: Join) -> None:
     if session.account is not None:
         found.accounts.add(session.account)
         hub.backend.add_member(key, found.name, session.account)
+        hub.shared("member", (key, found.name, session.account))
     hub.reply(session, codes.JOINED, f"{found.name} joined; {len(registry.members(key))} member(s)")
 
 
@@ -46,6 +47,7 @@ def leave(hub: Core, session: Session, command: Leave) -> None:
     if session.account is not None:
         found.accounts.discard(session.account)
         hub.backend.remove_member(key, session.account)
+        hub.shared("member", (key, None, session.account))
     hub.delivery.event(group(key), "LEAVE", found.name, session.name or "")
     if not found.accounts and not registry.has_members(key):
         del hub.groups[key]

@@ -67,6 +67,9 @@ class MemoryBackend:
     def mark_delivered(self, account_key: str, seq: int) -> None:
         self.delivered[account_key] = max(seq, self.delivered.get(account_key, 0))
 
+    def account_gone(self, account_key: str) -> None:
+        """Marks are kept in memory, nothing to write."""
+
     def history(self, conversation: str, limit: int) -> Pending[list[StoredMessage]]:
         return Answer.of([m for m in self.messages if m.conversation == conversation][-limit:])
 

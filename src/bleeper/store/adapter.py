@@ -57,6 +57,17 @@ class StoreBackend:
             self._delivered[account_key] = seq
             self._dirty.add(account_key)
 
+    def account_gone(self, account_key: str) -> None:
+        if account_key in self._dirty:
+            self._dirty.discard(account_key)
+            task = asyncio.ensure_future(self.db.mark_delivered(account_key, self._delivered[account_key]))
+
+            def written(done: asyncio.Future[None]) -> None:
+                if done.cancelled() or done.exception() is not None:
+                    self._dirty.add(account_key)  # written with the others next time
+
+            task.add_done_callback(written)
+
     async def flush_marks(self) -> None:
         """Write the marks that moved. One the store could not take stays to be written next time: a mark
         left behind only makes the next LOGIN send a few messages again."""

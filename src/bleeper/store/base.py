@@ -40,6 +40,10 @@ PUSH_PER_ACCOUNT = 10  # devices kept per account: adding an eleventh forgets th
 SELECT_AUDIT = "SELECT id, at_ms, kind, actor, subject, detail, prev_hash, hash FROM audit"
 SELECT_MESSAGE = "SELECT id, sender, recipient, conversation, body, created_ms, client_id, urgent FROM messages"
 SELECT_MESSAGE_WITH_SENDER_KEY = "SELECT sender_key, " + SELECT_MESSAGE.removeprefix("SELECT ")
+# Messages by id range with their inbox numbers: a cluster node catching up on signals it missed.
+STORED_BETWEEN = SELECT_MESSAGE_WITH_SENDER_KEY + " WHERE id >= ? AND id < ? ORDER BY id"
+SEQS_BETWEEN = "SELECT message_id, account_key, seq FROM inbox WHERE message_id >= ? AND message_id < ? ORDER BY seq"
+NEWEST_ID = "SELECT COALESCE(max(id), 0) FROM messages"
 # The latest messages of a conversation, newest first: follow previous_id from the conversation's newest
 # message (see store/batch.py for why there is no index to scan instead).
 HISTORY = (
@@ -166,6 +170,15 @@ class Store(ABC):
         """Record that everything up to *seq* reached one of the account's connections (never goes back)."""
 
     @abstractmethod
+    async def stored_between(self, first: int, upto: int) -> list[tuple[StoredMessage, str | None]]:
+        """The messages with ids from *first* up to (not including) *upto*, in order, each with its inbox
+        numbers and its sender's account key (None for a guest): what a cluster node missed."""
+
+    @abstractmethod
+    async def newest_id(self) -> int:
+        """The highest message id stored (0 when none)."""
+
+    @abstractmethod
     async def history(self, conversation: str, limit: int = 50) -> list[StoredMessage]:
         """The latest *limit* messages of a conversation, oldest first."""
 
@@ -228,6 +241,21 @@ def message_from_row(row: Sequence[object], duplicate: bool = False) -> StoredMe
         duplicate,
         urgent=bool(urgent),
     )
+
+
+def with_seqs(
+    rows: Sequence[Sequence[object]], seq_rows: Sequence[Sequence[object]]
+) -> list[tuple[StoredMessage, str | None]]:
+    """:data:`STORED_BETWEEN` rows with their :data:`SEQS_BETWEEN` rows, as :meth:`Store.stored_between` answers."""
+    seqs: dict[int, list[tuple[str, int]]] = {}
+    for message_id, account, seq in seq_rows:
+        seqs.setdefault(int(message_id), []).append((str(account), int(seq)))  # type: ignore[call-overload]
+    found = []
+    for row in rows:
+        message = message_from_row(row[1:])
+        message.seqs = tuple(seqs.get(message.id, ()))
+        found.append((message, None if row[0] is None else str(row[0])))
+    return found
 
 
 def push_from_row(row: Sequence[object]) -> PushSubscription:

@@ -17,17 +17,21 @@ from bleeper.store.base import (
     FORGET,
     HISTORY,
     KEEP,
+    NEWEST_ID,
     PRUNE_PUSH,
     PUSH_PER_ACCOUNT,
     SELECT_ACCOUNT,
     SELECT_AUDIT,
     SELECT_MESSAGE_WITH_SENDER_KEY,
     SELECT_PUSH,
+    SEQS_BETWEEN,
+    STORED_BETWEEN,
     Store,
     account_from_row,
     audit_filter,
     message_from_row,
     push_from_row,
+    with_seqs,
 )
 from bleeper.store.batch import AUDIT_COLUMNS, MESSAGE_COLUMNS, Batch
 from bleeper.store.model import (
@@ -245,6 +249,15 @@ class PostgresStore(Store):
         await self._pool.execute(
             "UPDATE accounts SET delivered_seq = $1 WHERE key = $2 AND delivered_seq < $1", seq, account_key
         )
+
+    async def stored_between(self, first: int, upto: int) -> list[tuple[StoredMessage, str | None]]:
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            rows = await conn.fetch(numbered(STORED_BETWEEN), first, upto)
+            seqs = await conn.fetch(numbered(SEQS_BETWEEN), first, upto)
+        return with_seqs([tuple(row) for row in rows], [tuple(row) for row in seqs])
+
+    async def newest_id(self) -> int:
+        return int(await self._pool.fetchval(NEWEST_ID))
 
     async def history(self, conversation: str, limit: int = 50) -> list[StoredMessage]:
         rows = await self._fetch(HISTORY, conversation, limit) if limit > 0 else []

@@ -29,18 +29,22 @@ from bleeper.store.base import (
     FORGET,
     HISTORY,
     KEEP,
+    NEWEST_ID,
     PRUNE_PUSH,
     PUSH_PER_ACCOUNT,
     SELECT_ACCOUNT,
     SELECT_AUDIT,
     SELECT_MESSAGE_WITH_SENDER_KEY,
     SELECT_PUSH,
+    SEQS_BETWEEN,
+    STORED_BETWEEN,
     Committed,
     Store,
     account_from_row,
     audit_filter,
     message_from_row,
     push_from_row,
+    with_seqs,
 )
 from bleeper.store.model import (
     Account,
@@ -254,6 +258,17 @@ class SqliteStore(Store):
                 "UPDATE accounts SET delivered_seq = ? WHERE key = ? AND delivered_seq < ?", (seq, account_key, seq)
             )
         )
+
+    async def stored_between(self, first: int, upto: int) -> list[tuple[StoredMessage, str | None]]:
+        def read() -> list[tuple[StoredMessage, str | None]]:
+            db = self._db()
+            rows = db.execute(STORED_BETWEEN, (first, upto)).fetchall()
+            return with_seqs(rows, db.execute(SEQS_BETWEEN, (first, upto)).fetchall())
+
+        return await self._run(read)
+
+    async def newest_id(self) -> int:
+        return await self._run(lambda: int(self._db().execute(NEWEST_ID).fetchone()[0]))
 
     async def history(self, conversation: str, limit: int = 50) -> list[StoredMessage]:
         def read() -> list[StoredMessage]:

@@ -1,0 +1,244 @@
+"""One Bleeper server as a node of a cluster: the bus, the lease, the registry and delivery, and the chores
+that keep them true.
+
+:class:`ClusterNode` is made before the hub (the hub is built with its registry and delivery, see
+:meth:`ClusterNode.hub_options`) and started after the store is open (:meth:`ClusterNode.start`). Then, until
+it closes, it:
+
+- renews the lease every fifth of it, and takes it anew if it was lost (a pause past the lease, a long bus
+  outage): guest names held here are claimed again, and a connection whose name went to someone else
+  meanwhile is told so and closed;
+- every second, lists the live nodes: the people of a node whose lease has gone are offline (each node says
+  OFFLINE to its own connections), and its guest names may be taken;
+- every second, catches up on messages whose signals it missed (cluster/delivery.py);
+- shares on-call roles, backups and group memberships as they change, and applies the others'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from bleeper.chat.core import Core, Group
+from bleeper.chat.delivery import everyone
+from bleeper.chat.receipts import note_delivered
+from bleeper.chat.records import StoredMessage
+from bleeper.chat.roles import Role
+from bleeper.chat.session import Session
+from bleeper.chat.standing import BACKUP, ROLE, read_rows
+from bleeper.cluster import signals
+from bleeper.cluster.bus import Bus
+from bleeper.cluster.delivery import ClusterDelivery
+from bleeper.cluster.lease import Lease, live_nodes
+from bleeper.cluster.registry import SNAPSHOT_EVERY, ClusterRegistry
+
+if TYPE_CHECKING:
+    from bleeper.store import Store
+
+log = logging.getLogger("bleeper.cluster")
+
+
+class ClusterNode:
+    def __init__(self, servers: list[str], node: str, *, lease: float = 10.0, replicas: int | None = None) -> None:
+        self.bus = Bus(servers, node, replicas=replicas or min(3, len(servers)), lease=lease)
+        self.lease = Lease(self.bus, lease)
+        self.registry = ClusterRegistry(self.bus, self.lease)
+        self.delivery: ClusterDelivery | None = None
+        self.core: Core | None = None
+        self.nodes: dict[str, dict[str, Any]] = {}  # live nodes at the last look, with what they say
+        self.lease_losses = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self.lease.details = self.details
+        self.bus.handle("state", self._state_signal)
+
+    @property
+    def name(self) -> str:
+        return self.bus.node
+
+    def hub_options(self) -> dict[str, Any]:
+        """The registry and delivery to build the hub with."""
+        return {"registry": self.registry, "delivery": self._make_delivery}
+
+    def _make_delivery(self, core: Core) -> ClusterDelivery:
+        self.core = core
+        self.delivery = ClusterDelivery(core, self.registry, self.bus)
+        self.delivery.receipts = self._receipts
+        core.shared = self._share
+        self.registry.on_gone = self._gone
+        self.registry.on_evict = self._evict
+        self.registry.group_names = lambda key: group.name if (group := core.groups.get(key)) else None
+        self.registry.on_group = self._remote_group
+        return self.delivery
+
+    async def start(self, store: Store) -> None:
+        """Connect, take the lease, and join in: from now on this node's people are everyone's."""
+        assert self.delivery is not None, "build the hub with hub_options() first"
+        await self.bus.connect()
+        await self.lease.acquire()
+        await self.delivery.start(store.stored_between, store.newest_id)
+        self.bus.on_reconnect.append(self._reconnected)
+        self.registry.snapshot()
+        self.registry.ask_everyone()
+        self.nodes = await live_nodes(self.bus)
+        self._loop(self.lease.ttl / 5, self._renew)
+        self._loop(1.0, self._watch_nodes)
+        self._loop(1.0, self.delivery.reconcile)
+        self._loop(SNAPSHOT_EVERY, self._snapshot)
+        log.info("node %s joined the cluster (%d node(s) live; lease %g s)", self.name, len(self.nodes),
+                 self.lease.ttl, extra={"event": "cluster-join", "node": self.name})  # fmt: skip
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        await self.lease.release()
+        await self.bus.close()
+
+    def _loop(self, every: float, chore: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        async def run() -> None:
+            while not self._closing:
+                await asyncio.sleep(every)
+                try:
+                    await chore()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("cluster chore %s failed: %s", chore.__name__, exc)
+
+        self._tasks.append(asyncio.ensure_future(run()))
+
+    # the lease ------------------------------------------------------------------------------------------------
+
+    async def _renew(self) -> None:
+        if await self.lease.refresh():
+            return
+        self.lease_losses += 1
+        log.warning("node %s lost its lease (paused or cut off longer than %g s): taking it again and checking "
+                    "its guests' names", self.name, self.lease.ttl, extra={"event": "cluster-lease-lost"})  # fmt: skip
+        await self.lease.acquire()
+        lost = await self.registry.reclaim()
+        core = self.core
+        if core is not None:
+            for key in lost:
+                for session in list(self.registry.here(key)):
+                    core.drop(session, "your name was given to someone else while this server was cut off from "
+                              "the others; reconnect and choose a name")  # fmt: skip
+        self.registry.snapshot()
+        self.registry.ask_everyone()
+
+    async def _snapshot(self) -> None:
+        self.registry.snapshot()
+
+    async def _reconnected(self) -> None:
+        self.registry.snapshot()
+        self.registry.ask_everyone()
+        if self.delivery is not None:
+            await self.delivery.reconcile()
+
+    # the other nodes ------------------------------------------------------------------------------------------
+
+    async def _watch_nodes(self) -> None:
+        looked = time.monotonic()
+        live = await live_nodes(self.bus)
+        self.nodes = live
+        for node in self.registry.nodes_seen() - set(live) - {self.name}:
+            if self.registry.heard.get(node, 0.0) >= looked:
+                continue  # heard from since the look began: a newcomer, not the dead
+            log.warning("node %s is gone (its lease expired): its people are offline", node,
+                        extra={"event": "cluster-node-gone", "node": node})  # fmt: skip
+            groups = self.registry.forget_node(node, f"server {node} stopped")
+            core = self.core
+            if core is not None:
+                for key in groups:
+                    self._forget_if_empty(core, key)
+
+    def _gone(self, name: str, reason: str) -> None:
+        """Someone went offline with their node: told to this node's connections (each node tells its own)."""
+        if self.delivery is not None:
+            self.delivery.local.event(everyone(), "OFFLINE", name, reason)
+
+    def _evict(self, key: str) -> None:
+        """An account with this name logged in elsewhere: a guest here under it goes, as on one server."""
+        core = self.core
+        if core is None:
+            return
+        for session in list(self.registry.here(key)):
+            if session.account is None:
+                core.drop(session, f"the name {session.name} belongs to an account that has logged in")
+
+    def _remote_group(self, key: str, name: str | None) -> None:
+        """Someone elsewhere is in a group (*name*), or the last one left it (None)."""
+        core = self.core
+        if core is None:
+            return
+        if name is not None:
+            core.groups.setdefault(key, Group(name))
+        else:
+            self._forget_if_empty(core, key)
+
+    @staticmethod
+    def _forget_if_empty(core: Core, key: str) -> None:
+        group = core.groups.get(key)
+        if group is not None and not group.accounts and not core.registry.has_members(key):
+            del core.groups[key]
+
+    # shared state ---------------------------------------------------------------------------------------------
+
+    def _share(self, kind: str, values: tuple[str | None, ...]) -> None:
+        self.bus.publish("state", signals.dumps({"n": self.name, "k": kind, "v": list(values)}))
+
+    def _state_signal(self, data: bytes) -> None:
+        signal = signals.loads(data)
+        core = self.core
+        if signal.get("n") == self.name or core is None:
+            return
+        kind, values = signal["k"], signal["v"]
+        if kind == "keep":
+            kept, key, value = values
+            if kept == ROLE:
+                role: Role | None = read_rows([(ROLE, key, value)]).roles.get(key) if value is not None else None
+                core.roles.replace(key, role)
+            elif kept == BACKUP:
+                if value is None:
+                    core.backups.pop(key, None)
+                else:
+                    core.backups[key] = value
+        elif kind == "member":
+            group_key, name, account = values
+            if name is not None:
+                core.groups.setdefault(group_key, Group(name)).accounts.add(account)
+            elif (group := core.groups.get(group_key)) is not None:
+                group.accounts.discard(account)
+                self._forget_if_empty(core, group_key)
+
+    def _receipts(self, message: StoredMessage, targets: list[Session], sender_key: str) -> None:
+        """Receipts for what this node delivered of a message its handler did not see delivered."""
+        core = self.core
+        if core is not None and message.to != "*" and (message.seqs or message.urgent or message.to[0] == "@"):
+            note_delivered(core, message, targets, sender_key)
+
+    # what `bleeper cluster status` and /metrics show ------------------------------------------------------------
+
+    def details(self) -> dict[str, Any]:
+        delivery = self.delivery
+        return {
+            "people_here": len(self.registry.users),
+            "behind": delivery.behind if delivery is not None else 0,
+            "caught_up": delivery.filled if delivery is not None else 0,
+        }
+
+    def health(self) -> str:
+        """One line for HEALTH and /healthz: what works and what is degraded."""
+        if not self.bus.connected:
+            return "cluster DEGRADED: NATS unreachable; serving this node's users, new guest names refused"
+        if not self.lease.valid():
+            return "cluster DEGRADED: this node's lease is being renewed; new guest names wait"
+        return f"cluster ok: node {self.name}, {len(self.nodes)} node(s) live"

@@ -1,0 +1,391 @@
+"""The registry of a node in a cluster: its own connections, as on one server, plus a copy of everyone else's.
+
+Questions ("is bob online?", "who is in #icu?") are answered at once from memory: this node's connections
+(:class:`~bleeper.chat.registry.LocalRegistry`) and a replica of the other nodes' people, kept up to date by
+their ``presence`` signals. Each node numbers its signals; a receiver that sees a gap asks that node for its
+whole list, and every node sends its whole list after it starts, after a bus reconnect, and every
+:data:`SNAPSHOT_EVERY` seconds, so a lost signal heals by itself.
+
+Taking a guest name is the one question that waits: an atomic create-only write of the name's key in the
+``names`` bucket, tagged with this node's lease (its *incarnation*). Exactly one of two nodes racing for a
+name succeeds. A key left by a node whose lease has gone (it died, or was paused past its lease) is taken over
+with a compare-and-swap on the key's revision, so two takers cannot both win. Account names need no claim:
+the account list in PostgreSQL makes them unique, and a guest holding one is asked to give it up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+from bleeper.chat.backend import Pending
+from bleeper.chat.presence import Status
+from bleeper.chat.registry import LocalRegistry
+from bleeper.chat.session import Session
+from bleeper.cluster import signals
+from bleeper.cluster.bus import Bus, BusUnavailable
+from bleeper.cluster.lease import Lease
+
+log = logging.getLogger("bleeper.cluster")
+
+SNAPSHOT_EVERY = 15.0  # seconds between a node's full lists of its people
+
+
+@dataclass(slots=True)
+class Remote:
+    """A person as another node has them: how they wrote their name, whether an account, their groups there."""
+
+    shown: str
+    account: bool
+    groups: set[str] = field(default_factory=set)
+    status: Status | None = None
+
+
+class ClusterRegistry(LocalRegistry):
+    """See the module's docstring. *on_gone* is told (name, reason) of each person who went offline because
+    their node died, so this node can say OFFLINE to its own connections (each node says it to its own)."""
+
+    def __init__(self, bus: Bus, lease: Lease) -> None:
+        super().__init__()
+        self.bus = bus
+        self.lease = lease
+        self.node = bus.node
+        self.remote: dict[str, dict[str, Remote]] = {}  # name key -> node -> the person there
+        self.by_node: dict[str, set[str]] = {}  # node -> its people's keys
+        self.remote_groups: dict[str, dict[str, int]] = {}  # group key -> person key -> on how many nodes
+        self.last_seq: dict[str, int] = {}  # node -> the last presence signal applied
+        self.claims: dict[str, int] = {}  # guest name key -> revision of our claim in the names bucket
+        self.seq = 0
+        self.on_gone: Callable[[str, str], None] = lambda name, reason: None
+        self.on_evict: Callable[[str], None] = lambda key: None  # an account logged in elsewhere: guests go
+        self.on_group: Callable[[str, str | None], None] = lambda group, name: None  # first here / last gone
+        self.heard: dict[str, float] = {}  # node -> when its last presence signal came (monotonic)
+        self.group_names: Callable[[str], str | None] = lambda group: None  # a group's display name, for others
+        self._tasks: set[asyncio.Task[Any]] = set()
+        bus.handle("presence", self.received)
+
+    # questions: this node's answer, then the others' -------------------------------------------------------
+
+    def online(self, key: str) -> bool:
+        return key in self.users or key in self.remote
+
+    def shown(self, key: str) -> str | None:
+        devices = self.users.get(key)
+        if devices:
+            return devices[0].name
+        elsewhere = self.remote.get(key)
+        return next(iter(elsewhere.values())).shown if elsewhere else None
+
+    def people(self) -> list[tuple[str, str]]:
+        found = super().people()
+        found.extend((key, next(iter(nodes.values())).shown) for key, nodes in self.remote.items()
+                     if key not in self.users)  # fmt: skip
+        return found
+
+    def count(self) -> int:
+        return len(self.users) + sum(1 for key in self.remote if key not in self.users)
+
+    def member_keys(self, group: str) -> set[str]:
+        keys = super().member_keys(group)
+        keys.update(self.remote_groups.get(group, ()))
+        return keys
+
+    def has_members(self, group: str) -> bool:
+        return group in self.groups or group in self.remote_groups
+
+    def groups_of(self, key: str) -> list[str]:
+        found = set(super().groups_of(key))
+        for person in self.remote.get(key, {}).values():
+            found |= person.groups
+        return sorted(found)
+
+    def status(self, key: str) -> Status | None:
+        if key in self.users:
+            return self.presence.get(key)
+        for person in self.remote.get(key, {}).values():
+            if person.status is not None:
+                return person.status
+        return None
+
+    # changes here: made locally, then told to the others ----------------------------------------------------
+
+    def arrive(self, session: Session) -> bool:
+        key = session.key or ""
+        elsewhere = key in self.remote
+        first = super().arrive(session)
+        if first:
+            self._tell(["arrive", key, session.name or key, session.account is not None])
+        return first and not elsewhere
+
+    def depart(self, session: Session) -> tuple[bool, list[str]]:
+        key = session.key or ""
+        last, left = super().depart(session)
+        if last:
+            self._tell(["depart", key])
+            self._unclaim(key)
+        return last and key not in self.remote, left
+
+    def enter(self, session: Session, group: str) -> None:
+        already = session.key in self.users and group in self.groups_here(session.key or "")
+        super().enter(session, group)
+        if not already:
+            self._tell(["enter", session.key or "", group, self.group_names(group) or group])
+
+    def exit(self, session: Session, group: str) -> None:
+        super().exit(session, group)
+        key = session.key or ""
+        if not session.closing and key in self.users and group not in self.groups_here(key):
+            self._tell(["exit", key, group])  # (a departure says it for all its groups at once)
+
+    def groups_here(self, key: str) -> set[str]:
+        found: set[str] = set()
+        for device in self.users.get(key, ()):
+            found |= device.groups or set()
+        return found
+
+    def set_status(self, key: str, state: str, note: str = "") -> Status:
+        status = super().set_status(key, state, note)
+        self._tell(["status", key, status.state, status.note])
+        return status
+
+    def do_not_disturb(self, recipient: str, sender: str) -> Status | None:
+        if recipient in self.users:
+            return super().do_not_disturb(recipient, sender)
+        status = self.status(recipient)  # someone elsewhere: told once per sender by this node
+        if status is None or status.state != "dnd" or sender in status.told:
+            return None
+        status.told.add(sender)
+        return status
+
+    def _tell(self, change: list[Any]) -> None:
+        self.seq += 1
+        self.bus.publish("presence", signals.dumps({"n": self.node, "o": self.seq, "d": change}))
+
+    def snapshot(self) -> None:
+        """Every person here, in one signal: receivers replace what they had of this node."""
+        everyone = []
+        for key, devices in self.users.items():
+            status = self.presence.get(key)
+            everyone.append([key, devices[0].name or key, any(d.account is not None for d in devices),
+                             sorted(self.groups_here(key)), [status.state, status.note] if status else None])  # fmt: skip
+        self.seq += 1
+        self.bus.publish("presence", signals.dumps({"n": self.node, "o": self.seq, "all": everyone,
+                                                    "names": self._group_names(everyone)}))  # fmt: skip
+
+    def _group_names(self, everyone: list[list[Any]]) -> dict[str, str]:
+        groups = {group for person in everyone for group in person[3]}
+        return {group: self.group_names(group) or group for group in groups}
+
+    def ask_everyone(self) -> None:
+        """Ask every node for its whole list (after this node starts, or the bus comes back)."""
+        self.bus.publish("presence", signals.dumps({"n": self.node, "want": "*"}))
+
+    # the others' changes ------------------------------------------------------------------------------------
+
+    def received(self, data: bytes) -> None:
+        signal = signals.loads(data)
+        node = str(signal["n"])
+        if node == self.node:
+            return
+        self.heard[node] = time.monotonic()
+        if "evict" in signal:
+            self.on_evict(str(signal["evict"]))
+            return
+        want = signal.get("want")
+        if want is not None:
+            if want in ("*", self.node):
+                self.snapshot()
+            return
+        seq = int(signal["o"])
+        if "all" in signal:
+            self._replace(node, signal["all"], signal.get("names", {}))
+            self.last_seq[node] = seq
+            return
+        last = self.last_seq.get(node)
+        if last is not None and seq <= last:
+            return  # an old signal overtaken by a list
+        if last is None or seq != last + 1:
+            self.bus.publish("presence", signals.dumps({"n": self.node, "want": node}))
+        self.last_seq[node] = seq
+        self._apply(node, signal["d"])
+
+    def _apply(self, node: str, change: list[Any]) -> None:
+        op, key = change[0], str(change[1])
+        if op == "arrive":
+            self._add(node, key, Remote(str(change[2]), bool(change[3])))
+        elif op == "depart":
+            self._remove(node, key)
+        elif op in ("enter", "exit", "status"):
+            person = self.remote.get(key, {}).get(node)
+            if person is None:
+                return
+            if op == "enter":
+                self._join(key, person, str(change[2]), str(change[3]))
+            elif op == "exit":
+                self._part(key, person, str(change[2]))
+            else:
+                person.status = None if change[2] == "available" and not change[3] else Status(str(change[2]),
+                                                                                               str(change[3]))  # fmt: skip
+
+    def _replace(self, node: str, everyone: list[list[Any]], names: dict[str, str]) -> None:
+        for key in list(self.by_node.get(node, ())):
+            self._remove(node, key)
+        for key, shown, account, groups, status in everyone:
+            person = Remote(str(shown), bool(account))
+            if status is not None:
+                person.status = Status(str(status[0]), str(status[1]))
+            self._add(node, str(key), person)
+            for group in groups:
+                self._join(str(key), person, str(group), str(names.get(group, group)))
+
+    def _add(self, node: str, key: str, person: Remote) -> None:
+        self._remove(node, key)
+        self.remote.setdefault(key, {})[node] = person
+        self.by_node.setdefault(node, set()).add(key)
+
+    def _remove(self, node: str, key: str) -> Remote | None:
+        nodes = self.remote.get(key)
+        person = nodes.pop(node, None) if nodes is not None else None
+        if person is None:
+            return None
+        if not nodes:
+            del self.remote[key]
+        self.by_node.get(node, set()).discard(key)
+        for group in list(person.groups):
+            self._part(key, person, group)
+        return person
+
+    def _join(self, key: str, person: Remote, group: str, name: str) -> None:
+        if group not in person.groups:
+            person.groups.add(group)
+            members = self.remote_groups.setdefault(group, {})
+            members[key] = members.get(key, 0) + 1
+            self.on_group(group, name)
+
+    def _part(self, key: str, person: Remote, group: str) -> None:
+        if group in person.groups:
+            person.groups.discard(group)
+            members = self.remote_groups.get(group, {})
+            count = members.get(key, 0) - 1
+            if count > 0:
+                members[key] = count
+            else:
+                members.pop(key, None)
+                if not members:
+                    self.remote_groups.pop(group, None)
+                    self.on_group(group, None)
+
+    def forget_node(self, node: str, reason: str) -> list[str]:
+        """A node's lease has gone: its people are no longer online through it. Returns the groups they were
+        in; each person now offline everywhere is told to :attr:`on_gone`."""
+        groups: set[str] = set()
+        for key in sorted(self.by_node.pop(node, set())):
+            person = self._remove(node, key)
+            if person is None:
+                continue
+            groups |= person.groups
+            if not self.online(key):
+                self.on_gone(person.shown, reason)
+        self.last_seq.pop(node, None)
+        self.heard.pop(node, None)
+        return sorted(groups)
+
+    def nodes_seen(self) -> set[str]:
+        return {node for node, keys in self.by_node.items() if keys} | set(self.last_seq)
+
+    # names: claimed in the names bucket -----------------------------------------------------------------------
+
+    def claim(self, session: Session, key: str, account: bool) -> Pending[bool]:
+        return asyncio.ensure_future(self._claim(key, account))
+
+    async def _claim(self, key: str, account: bool) -> bool:
+        names = self.bus.names
+        if names is None or not self.bus.connected or not self.lease.valid():
+            raise BusUnavailable("the cluster cannot be reached, so names cannot be checked")
+        entry_key = signals.kv_key(key)
+        if account:
+            await self._evict_guest(key, entry_key)
+            return True
+        if key in self.claims and key in self.users:
+            return False  # held by another connection here
+        value = signals.dumps({"n": self.node, "i": self.lease.incarnation})
+        try:
+            self.claims[key] = await names.create(entry_key, value)
+            return True
+        except KeyWrongLastSequenceError:
+            pass
+        try:
+            entry = await names.get(entry_key)
+        except KeyNotFoundError:
+            return False  # released meanwhile; the client tries again
+        holder = signals.loads(entry.value or b"{}")
+        if holder.get("n") == self.node and holder.get("i") == self.lease.incarnation and key not in self.users:
+            self.claims[key] = entry.revision or 0  # our own, left by a connection that went
+            return True
+        if await self.lease.holds(str(holder.get("n")), str(holder.get("i"))):
+            return False
+        try:  # its node's lease is gone: take it over, unless someone else does first
+            self.claims[key] = await names.update(entry_key, value, last=entry.revision)
+        except KeyWrongLastSequenceError:
+            return False
+        log.info("took over the name %r from node %s, whose lease has gone", key, holder.get("n"),
+                 extra={"event": "cluster-claim", "node": holder.get("n")})  # fmt: skip
+        return True
+
+    async def _evict_guest(self, key: str, entry_key: str) -> None:
+        """An account logs in: a guest elsewhere under its name is asked to go, and the guest claim is cleared."""
+        names = self.bus.names
+        assert names is not None
+        try:
+            entry = await names.get(entry_key)
+        except KeyNotFoundError:
+            return
+        holder = signals.loads(entry.value or b"{}")
+        if holder.get("n") != self.node:
+            self.bus.publish("presence", signals.dumps({"n": self.node, "evict": key}))
+        try:
+            await names.delete(entry_key, last=entry.revision)
+        except Exception as exc:
+            log.debug("clearing the guest claim on %r: %s", key, exc)
+
+    def release(self, session: Session, key: str) -> None:
+        if key not in self.users:
+            self._unclaim(key)
+
+    def _unclaim(self, key: str) -> None:
+        revision = self.claims.pop(key, None)
+        if revision is None or self.bus.names is None:
+            return
+        task = asyncio.ensure_future(self._delete_claim(key, revision))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _delete_claim(self, key: str, revision: int) -> None:
+        assert self.bus.names is not None
+        try:
+            await self.bus.names.delete(signals.kv_key(key), last=revision)
+        except Exception as exc:  # taken over meanwhile, or the bus is away: the lease settles it later
+            log.debug("releasing the name %r: %s", key, exc)
+
+    async def reclaim(self) -> list[str]:
+        """After this node's lease was lost and taken again: claim each guest name here anew. Returns the
+        names now held elsewhere (their connections here must go)."""
+        lost = []
+        for key in list(self.users):
+            devices = self.users.get(key, [])
+            if not devices or any(device.account is not None for device in devices):
+                continue
+            self.claims.pop(key, None)
+            try:
+                granted = await self._claim(key, False)
+            except Exception:
+                granted = False
+            if not granted:
+                lost.append(key)
+        return lost

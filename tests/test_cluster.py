@@ -1,0 +1,209 @@
+"""Cluster mode with real parts: three ``bleeper serve --cluster`` processes on one PostgreSQL database and a
+NATS cluster of three ``nats-server`` processes started here. People on different nodes must see one chat:
+names unique everywhere, every command behaving as on one server, one order of messages for everyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from bleeper.protocol.incoming import Event, Message
+from tests.cluster_nodes import Node, database, nodes
+from tests.helpers import LineClient, create_accounts, login
+from tests.nats_cluster import NatsCluster, nats_cluster
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def nats() -> Iterator[NatsCluster]:
+    with nats_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def trio(nats: NatsCluster) -> Iterator[list[Node]]:
+    """Three nodes shared by the tests of this module that kill nothing (each uses names of its own)."""
+    with database() as db:
+        asyncio.run(create_accounts(db, "alice", "bob", "carol", admins=("chief",)))
+        with nodes(db, nats) as started:
+            yield started
+
+
+async def settle(*clients: LineClient) -> None:
+    """Every client has received what was sent to it so far (signals between nodes take a moment)."""
+    await asyncio.sleep(0.2)
+    for client in clients:
+        await client.command("PING settle")
+
+
+async def test_a_name_race_across_nodes_has_one_winner(trio: list[Node]) -> None:
+    a, b, _ = trio
+    for round_ in range(20):
+        first, second = await a.client(), await b.client()
+        name = f"racer{round_}"
+        await first.send(f"NAME {name}")
+        await second.send(f"NAME {name}")
+        replies = [await first.reply(), await second.reply()]
+        assert sorted(reply.code for reply in replies) == [201, 409], replies
+        winner, loser = (first, second) if replies[0].code == 201 else (second, first)
+        await winner.command("QUIT")
+        for _ in range(50):  # the name is free again, on the other node too, once the winner has gone
+            reply = await loser.command(f"NAME {name}")
+            if reply.code == 201:
+                break
+            await asyncio.sleep(0.05)
+        assert reply.code == 201, reply
+        await loser.close()
+
+
+async def test_people_groups_and_presence_span_the_nodes(trio: list[Node]) -> None:
+    a, b, c = trio
+    ann = await a.client("ann")
+    ben = await b.client("ben")
+    online = await ann.event("ONLINE")
+    assert isinstance(online, Event) and online.args == ("ben",)
+    cid = await c.client("cid")
+    await settle(ann, ben, cid)
+    who = await cid.command("WHO")
+    assert {"ann", "ben", "cid"} <= set(who.items), who
+    assert (await ann.command("JOIN #ward")).code == 203
+    joined = await ben.command("JOIN #ward")
+    assert joined.code == 203
+    join = await ann.event("JOIN")
+    assert isinstance(join, Event) and join.args == ("#ward", "ben")
+    await settle(ann, ben, cid)
+    assert "#ward members=2" in (await cid.command("GROUPS")).items
+    ward = await cid.command("WHO #ward")
+    assert ward.items == ("ann", "ben"), ward
+    assert "ann groups=#ward" in (await cid.command("WHO")).items
+
+    said = await cid.command("SAY hello from c")
+    assert said.code == 250
+    for client in (ann, ben):
+        message = await client.message()
+        assert (message.sender, message.to, message.text) == ("cid", "*", "hello from c")
+    assert (await ann.command("TELL ben a word")).code == 250
+    message = await ben.message()
+    assert (message.sender, message.to, message.text) == ("ann", "@ben", "a word")
+    assert (await ben.command("TELL ann,cid both of you")).code == 250
+    for client in (ann, cid):
+        message = await client.message()
+        assert (message.sender, message.text) == ("ben", "both of you")
+    assert (await cid.command("TELL #ward to the ward")).code == 250
+    for client in (ann, ben):
+        message = await client.message()
+        assert (message.sender, message.to, message.text) == ("cid", "#ward", "to the ward")
+
+    assert (await ann.command("STATUS busy in theatre")).code == 205
+    presence = await ben.event("PRESENCE")
+    assert isinstance(presence, Event) and presence.args[:2] == ("ann", "busy")
+    await settle(cid)
+    assert "ann groups=#ward status=busy note=in theatre" in (await cid.command("WHO")).items
+
+    assert (await ben.command("LEAVE #ward")).code == 204
+    leave = await ann.event("LEAVE")
+    assert isinstance(leave, Event) and leave.args == ("#ward", "ben")
+    await ben.command("QUIT")
+    for client in (ann, cid):
+        offline = await client.event("OFFLINE")
+        assert isinstance(offline, Event) and offline.args[0] == "ben"
+    await settle(cid)
+    assert "ben" not in (await cid.command("WHO")).items
+    await ann.command("QUIT")
+    await settle(cid)
+    assert not any(item.startswith("#ward") for item in (await cid.command("GROUPS")).items)
+
+
+async def test_a_group_sees_one_order_whichever_node_each_member_is_on(trio: list[Node]) -> None:
+    members = [await node.client(f"m{node.name}") for node in trio]
+    for member in members:
+        assert (await member.command("JOIN #order")).code == 203
+    await settle(*members)
+    for member in members:
+        member.events.clear()
+    count = 40
+    senders = members[:2]
+    for index, sender in enumerate(senders):  # pipelined, both at once: their commits interleave
+        await sender.send(*(f"TELL #order {index}-{n}" for n in range(count)))
+    for sender in senders:
+        for _ in range(count):
+            assert (await sender.reply()).code == 250
+    seen: list[list[tuple[int, str]]] = []
+    for index, member in enumerate(members):
+        got: list[tuple[int, str]] = []
+        while len(got) < (2 * count if index == 2 else count):  # a sender does not get its own back
+            message = await member.message()
+            got.append((message.id, message.text))
+        seen.append(got)
+    everything = seen[2]
+    assert [i for i, _ in everything] == sorted(i for i, _ in everything), "not in the order stored"
+    assert {text for _, text in everything} == {f"{s}-{n}" for s in range(2) for n in range(count)}
+    for got in seen[:2]:
+        assert got == [entry for entry in everything if entry in got]  # the same order as the third member's
+    for member in members:
+        await member.command("QUIT")
+
+
+async def test_accounts_receive_across_nodes_and_catch_up_anywhere(trio: list[Node]) -> None:
+    a, b, c = trio
+    alice, _ = await login(a.port, "alice")
+    bob, _ = await login(b.port, "bob")
+    sent = await bob.command("TELL alice on another node")
+    assert sent.code == 250
+    message = await alice.message()
+    assert (message.sender, message.text) == ("bob", "on another node")
+    first_seq = message.seq
+    delivered = await bob.event("DELIVERED")  # from alice's node, through the bus
+    assert isinstance(delivered, Event) and delivered.args == (str(message.id), "alice")
+    assert (await alice.command(f"READ {message.id}")).code == 208
+    read = await bob.event("READ")
+    assert isinstance(read, Event) and read.args == (str(message.id), "alice")
+    await alice.command("QUIT")
+    await settle(bob)
+    for n in range(5):
+        assert (await bob.command(f"TELL alice while away {n}")).code == 250
+    again = await LineClient.connect(c.port)
+    await again.send("LOGIN alice alice-password")
+    replayed = [await again.message() for _ in range(5)]
+    assert [m.text for m in replayed] == [f"while away {n}" for n in range(5)]
+    assert [m.seq for m in replayed] == list(range(first_seq + 1, first_seq + 6))
+    assert (await again.reply()).code == 202
+    await again.command("QUIT")
+    await bob.command("QUIT")
+
+
+async def test_on_call_roles_kick_and_announce_reach_every_node(trio: list[Node]) -> None:
+    a, b, c = trio
+    dana = await a.client("dana")
+    assert (await dana.command("ONCALL TAKE @night-reg")).code == 209
+    await settle(dana)
+    eve = await b.client("eve")
+    listed = await eve.command("ONCALL")
+    assert any(item.startswith("@night-reg holders=dana") for item in listed.items), listed
+    assert (await eve.command("TELL @night-reg please come")).code == 250
+    message = await dana.message()
+    assert (message.sender, message.to, message.text) == ("eve", "@night-reg", "please come")
+    chief, _ = await login(c.port, "chief")
+    await settle(chief, eve)
+    announced = await chief.command("ANNOUNCE fire drill at noon")
+    assert announced.code == 200, announced
+    for client in (dana, eve):
+        announce = await client.event("ANNOUNCE")
+        assert isinstance(announce, Event) and announce.rest(1) == "fire drill at noon"
+    kicked = await chief.command("KICK eve for the test")
+    assert kicked.code == 200, kicked
+    closing = await eve.closed()
+    assert b"CLOSING" in closing and b"kicked" in closing
+    await settle(chief)
+    assert "eve" not in (await chief.command("WHO")).items
+    await dana.command("ONCALL LEAVE @night-reg")
+    await dana.command("QUIT")
+    await chief.command("QUIT")
+
+
+def _texts(items: list[Event | Message]) -> list[str]:
+    return [item.text for item in items if isinstance(item, Message)]
