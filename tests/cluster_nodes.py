@@ -51,7 +51,7 @@ class Node:
         if wait:
             self.wait_ready()
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 45.0) -> None:
         try:
             wait_for_port(self.port, timeout)
         except TimeoutError:
@@ -120,12 +120,12 @@ def database() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def nodes(db: str, nats: NatsCluster, count: int = 3, *, lease: float = 3.0,
-          extra: tuple[str, ...] = ()) -> Iterator[list[Node]]:  # fmt: skip
-    """*count* nodes (``a``, ``b``, ``c``...) on one database and NATS cluster; all stopped afterwards, and
-    their logs printed if the test failed (pytest shows captured output then)."""
+def nodes(db: str, nats: NatsCluster, count: int = 3, *, lease: float = 3.0, extra: tuple[str, ...] = (),
+          first: str = "a") -> Iterator[list[Node]]:  # fmt: skip
+    """*count* nodes (named from *first* on: ``a``, ``b``, ``c``...; nodes sharing a NATS cluster need names of
+    their own) on one database; all stopped afterwards, their logs printed if the test failed."""
     folder = Path(tempfile.mkdtemp(prefix="bleeper-nodes-"))
-    started = [Node(chr(ord("a") + index), db, nats.urls, folder, lease, extra) for index in range(count)]
+    started = [Node(chr(ord(first) + index), db, nats.urls, folder, lease, extra) for index in range(count)]
     try:
         for node in started:
             node.start(wait=False)
@@ -134,7 +134,7 @@ def nodes(db: str, nats: NatsCluster, count: int = 3, *, lease: float = 3.0,
         yield started
     except BaseException:
         for node in started:
-            print(f"--- node {node.name} ---\n{node.tail()}")
+            print(f"--- node {node.name} ---\n{node.tail(120)}")
         raise
     finally:
         for node in started:

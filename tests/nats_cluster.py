@@ -8,6 +8,7 @@ Without ``nats-server`` on the PATH the tests skip, unless BLEEPER_REQUIRE_SERVI
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -103,6 +104,7 @@ def nats_cluster(size: int = 3) -> Iterator[NatsCluster]:
             pytest.fail(message + " (BLEEPER_REQUIRE_SERVICES=1)")
         pytest.skip(message)
     folder = Path(tempfile.mkdtemp(prefix="bleeper-nats-"))
+    print(f"NATS folder {folder}")
     cluster_ports = [free_port() for _ in range(size)]
     servers = [
         NatsServer(f"n{index + 1}", free_port(), cluster_ports[index], folder,
@@ -118,4 +120,5 @@ def nats_cluster(size: int = 3) -> Iterator[NatsCluster]:
     finally:
         for server in servers:
             server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        if not os.environ.get("KEEP_NATS"):
+            shutil.rmtree(folder, ignore_errors=True)

@@ -226,7 +226,10 @@ def test_a_name_waits_for_the_registry_to_grant_it_and_says_why_when_it_cannot()
     assert wire.lines() == ['409 alice2 "alice" is taken; try "alice2"']  # as when it is taken here
     hub.handle(session, "NAME alice")
     registry.asked[-1].resolve(error=ConnectionError("no servers available for connection"))
-    assert wire.lines() == ['421 "alice" cannot be checked just now; try again in a moment']
+    assert wire.lines() == [
+        '453 "alice" cannot be checked with the other servers just now (a name must be unique across them); nothing '
+        "was changed: try again in a moment"
+    ]
     hub.handle(session, "NAME alice")
     registry.asked[-1].resolve(True)
     assert wire.lines() == ["201 alice welcome, alice; 0 other(s) online"] and registry.online("alice")

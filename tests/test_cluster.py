@@ -6,7 +6,7 @@ names unique everywhere, every command behaving as on one server, one order of m
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
@@ -14,6 +14,7 @@ from bleeper.protocol.incoming import Event, Message
 from tests.cluster_nodes import Node, database, nodes
 from tests.helpers import LineClient, create_accounts, login
 from tests.nats_cluster import NatsCluster, nats_cluster
+from tests.services import postgres_database
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -207,3 +208,118 @@ async def test_on_call_roles_kick_and_announce_reach_every_node(trio: list[Node]
 
 def _texts(items: list[Event | Message]) -> list[str]:
     return [item.text for item in items if isinstance(item, Message)]
+
+
+@pytest.fixture
+def pair(nats: NatsCluster) -> Iterator[list[Node]]:
+    """Two nodes of their own, with a short lease, for the tests that kill or pause one."""
+    with database() as db, nodes(db, nats, 2, lease=3.0, first="p") as started:
+        yield started
+
+
+async def test_a_dead_nodes_people_go_offline_once_and_its_names_come_free(pair: list[Node]) -> None:
+    a, b = pair
+    ann = await a.client("ann")
+    dora = await b.client("dora")
+    await ann.event("ONLINE")
+    newcomer = await a.client()
+    assert (await newcomer.command("NAME dora")).code == 409
+    b.kill()
+    loop = asyncio.get_running_loop()
+    killed = loop.time()
+    offline = await ann.event("OFFLINE", timeout=10)
+    assert isinstance(offline, Event) and offline.args[0] == "dora"
+    assert loop.time() - killed < 3.0 + 2.5  # the lease, then the next look at the live nodes
+    assert (await newcomer.command("NAME dora")).code == 201
+    assert isinstance(online := await ann.event("ONLINE"), Event) and online.args == ("dora",)
+    await settle(ann)
+    assert not [item for item in ann.events if isinstance(item, Event) and item.kind == "OFFLINE"]  # said once
+    await dora.close()
+    b.start()  # back under the same name: it waits out its old lease if need be, and joins in
+    bert = await b.client("bert")
+    online = await ann.event("ONLINE")
+    assert isinstance(online, Event) and online.args == ("bert",)
+    assert (await bert.command("TELL dora welcome back")).code == 250
+    assert (await newcomer.message()).text == "welcome back"
+
+
+async def test_a_node_paused_past_its_lease_gives_up_names_taken_meanwhile(pair: list[Node]) -> None:
+    a, b = pair
+    ann = await a.client("ann")
+    fred = await b.client("fred")
+    await settle(ann, fred)
+    b.pause()
+    try:
+        offline = await ann.event("OFFLINE", timeout=10)
+        assert isinstance(offline, Event) and offline.args[0] == "fred"
+        second = await a.client("fred")  # the name is free: fred's node has lost its lease
+    finally:
+        b.resume()
+    closing = await fred.closed(timeout=10)  # the paused node finds its lease gone and its claim taken
+    assert b"CLOSING" in closing and b"given to someone else" in closing
+    await settle(ann, second)
+    who = await ann.command("WHO")
+    assert who.items.count("fred") == 1, who
+    assert (await ann.command("TELL fred still there?")).code == 250
+    assert (await second.message()).text == "still there?"
+    ginny = await b.client("ginny")  # the resumed node serves again, with a new lease
+    assert (await ginny.command("TELL ann hello")).code == 250
+    assert (await ann.message()).text == "hello"
+
+
+async def _health(node: Node) -> dict[str, object]:
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://127.0.0.1:{node.http_port}/healthz")
+    data: dict[str, object] = response.json()
+    return data
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.2)
+
+
+async def test_without_nats_a_node_serves_its_own_refuses_new_names_and_recovers() -> None:
+    async with postgres_database() as db:
+        await create_accounts(db, "alice")
+        with nats_cluster() as bus, nodes(db, bus, 2, lease=3.0) as (a, b):
+            ann = await a.client("ann")
+            neighbour = await a.client("ned")
+            ben = await b.client("ben")
+            alice, _ = await login(b.port, "alice")
+            await settle(ann, ben, alice)
+            for server in bus.servers:
+                server.kill()
+
+            async def degraded() -> bool:
+                return "DEGRADED" in str((await _health(a)).get("cluster", ""))
+
+            await _eventually(degraded)
+            newcomer = await a.client()
+            refused = await newcomer.command("NAME newbie")
+            assert refused.code == 453 and "other servers" in refused.text, refused
+            assert (await ann.command("SAY said while the bus was away")).code == 250
+            assert (await neighbour.message()).text == "said while the bus was away"  # served on its own node
+            assert (await ann.command("TELL alice sent while the bus was away")).code == 250
+            for server in bus.servers:
+                server.start()
+
+            async def recovered() -> bool:
+                return "cluster ok" in str((await _health(a)).get("cluster", ""))
+
+            await _eventually(recovered, timeout=40)
+            caught_up = [await alice.message(timeout=15) for _ in range(2)]  # from the database: no signal came
+            assert [m.text for m in caught_up] == ["said while the bus was away", "sent while the bus was away"]
+            assert (await ben.message(timeout=15)).text == "said while the bus was away"
+            for _ in range(50):
+                reply = await newcomer.command("NAME newbie")
+                if reply.code == 201:
+                    break
+                await asyncio.sleep(0.2)
+            assert reply.code == 201, reply
+            await settle(ben)
+            assert "newbie" in (await ben.command("WHO")).items

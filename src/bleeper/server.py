@@ -220,6 +220,9 @@ class ChatServer(Server):
                                       "urgent_waiting": len(self.hub.urgent.open)}  # fmt: skip
         if self.backend is not None:
             details["store_last_commit_ms"] = round(self.backend.journal.last_commit_ms, 3)
+        if self.cluster is not None:  # degraded is still healthy: this node serves its users (see the docs)
+            details["cluster"] = self.cluster.health()
+            details["node"] = self.cluster.name
         return healthy, details
 
     def _metrics(self) -> str:
@@ -242,6 +245,7 @@ class ChatServer(Server):
             Metric("bleeper_store_queue", "gauge", "Messages and audit entries waiting for the next commit")
             .add(journal.waiting if journal else 0),
             *self._push_metrics(),
+            *self._cluster_metrics(),
         ])  # fmt: skip
 
     def _push_metrics(self) -> list[Metric]:
@@ -254,10 +258,32 @@ class ChatServer(Server):
             sent.add(count, result=result)
         return [sent]
 
+    def _cluster_metrics(self) -> list[Metric]:
+        """Cluster mode only: the bus, the lease, the other nodes and catching up."""
+        cluster = self.cluster
+        if cluster is None:
+            return []
+        delivery = cluster.delivery
+        return [
+            Metric("bleeper_cluster_bus_connected", "gauge", "1 while NATS is reachable").add(int(cluster.bus.connected)),
+            Metric("bleeper_cluster_lease_valid", "gauge", "1 while this node holds its lease").add(int(cluster.lease.valid())),
+            Metric("bleeper_cluster_lease_losses_total", "counter", "Times this node lost its lease and took it again")
+            .add(cluster.lease_losses),
+            Metric("bleeper_cluster_nodes", "gauge", "Nodes holding a lease, at the last look").add(len(cluster.nodes)),
+            Metric("bleeper_cluster_behind", "gauge", "Messages stored but not yet delivered by this node")
+            .add(delivery.behind if delivery is not None else 0),
+            Metric("bleeper_cluster_caught_up_total", "counter", "Messages read from the database because their "
+                   "signal did not come").add(delivery.filled if delivery is not None else 0),
+            Metric("bleeper_cluster_signals_dropped_total", "counter", "Signals dropped while NATS was unreachable")
+            .add(cluster.bus.dropped),
+        ]  # fmt: skip
+
     def _vital_signs(self) -> list[str]:
         """The transport's and the store's figures for HEALTH."""
         largest = max((conn.queued for conn in self.connections), default=0)
         lines = [f"largest send buffer {largest} bytes (limit {self.max_send_buffer})"]
+        if self.cluster is not None:
+            lines.append(self.cluster.health())
         if self.backend is not None:
             journal = self.backend.journal
             lines.append(f"store {_safe(self.config.db)}: {journal.waiting} waiting to commit, last commit "

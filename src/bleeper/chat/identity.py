@@ -129,7 +129,8 @@ async def claimed(hub: Core, session: Session, key: str, wanted: str, *, account
         granted = await hub.registry.claim(session, key, account)
     except Exception as exc:
         log.warning("claiming the name %r failed: %s", wanted[:40], exc)
-        hub.reply(session, codes.UNAVAILABLE, f'"{wanted}" cannot be checked just now; try again in a moment')
+        hub.reply(session, codes.NAMES_UNCHECKED, f'"{wanted}" cannot be checked with the other servers just now '
+                  "(a name must be unique across them); nothing was changed: try again in a moment")  # fmt: skip
         return False
     if not granted and account:  # an account's own name, held elsewhere for a moment (a cluster's handover)
         hub.reply(session, codes.NAME_TAKEN, f'{wanted} "{wanted}" is in use; try again in a moment')

@@ -22,10 +22,12 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
 log = logging.getLogger("bleeper.cluster")
 
+STREAM_CONFIG_DIFFERS = 10058  # JetStream: "stream name already in use with a different configuration"
 OUTBOX_LIMIT = 100_000  # signals waiting while the bus is away; beyond this the oldest go (catch-up covers them)
 
 
@@ -95,9 +97,22 @@ class Bus:
         assert self.client is not None
         js = self.client.jetstream(timeout=5)
         storage = StorageType.FILE
-        self.nodes = await js.create_key_value(KeyValueConfig(
-            bucket=f"{self.prefix}-nodes", history=1, ttl=self.lease, replicas=self.replicas, storage=storage,
-            description="Bleeper node leases: a key per live node, gone when it stops refreshing it"))  # fmt: skip
+        bucket = f"{self.prefix}-nodes"
+        try:
+            self.nodes = await js.create_key_value(KeyValueConfig(
+                bucket=bucket, history=1, ttl=self.lease, replicas=self.replicas, storage=storage,
+                description="Bleeper node leases: a key per live node, gone when it stops refreshing it"))  # fmt: skip
+        except BadRequestError as exc:
+            if exc.err_code != STREAM_CONFIG_DIFFERS:
+                raise
+            # The first node set the lease for the cluster (the bucket's age limit): every node must use it.
+            self.nodes = await js.key_value(bucket)
+            info = await js.stream_info(f"KV_{bucket}")
+            lease = float(info.config.max_age or self.lease)
+            if lease != self.lease:
+                log.warning("the cluster's lease is %g s (set when it was first started); this node uses it, not "
+                            "--cluster-lease %g", lease, self.lease)  # fmt: skip
+                self.lease = lease
         self.names = await js.create_key_value(KeyValueConfig(
             bucket=f"{self.prefix}-names", history=1, replicas=self.replicas, storage=storage,
             description="Bleeper screen names of guests, each held by one node"))  # fmt: skip

@@ -109,6 +109,17 @@ class Lease:
             return False
         return bool(signals.loads(entry.value or b"{}").get("i") == incarnation)
 
+    async def alive(self, node: str) -> bool:
+        """Whether *node* holds a lease now, asked of the bucket directly (a listing may lag behind)."""
+        nodes = self.bus.nodes
+        if nodes is None:
+            raise BusUnavailable("no connection to the cluster")
+        try:
+            await nodes.get(node)
+        except KeyNotFoundError:
+            return False
+        return True
+
     async def release(self) -> None:
         """A clean stop: others need not wait for the lease to expire."""
         nodes = self.bus.nodes

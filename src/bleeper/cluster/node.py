@@ -79,6 +79,7 @@ class ClusterNode:
         """Connect, take the lease, and join in: from now on this node's people are everyone's."""
         assert self.delivery is not None, "build the hub with hub_options() first"
         await self.bus.connect()
+        self.lease.ttl = self.bus.lease  # the cluster's, if it differs from ours
         await self.lease.acquire()
         await self.delivery.start(store.stored_between, store.newest_id)
         self.bus.on_reconnect.append(self._reconnected)
@@ -119,11 +120,19 @@ class ClusterNode:
 
     async def _renew(self) -> None:
         if await self.lease.refresh():
+            if self.registry.unconfirmed and self.lease.valid():
+                await self._reclaim()
             return
         self.lease_losses += 1
         log.warning("node %s lost its lease (paused or cut off longer than %g s): taking it again and checking "
                     "its guests' names", self.name, self.lease.ttl, extra={"event": "cluster-lease-lost"})  # fmt: skip
         await self.lease.acquire()
+        self.registry.unconfirmed.clear()
+        await self._reclaim()
+        self.registry.snapshot()
+        self.registry.ask_everyone()
+
+    async def _reclaim(self) -> None:
         lost = await self.registry.reclaim()
         core = self.core
         if core is not None:
@@ -131,8 +140,6 @@ class ClusterNode:
                 for session in list(self.registry.here(key)):
                     core.drop(session, "your name was given to someone else while this server was cut off from "
                               "the others; reconnect and choose a name")  # fmt: skip
-        self.registry.snapshot()
-        self.registry.ask_everyone()
 
     async def _snapshot(self) -> None:
         self.registry.snapshot()
@@ -150,8 +157,8 @@ class ClusterNode:
         live = await live_nodes(self.bus)
         self.nodes = live
         for node in self.registry.nodes_seen() - set(live) - {self.name}:
-            if self.registry.heard.get(node, 0.0) >= looked:
-                continue  # heard from since the look began: a newcomer, not the dead
+            if self.registry.heard.get(node, 0.0) >= looked or await self.lease.alive(node):
+                continue  # heard from since the look began, or there when asked directly: not dead
             log.warning("node %s is gone (its lease expired): its people are offline", node,
                         extra={"event": "cluster-node-gone", "node": node})  # fmt: skip
             groups = self.registry.forget_node(node, f"server {node} stopped")

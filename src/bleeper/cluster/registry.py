@@ -61,6 +61,7 @@ class ClusterRegistry(LocalRegistry):
         self.remote_groups: dict[str, dict[str, int]] = {}  # group key -> person key -> on how many nodes
         self.last_seq: dict[str, int] = {}  # node -> the last presence signal applied
         self.claims: dict[str, int] = {}  # guest name key -> revision of our claim in the names bucket
+        self.unconfirmed: set[str] = set()  # guest names here to claim again after the lease was lost
         self.seq = 0
         self.on_gone: Callable[[str, str], None] = lambda name, reason: None
         self.on_evict: Callable[[str], None] = lambda key: None  # an account logged in elsewhere: guests go
@@ -306,12 +307,16 @@ class ClusterRegistry(LocalRegistry):
 
     async def _claim(self, key: str, account: bool) -> bool:
         names = self.bus.names
+        entry_key = signals.kv_key(key)
+        if account:  # unique by the account list; a guest elsewhere under the name is asked to go, if reachable
+            if names is not None and self.bus.connected:
+                try:
+                    await self._evict_guest(key, entry_key)
+                except Exception as exc:
+                    log.warning("could not ask a guest elsewhere to give up the name %r: %s", key, exc)
+            return True
         if names is None or not self.bus.connected or not self.lease.valid():
             raise BusUnavailable("the cluster cannot be reached, so names cannot be checked")
-        entry_key = signals.kv_key(key)
-        if account:
-            await self._evict_guest(key, entry_key)
-            return True
         if key in self.claims and key in self.users:
             return False  # held by another connection here
         value = signals.dumps({"n": self.node, "i": self.lease.incarnation})
@@ -374,18 +379,24 @@ class ClusterRegistry(LocalRegistry):
             log.debug("releasing the name %r: %s", key, exc)
 
     async def reclaim(self) -> list[str]:
-        """After this node's lease was lost and taken again: claim each guest name here anew. Returns the
-        names now held elsewhere (their connections here must go)."""
+        """After this node's lease was lost and taken again: claim each guest name here anew (those not yet
+        confirmed, when called again after a failure). Returns the names now held elsewhere: their connections
+        here must go. A name that could not be checked (the bus is away again) is tried again next time."""
+        if not self.unconfirmed:
+            self.unconfirmed = {key for key, devices in self.users.items()
+                                if devices and all(device.account is None for device in devices)}  # fmt: skip
         lost = []
-        for key in list(self.users):
-            devices = self.users.get(key, [])
-            if not devices or any(device.account is not None for device in devices):
+        for key in sorted(self.unconfirmed):
+            if key not in self.users:
+                self.unconfirmed.discard(key)
                 continue
             self.claims.pop(key, None)
             try:
                 granted = await self._claim(key, False)
-            except Exception:
-                granted = False
+            except Exception as exc:
+                log.info("could not check the name %r again yet: %s", key, exc)
+                continue
+            self.unconfirmed.discard(key)
             if not granted:
                 lost.append(key)
         return lost

@@ -38,4 +38,5 @@ SERVER_ERROR = 500
 NOT_OFFERED = 501  # a feature this server is not set up for (PUSH without Web Push)
 STORAGE_ERROR = 451
 STORAGE_FULL = 452
+NAMES_UNCHECKED = 453  # a cluster cannot check a name with its other servers just now (the bus is away)
 UNAVAILABLE = 421

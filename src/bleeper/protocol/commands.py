@@ -246,7 +246,7 @@ COMMANDS: dict[str, CommandSpec] = {
     spec.name: spec
     for spec in (
         CommandSpec("HELP", (), "HELP [command]", "214 400"),
-        CommandSpec("NAME", ("REGISTER", "NICK"), "NAME <name>", "201 409 421 422 403"),
+        CommandSpec("NAME", ("REGISTER", "NICK"), "NAME <name>", "201 409 422 403 453"),
         CommandSpec("SAY", ("ALL", "BROADCAST"), "SAY <text>", "250 400"),
         CommandSpec("TELL", ("MSG", "PM"), "TELL <to> <text>", "250 400 404"),
         CommandSpec("JOIN", (), "JOIN #group", "203 422"),
@@ -256,7 +256,7 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("PING", (), "PING [token]", "200"),
         CommandSpec("PONG", (), "PONG [token]", "none"),
         CommandSpec("QUIT", ("BYE", "EXIT"), "QUIT [reason]", "221"),
-        CommandSpec("LOGIN", (), "LOGIN <name> <password>", "202 403 409 421 429 430"),
+        CommandSpec("LOGIN", (), "LOGIN <name> <password>", "202 403 409 429 430 453"),
         CommandSpec("SYNC", (), "SYNC <since>", "215 400 403 410"),
         CommandSpec("HISTORY", (), "HISTORY <#group|name> [count]", "216 403 404"),
         CommandSpec("STATUS", ("AWAY",), "STATUS available|busy|away|dnd [note]", "205 400"),
