@@ -33,9 +33,9 @@ def test_a_new_hub_restored_from_the_rows_carries_on_where_the_old_one_stopped()
     urgent = restarted.urgent.open[1]
     assert (urgent.text, urgent.waiting, urgent.alerts) == ("VT bay 2", ["ann"], 2)
     later.now += 10
-    assert [action for _, action in restarted.urgent.due(later.now)] == ["alert"]
+    assert [restarted.urgent.advance(due, later.now) for due in restarted.urgent.due(later.now)] == ["alert"]
     later.now += 10
-    assert [action for _, action in restarted.urgent.due(later.now)] == ["escalate"]
+    assert [restarted.urgent.advance(due, later.now) for due in restarted.urgent.due(later.now)] == ["escalate"]
 
 
 def test_acknowledged_and_abandoned_state_is_forgotten() -> None:

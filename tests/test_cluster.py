@@ -323,3 +323,61 @@ async def test_without_nats_a_node_serves_its_own_refuses_new_names_and_recovers
             assert reply.code == 201, reply
             await settle(ben)
             assert "newbie" in (await ben.command("WHO")).items
+
+
+async def test_urgent_pages_are_acknowledged_on_any_node(trio: list[Node]) -> None:
+    a, _, c = trio
+    ann = await a.client("uma")
+    ward = await c.client("ward9")
+    await settle(ann, ward)
+    sent = await ward.command("URGENT uma VF arrest bay 4")
+    assert sent.code == 250
+    page = await ann.message()
+    assert page.urgent and page.text == "VF arrest bay 4"
+    await settle(ann)
+    acked = await ann.command(f"ACK {page.id}")
+    assert acked.code == 206 and "acknowledged" in acked.text, acked
+    told = await ward.event("ACKED")
+    assert isinstance(told, Event) and told.args == (str(page.id), "uma")
+    assert "already acknowledged by uma" in (await ann.command(f"ACK {page.id}")).text
+
+
+async def _audit_of(db: str, message_id: int) -> list[tuple[str, dict[str, object]]]:
+    import json
+
+    import asyncpg
+
+    conn = await asyncpg.connect(db)
+    try:
+        rows = await conn.fetch("SELECT kind, detail FROM audit WHERE subject = $1 ORDER BY id", str(message_id))
+    finally:
+        await conn.close()
+    return [(row["kind"], json.loads(row["detail"])) for row in rows]
+
+
+async def test_a_pages_alerts_go_on_once_each_when_its_senders_node_dies(nats: NatsCluster) -> None:
+    async with postgres_database() as db:
+        urgent = ("--urgent-interval", "1.5", "--urgent-attempts", "2")
+        with nodes(db, nats, 3, lease=3.0, extra=urgent, first="u") as (u, v, w):
+            ann = await u.client("ann")
+            bea = await w.client("bea")
+            sender = await v.client("ward")
+            assert (await ann.command("BACKUP bea")).code == 207
+            await settle(ann, bea, sender)
+            assert (await sender.command("URGENT ann chest pain bay 1")).code == 250
+            page = await ann.message()
+            v.kill()  # the node that sent it, and so the first to keep its state, dies
+            alert = await ann.event("ALERT", timeout=10)  # the second alert, from another node
+            assert isinstance(alert, Event) and alert.args[0] == str(page.id)
+            escalated = await bea.message(timeout=10)  # then on to ann's backup, once
+            assert escalated.urgent and escalated.id == page.id and escalated.text == "chest pain bay 1"
+            assert (await bea.command(f"ACK {page.id}")).code == 206
+            await asyncio.sleep(4)  # two more intervals: nothing else may come
+            entries = await _audit_of(db, page.id)
+            alerts = [detail["round"] for kind, detail in entries if kind == "alert"]
+            escalations = [detail["to"] for kind, detail in entries if kind == "escalation"]
+            assert alerts == ["2/2"], entries
+            assert escalations == ["bea"], entries
+            assert [kind for kind, _ in entries].count("ack") == 1
+            extra = [item for item in ann.events if isinstance(item, Event) and item.kind == "ALERT"]
+            assert not extra, extra

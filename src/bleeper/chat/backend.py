@@ -115,6 +115,16 @@ class Backend(Protocol):
 
     def remove_member(self, group_key: str, account_key: str) -> None: ...
 
+    def claim_step(self, message_id: int, step: int, interval_ms: int, sent_ms: int) -> Pending[int]:
+        """Take an urgent message's next alert or escalation step (``step + 1``) if it is due and nobody has
+        taken it: the answer is the step it stands at now (``step + 1`` when taken; -1 once acknowledged).
+        Several servers of a cluster ask; one gets it (see Store.claim_step)."""
+        ...
+
+    def claim_ack(self, message_id: int, key: str) -> Pending[str]:
+        """Acknowledge an urgent message as *key* unless someone did first; the answer is who did."""
+        ...
+
     def keep(self, kind: str, key: str, value: str | None) -> Pending[None]:
         """Save one row of standing state (see chat/standing.py), in order; None forgets it. The answer
         comes once it is written (failures are logged, not raised)."""

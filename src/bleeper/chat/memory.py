@@ -27,6 +27,7 @@ class MemoryBackend:
         self.audit_log: list[AuditEvent] = []
         self.sender_keys: dict[int, str | None] = {}
         self.standing: dict[tuple[str, str], str] = {}  # (kind, key) -> value: see chat/standing.py
+        self.steps: dict[int, tuple[int, str | None]] = {}  # urgent message id -> (step, acknowledged by)
 
     def store(self, message: NewMessage) -> Pending[StoredMessage]:
         if message.resend_of is not None:
@@ -103,6 +104,21 @@ class MemoryBackend:
             members.discard(account_key)
             if not members:
                 del self.groups[group_key]
+
+    def claim_step(self, message_id: int, step: int, interval_ms: int, sent_ms: int) -> Pending[int]:
+        """The database's rule without its clock (tests drive the hub's own): the next step is taken once."""
+        now, acked = self.steps.get(message_id, (step, None))
+        if acked is None and now == step:
+            now = step + 1
+            self.steps[message_id] = (now, None)
+        return Answer.of(-1 if acked is not None else now)
+
+    def claim_ack(self, message_id: int, key: str) -> Pending[str]:
+        _, acked = self.steps.get(message_id, (0, None))
+        if acked is None:
+            acked = key
+            self.steps[message_id] = (-1, key)
+        return Answer.of(acked)
 
     def keep(self, kind: str, key: str, value: str | None) -> Pending[None]:
         if value is None:

@@ -4,7 +4,9 @@ keeps one id: an escalation delivers the same message to one more person.
 
 from __future__ import annotations
 
-from bleeper.chat.core import Core, Verb, known
+from collections.abc import Callable
+
+from bleeper.chat.core import Core, Verb, flowing, known
 from bleeper.chat.delivery import people
 from bleeper.chat.flow import run
 from bleeper.chat.names import name_key
@@ -20,11 +22,11 @@ from bleeper.protocol.commands import Ack, Backup
 from bleeper.protocol.wire import format_ms
 
 
-def ack(hub: Core, session: Session, command: Ack) -> None:
+async def ack(hub: Core, session: Session, command: Ack) -> None:
+    """The first acknowledgement closes the page, wherever it is made: the backend settles which was first."""
     key = session.key or ""
-    now = hub.monotonic()
     try:
-        urgent = hub.urgent.ack(command.message_id, key, now)
+        urgent = hub.urgent.waiting_on(command.message_id, key)
     except KeyError:
         hub.reply(
             session,
@@ -35,11 +37,22 @@ def ack(hub: Core, session: Session, command: Ack) -> None:
     except NotWaiting:
         hub.reply(session, codes.FORBIDDEN, f"urgent message {command.message_id} was not sent to you")
         return
-    by = hub.shown(urgent.acked_by or key)
-    if urgent.acked_by != key or urgent.acked_at != now:
-        hub.reply(session, codes.ACKNOWLEDGED, f"{urgent.id} already acknowledged by {by}")
-        return
+    if urgent.acked_by is None:
+        first = await known(hub.backend.claim_ack(urgent.id, key))
+        if first is None:
+            hub.reply(session, codes.STORAGE_ERROR, f"the acknowledgement of {urgent.id} was NOT recorded; ACK again")
+            return
+        if urgent.acked_by is None:
+            hub.urgent.ack(urgent, first, hub.monotonic())
+            if first == key:
+                acknowledged(hub, session, urgent)
+                return
+    hub.reply(session, codes.ACKNOWLEDGED, f"{urgent.id} already acknowledged by {hub.shown(urgent.acked_by or key)}")
+
+
+def acknowledged(hub: Core, session: Session, urgent: Urgent) -> None:
     hub.keep(urgent_row(urgent))
+    by = hub.shown(urgent.acked_by or "")
     hub.delivery.event(people({urgent.sender_key, *urgent.waiting}, but=session), "ACKED", str(urgent.id), by)
     hub.audit(
         "ack",
@@ -80,26 +93,42 @@ def backup(hub: Core, session: Session, command: Backup) -> None:
 
 
 def alert_urgent(hub: Core) -> None:
-    """Called every second or so: alert again, or escalate, what nobody has acknowledged in time."""
-    for urgent, action in hub.urgent.due(hub.monotonic()):
-        hub.keep(urgent_row(urgent))  # where its alerts stand, to resume there after a restart
-        if action == "alert":
-            hub.audit(
-                "alert",
-                "server",
-                str(urgent.id),
-                to=",".join(urgent.waiting),
-                round=f"{urgent.alerts}/{hub.urgent.attempts}",
-            )
-            for key in urgent.waiting:  # lock-screen safe: who and how many, never the text
-                waiting = str(hub.urgent.waiting_for(key))
-                hub.delivery.event(people((key,)), "ALERT", str(urgent.id), urgent.sender, waiting)
-            hub.notify_offline(urgent.waiting, "alert", urgent.id, urgent.sender)
-            names = ",".join(hub.shown(key) for key in urgent.waiting)
-            alerts = f"{urgent.alerts}/{hub.urgent.attempts}"
-            hub.delivery.event(people((urgent.sender_key,)), "ESCALATION", str(urgent.id), "alerted", alerts, names)
-        else:
-            escalate(hub, urgent)
+    """Called every second or so: alert again, or escalate, what nobody has acknowledged in time. Each step
+    is claimed first: of several servers sharing the database, one takes it (see chat/urgent.py)."""
+    for urgent in hub.urgent.due(hub.monotonic()):
+        run(take_step(hub, urgent), _unclaim(hub, urgent))
+
+
+def _unclaim(hub: Core, urgent: Urgent) -> Callable[[BaseException], None]:
+    """After a step failed half-way (logged by run): its next is claimed again shortly."""
+    return lambda exc: hub.urgent.refused(urgent, hub.monotonic(), 0)
+
+
+async def take_step(hub: Core, urgent: Urgent) -> None:
+    interval_ms = int(hub.urgent.interval * 1000)
+    step = await known(hub.backend.claim_step(urgent.id, urgent.steps, interval_ms, urgent.sent_ms))
+    if step is None or step != urgent.steps + 1 or urgent.id not in hub.urgent.open:
+        hub.urgent.refused(urgent, hub.monotonic(), urgent.steps if step is None else step)
+        return
+    action = hub.urgent.advance(urgent, hub.monotonic())
+    hub.keep(urgent_row(urgent))  # where its alerts stand, to resume there after a restart (and for the others)
+    if action == "alert":
+        hub.audit(
+            "alert",
+            "server",
+            str(urgent.id),
+            to=",".join(urgent.waiting),
+            round=f"{urgent.alerts}/{hub.urgent.attempts}",
+        )
+        for key in urgent.waiting:  # lock-screen safe: who and how many, never the text
+            waiting = str(hub.urgent.waiting_for(key))
+            hub.delivery.event(people((key,)), "ALERT", str(urgent.id), urgent.sender, waiting)
+        hub.notify_offline(urgent.waiting, "alert", urgent.id, urgent.sender)
+        names = ",".join(hub.shown(key) for key in urgent.waiting)
+        alerts = f"{urgent.alerts}/{hub.urgent.attempts}"
+        hub.delivery.event(people((urgent.sender_key,)), "ESCALATION", str(urgent.id), "alerted", alerts, names)
+    else:
+        escalate(hub, urgent)
 
 
 def escalate(hub: Core, urgent: Urgent) -> None:
@@ -148,6 +177,6 @@ async def pass_on(hub: Core, urgent: Urgent, to: str, step: str, relation: str, 
 
 
 VERBS = (
-    Verb("ACK", Ack, ack, "acknowledge an urgent message"),
+    Verb("ACK", Ack, flowing(ack), "acknowledge an urgent message"),
     Verb("BACKUP", Backup, backup, "who gets your unacknowledged urgent messages (shows it without a name)"),
 )

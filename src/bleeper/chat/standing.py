@@ -33,6 +33,7 @@ def urgent_row(urgent: Urgent) -> tuple[str, str, str | None]:
     value = {
         "sender_key": urgent.sender_key, "sender": urgent.sender, "to": urgent.to, "waiting": urgent.waiting,
         "sent_ms": urgent.sent_ms, "alerts": urgent.alerts, "escalated": urgent.escalated, "copies": urgent.copies,
+        "steps": urgent.steps,
     }  # fmt: skip
     return URGENT, str(urgent.id), json.dumps(value)
 
@@ -80,4 +81,5 @@ def _urgent(msg_id: int, data: Mapping[str, object]) -> Urgent:
     urgent.alerts = int(data.get("alerts", 1))  # type: ignore[call-overload]
     urgent.escalated = names("escalated")
     urgent.copies = [int(copy) for copy in names("copies")]
+    urgent.steps = int(data.get("steps", 0))  # type: ignore[call-overload]
     return urgent

@@ -1,5 +1,10 @@
 """Urgent messages: who still has to acknowledge, when to alert again, and when to escalate. Pure state fed
-the time, so the rules are tested without waiting (the hub sends what :meth:`UrgentDesk.due` asks for)."""
+the time, so the rules are tested without waiting (the hub sends what :meth:`UrgentDesk.due` asks for).
+
+Each alert or escalation is a numbered *step*. Before taking one, the hub claims it from the backend
+(``claim_step``): of several servers sharing a database, exactly one gets each step, and a server that was
+paused and is behind cannot take a step again (the number has moved on). :meth:`UrgentDesk.due` says what is
+due, :meth:`UrgentDesk.advance` takes a step that was granted, :meth:`UrgentDesk.refused` one that was not."""
 
 from __future__ import annotations
 
@@ -27,6 +32,8 @@ class Urgent:
     sent_ms: int = 0  # when it was sent (wall clock, ms): kept across a restart, where monotonic time is not
     acked_by: str | None = None
     acked_at: float = 0.0
+    steps: int = 0  # alert and escalation steps taken so far (by any server): the fencing token of the next
+    claiming: bool = False  # its next step is being claimed
 
 
 class NotWaiting(Exception):
@@ -60,21 +67,52 @@ class UrgentDesk:
         msg_id = self.aliases.get(msg_id, msg_id)
         return self.open.get(msg_id) or self.closed.get(msg_id)
 
-    def ack(self, msg_id: int, key: str, now: float) -> Urgent:
-        """Close the message on the first acknowledgement by anyone it waits for. KeyError: no such urgent
-        message; NotWaiting: not sent to *key*. Acknowledging again returns the closed message as it is."""
+    def waiting_on(self, msg_id: int, key: str) -> Urgent:
+        """The message *key* may acknowledge. KeyError: no such urgent message; NotWaiting: not sent to *key*."""
         urgent = self.find(msg_id)
         if urgent is None:
             raise KeyError(msg_id)
         if key not in urgent.waiting:
             raise NotWaiting(key)
+        return urgent
+
+    def ack(self, urgent: Urgent, key: str, now: float) -> None:
+        """Close the message: *key* acknowledged it first (as the backend settled). Once only."""
         if urgent.acked_by is None:
             urgent.acked_by, urgent.acked_at = key, now
-            del self.open[urgent.id]
-            self.closed[urgent.id] = urgent
-            while len(self.closed) > CLOSED_KEPT:
-                self.closed.popitem(last=False)
-        return urgent
+            self.open.pop(urgent.id, None)
+            self._close(urgent)
+
+    def _close(self, urgent: Urgent) -> None:
+        self.closed[urgent.id] = urgent
+        while len(self.closed) > CLOSED_KEPT:
+            self.closed.popitem(last=False)
+
+    def closed_elsewhere(self, msg_id: int) -> None:
+        """Another server closed it (acknowledged, or recalled): no more alerts from here. Who acknowledged
+        is asked of the backend when someone here acknowledges it too."""
+        urgent = self.open.pop(msg_id, None)
+        if urgent is not None:
+            self._close(urgent)
+
+    def update(self, stood: Urgent, now: float) -> None:
+        """Another server took a step (or sent it): *stood* is how it stands now. Its next step is due an
+        interval from now."""
+        urgent = self.open.get(stood.id)
+        if urgent is None:
+            if stood.id in self.closed:
+                return
+            stood.since, stood.next_at = now, now + self.interval
+            self.open[stood.id] = stood
+            for copy in stood.copies:
+                self.aliases[copy] = stood.id
+            return
+        if stood.steps < urgent.steps:
+            return  # an older state, overtaken
+        urgent.waiting, urgent.alerts, urgent.escalated = stood.waiting, stood.alerts, stood.escalated
+        if stood.steps > urgent.steps or not urgent.claiming:
+            urgent.next_at = now + self.interval
+        urgent.steps = stood.steps
 
     def escalated(self, urgent: Urgent, to_key: str) -> None:
         """*to_key* now has the message too (same id) and may acknowledge it."""
@@ -82,20 +120,34 @@ class UrgentDesk:
         if to_key not in urgent.waiting:
             urgent.waiting.append(to_key)
 
-    def due(self, now: float) -> list[tuple[Urgent, str]]:
-        """What to do now: ``("alert", ...)`` again, or ``("escalate", ...)`` once the alerts are used up."""
-        actions: list[tuple[Urgent, str]] = []
-        for urgent in self.open.values():
-            if urgent.next_at > now:
-                continue
-            urgent.next_at = now + self.interval
-            if urgent.alerts < self.attempts:
-                urgent.alerts += 1
-                actions.append((urgent, "alert"))
-            else:
-                urgent.alerts = 0  # the escalation target gets a fresh round of alerts
-                actions.append((urgent, "escalate"))
-        return actions
+    def due(self, now: float) -> list[Urgent]:
+        """The messages whose next step is due: claim each (the backend's ``claim_step``), then
+        :meth:`advance` or :meth:`refused`."""
+        found = [urgent for urgent in self.open.values() if urgent.next_at <= now and not urgent.claiming]
+        for urgent in found:
+            urgent.claiming = True
+        return found
+
+    def advance(self, urgent: Urgent, now: float) -> str:
+        """Take the step that was granted: ``"alert"`` again, or ``"escalate"`` once the alerts are used up."""
+        urgent.claiming = False
+        urgent.steps += 1
+        urgent.next_at = now + self.interval
+        if urgent.alerts < self.attempts:
+            urgent.alerts += 1
+            return "alert"
+        urgent.alerts = 0  # the escalation target gets a fresh round of alerts
+        return "escalate"
+
+    def refused(self, urgent: Urgent, now: float, step: int) -> None:
+        """The step was not granted: the message stands at *step* (another server took it, -1: it was
+        acknowledged elsewhere) or it is not due yet by the database's clock (asked again shortly)."""
+        urgent.claiming = False
+        if step > urgent.steps or step < 0:
+            urgent.steps = max(urgent.steps, step)
+            urgent.next_at = now + self.interval  # its server tells how it stands; this is only a fallback
+        else:
+            urgent.next_at = now + min(1.0, self.interval / 4)
 
     def waiting_for(self, key: str) -> int:
         return sum(1 for urgent in self.open.values() if key in urgent.waiting)

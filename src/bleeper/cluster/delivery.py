@@ -108,7 +108,7 @@ class ClusterDelivery:
         sender_key = but.key if but is not None and but.key else name_key(message.sender)
         if message.id < self.next_id:  # a stored message going to more people (an escalation): no turn to wait
             self.bus.publish("msg", signals.message(self.node, message, sender_key, audience, True))
-            return self._once(message, audience)
+            return self._now(message, audience)
         self.bus.publish("msg", signals.message(self.node, message, sender_key, audience, False))
         waiting = self._current = self.waiting[message.id] = Waiting(message, audience, sender_key)
         try:
@@ -148,7 +148,8 @@ class ClusterDelivery:
             self.receipts(entry.message, result[1], entry.sender_key)
 
     def _once(self, message: StoredMessage, audience: Audience) -> tuple[int, list[Session]]:
-        """Deliver here, unless this very delivery (id and inbox numbers) was made already."""
+        """Deliver here, unless this message was delivered already (its signal came after the database was
+        read for it)."""
         mark = (message.id, message.seqs)
         recent = self.recent
         if mark in recent:
@@ -156,6 +157,9 @@ class ClusterDelivery:
         recent[mark] = None
         if len(recent) > RECENT:
             recent.popitem(last=False)
+        return self._now(message, audience)
+
+    def _now(self, message: StoredMessage, audience: Audience) -> tuple[int, list[Session]]:
         result = self.local.message(message, format_ms(message.created_ms), audience)
         self.core.deliveries += result[0]
         return result
@@ -229,9 +233,12 @@ class ClusterDelivery:
         message = signals.stored_of(signal)
         audience = signals.audience_of(signal)
         sender_key = str(signal.get("k") or name_key(message.sender))
-        if signal.get("r") or message.id < self.next_id:
+        if signal.get("r"):  # an escalation: sent once, by the node that took the step
+            self._now(message, audience)
+            return
+        if message.id < self.next_id:  # read from the database already, most likely
             result = self._once(message, audience)
-            if not signal.get("r") and result[1]:
+            if result[1]:
                 self.receipts(message, result[1], sender_key)
             return
         if message.id not in self.waiting:

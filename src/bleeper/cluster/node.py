@@ -29,7 +29,7 @@ from bleeper.chat.receipts import note_delivered
 from bleeper.chat.records import StoredMessage
 from bleeper.chat.roles import Role
 from bleeper.chat.session import Session
-from bleeper.chat.standing import BACKUP, ROLE, read_rows
+from bleeper.chat.standing import BACKUP, ROLE, URGENT, read_rows
 from bleeper.cluster import signals
 from bleeper.cluster.bus import Bus
 from bleeper.cluster.delivery import ClusterDelivery
@@ -52,6 +52,8 @@ class ClusterNode:
         self.nodes: dict[str, dict[str, Any]] = {}  # live nodes at the last look, with what they say
         self.lease_losses = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._chores: set[asyncio.Task[None]] = set()
+        self.store: Store | None = None
         self._closing = False
         self.lease.details = self.details
         self.bus.handle("state", self._state_signal)
@@ -78,6 +80,7 @@ class ClusterNode:
     async def start(self, store: Store) -> None:
         """Connect, take the lease, and join in: from now on this node's people are everyone's."""
         assert self.delivery is not None, "build the hub with hub_options() first"
+        self.store = store
         await self.bus.connect()
         self.lease.ttl = self.bus.lease  # the cluster's, if it differs from ours
         await self.lease.acquire()
@@ -218,6 +221,8 @@ class ClusterNode:
                     core.backups.pop(key, None)
                 else:
                     core.backups[key] = value
+            elif kept == URGENT:
+                self._urgent(core, int(key), value)
         elif kind == "member":
             group_key, name, account = values
             if name is not None:
@@ -225,6 +230,31 @@ class ClusterNode:
             elif (group := core.groups.get(group_key)) is not None:
                 group.accounts.discard(account)
                 self._forget_if_empty(core, group_key)
+
+    def _urgent(self, core: Core, message_id: int, value: str | None) -> None:
+        """An urgent message sent, stepped on, acknowledged or recalled elsewhere: this node's copy follows,
+        so an ACK here finds it and, should its sender's node die, this node can take its next step."""
+        if value is None:
+            core.urgent.closed_elsewhere(message_id)
+            return
+        standing = read_rows([(URGENT, str(message_id), value)])
+        if not standing.urgent:
+            return
+        stood = standing.urgent[0]
+        known = core.urgent.open.get(message_id)
+        stood.text = known.text if known is not None else ""
+        core.urgent.update(stood, core.monotonic())
+        if not stood.text and self.store is not None:  # kept to pass on, should this node escalate it
+            task = asyncio.ensure_future(self._urgent_text(core, self.store, message_id))
+            self._chores.add(task)
+            task.add_done_callback(self._chores.discard)
+
+    @staticmethod
+    async def _urgent_text(core: Core, store: Store, message_id: int) -> None:
+        message = await store.message(message_id)
+        urgent = core.urgent.open.get(message_id)
+        if message is not None and urgent is not None and not urgent.text:
+            urgent.text = message.text
 
     def _receipts(self, message: StoredMessage, targets: list[Session], sender_key: str) -> None:
         """Receipts for what this node delivered of a message its handler did not see delivered."""

@@ -281,6 +281,35 @@ class PostgresStore(Store):
         rows = await self._pool.fetch("SELECT kind, key, value FROM standing ORDER BY kind, key")
         return [(row["kind"], row["key"], row["value"]) for row in rows]
 
+    async def claim_step(self, message_id: int, step: int, interval_ms: int, sent_ms: int) -> int:
+        async with self._pool.acquire() as conn:
+            taken = await conn.fetchval(
+                "INSERT INTO urgent_steps (message_id, step, at_ms) SELECT $1, $2::integer + 1, t.ms FROM"
+                " (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms) t"
+                " WHERE $2::integer > 0 OR $4::bigint + $3::bigint <= t.ms"
+                " ON CONFLICT (message_id) DO UPDATE SET step = excluded.step, at_ms = excluded.at_ms"
+                " WHERE urgent_steps.step = $2::integer AND urgent_steps.at_ms + $3::bigint <= excluded.at_ms"
+                " RETURNING step",
+                message_id, step, interval_ms, sent_ms,
+            )  # fmt: skip
+            if taken is not None:
+                return int(taken)
+            now = await conn.fetchval("SELECT step FROM urgent_steps WHERE message_id = $1", message_id)
+            return step if now is None else int(now)
+
+    async def claim_ack(self, message_id: int, key: str) -> str:
+        async with self._pool.acquire() as conn:
+            acked = await conn.fetchval(
+                "INSERT INTO urgent_steps (message_id, step, at_ms, acked_by) VALUES ($1, -1,"
+                " (extract(epoch FROM clock_timestamp()) * 1000)::bigint, $2) ON CONFLICT (message_id) DO UPDATE"
+                " SET step = -1, at_ms = excluded.at_ms, acked_by = excluded.acked_by"
+                " WHERE urgent_steps.acked_by IS NULL RETURNING acked_by",
+                message_id, key,
+            )  # fmt: skip
+            if acked is None:
+                acked = await conn.fetchval("SELECT acked_by FROM urgent_steps WHERE message_id = $1", message_id)
+            return str(acked)
+
     async def add_push_subscription(
         self, account_key: str, endpoint: str, p256dh: str, auth: str, created_ms: int, keep: int = PUSH_PER_ACCOUNT
     ) -> None:

@@ -51,6 +51,12 @@ MIGRATIONS: list[list[str]] = [
         " p256dh TEXT NOT NULL, auth TEXT NOT NULL, created_ms BIGINT NOT NULL)",
         "CREATE INDEX push_subscriptions_account ON push_subscriptions (account_key)",
     ],
+    [  # 9: each alert or escalation step of an urgent message, and its acknowledgement, is claimed here once,
+        # so that of several servers (a cluster) exactly one takes it: step is the fencing token, at_ms the
+        # database's clock when it was taken (see Store.claim_step)
+        "CREATE TABLE urgent_steps (message_id BIGINT PRIMARY KEY, step INTEGER NOT NULL, at_ms BIGINT NOT NULL,"
+        " acked_by TEXT)",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

@@ -305,6 +305,39 @@ class SqliteStore(Store):
 
         return await self._run(read)
 
+    async def claim_step(self, message_id: int, step: int, interval_ms: int, sent_ms: int) -> int:
+        """As on PostgreSQL, on this machine's clock: one server owns its SQLite file."""
+
+        def claim() -> int:
+            db = self._db()
+            row = db.execute(
+                "INSERT INTO urgent_steps (message_id, step, at_ms) SELECT ?1, ?2 + 1, ?5 WHERE ?2 > 0 OR"
+                " ?4 + ?3 <= ?5 ON CONFLICT (message_id) DO UPDATE SET step = excluded.step, at_ms ="
+                " excluded.at_ms WHERE urgent_steps.step = ?2 AND urgent_steps.at_ms + ?3 <= excluded.at_ms"
+                " RETURNING step",
+                (message_id, step, interval_ms, sent_ms, int(time.time() * 1000)),
+            ).fetchone()
+            if row is None:
+                row = db.execute("SELECT step FROM urgent_steps WHERE message_id = ?", (message_id,)).fetchone()
+            return step if row is None else int(row[0])
+
+        return await self._run(claim)
+
+    async def claim_ack(self, message_id: int, key: str) -> str:
+        def claim() -> str:
+            db = self._db()
+            row = db.execute(
+                "INSERT INTO urgent_steps (message_id, step, at_ms, acked_by) VALUES (?1, -1, ?3, ?2)"
+                " ON CONFLICT (message_id) DO UPDATE SET step = -1, at_ms = excluded.at_ms, acked_by ="
+                " excluded.acked_by WHERE urgent_steps.acked_by IS NULL RETURNING acked_by",
+                (message_id, key, int(time.time() * 1000)),
+            ).fetchone()
+            if row is None:
+                row = db.execute("SELECT acked_by FROM urgent_steps WHERE message_id = ?", (message_id,)).fetchone()
+            return str(row[0])
+
+        return await self._run(claim)
+
     async def add_push_subscription(
         self, account_key: str, endpoint: str, p256dh: str, auth: str, created_ms: int, keep: int = PUSH_PER_ACCOUNT
     ) -> None:
