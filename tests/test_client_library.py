@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bleeper.client import (
     ChatClient,
@@ -22,6 +24,7 @@ from bleeper.client import (
 )
 from bleeper.client.events import Event
 from bleeper.client.input import EVERYONE, interpret
+from bleeper.client.library import parse_servers
 from bleeper.client.plain import perform
 from bleeper.client.render import event_line
 from bleeper.server import ChatServer
@@ -278,3 +281,34 @@ def test_a_reconnect_says_what_is_known_of_messages_sent_meanwhile() -> None:
         line = event_line(event, "ann")
         assert line is not None and line.text == text
     assert "nothing was missed" not in str([event_line(e, "ann") for e in said if e.caught_up != 0])
+
+
+@given(st.lists(st.tuples(st.sampled_from(["127.0.0.1", "node-1.example", "::1", "fe80::1", "bleeper"]),
+                          st.integers(1, 65535)), min_size=1, max_size=5))  # fmt: skip
+def test_server_lists_read_back_what_was_written(servers: list[tuple[str, int]]) -> None:
+    written = ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in servers)
+    assert parse_servers(written) == servers
+    bare = ", ".join(f"[{host}]" if ":" in host else host for host, _ in servers)  # no ports: the default
+    assert parse_servers(bare, 9) == [(host, 9) for host, _ in servers]
+
+
+@pytest.mark.parametrize("text", ["", ",", "host:port", "a:0", "[::1", "a b:1"])
+def test_a_bad_server_list_says_what_is_wrong(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_servers(text)
+
+
+async def test_a_client_with_several_servers_connects_to_the_first_that_answers() -> None:
+    server = ChatServer(make_config())
+    await server.start()
+    try:
+        client = ChatClient(servers=[("127.0.0.1", free_port()), ("127.0.0.1", port_of(server))], timeout=2)
+        await client.connect()
+        assert client.server == f"127.0.0.1:{port_of(server)}"
+        await client.register("multi")
+        await client.quit()
+        unreachable = ChatClient(servers=[("127.0.0.1", free_port()), ("127.0.0.1", free_port())], timeout=2)
+        with pytest.raises(ConnectionClosed, match="no server could be reached"):
+            await unreachable.connect()
+    finally:
+        await server.stop()

@@ -12,7 +12,7 @@ from bleeper.client import ChatClient, Message
 from bleeper.client.events import Event
 from bleeper.server import ChatServer
 from tests.conftest import make_config, port_of
-from tests.helpers import ROOT, create_accounts
+from tests.helpers import ROOT, create_accounts, free_port
 from tests.helpers import Terminal as HelperTerminal
 
 
@@ -126,6 +126,26 @@ async def test_send_delivers_one_message_and_exits_zero(server: ChatServer) -> N
         if isinstance(event, Event) and event.kind == "OFFLINE":
             assert event.args[:2] == ("monitor", "quit")
             break
+    await ward.quit()
+
+
+async def test_send_tries_each_server_given_until_one_answers(server: ChatServer) -> None:
+    ward = await person(server, "ward")
+    gone = free_port()  # nothing listens here: a cluster node that has died
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bleeper", "send", "--to", "ward", "--name", "monitor", "bed", "5",
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "BLEEPER_SERVERS": f"127.0.0.1:{gone},127.0.0.1:{port_of(server)}"},
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err.decode()
+    assert (await next_message(ward)).text == "bed 5"
+    bad = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bleeper", "send", "--server", "127.0.0.1:99999", "--to", "ward", "x",
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(bad.communicate(), 20)
+    assert bad.returncode == 2 and "--server: '127.0.0.1:99999': port 99999 is out of range" in err.decode()
     await ward.quit()
 
 

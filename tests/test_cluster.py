@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
+from bleeper.client import ChatClient
 from bleeper.protocol.incoming import Event, Message
 from tests.cluster_nodes import Node, database, nodes
 from tests.helpers import LineClient, create_accounts, login
@@ -213,8 +214,10 @@ def _texts(items: list[Event | Message]) -> list[str]:
 @pytest.fixture
 def pair(nats: NatsCluster) -> Iterator[list[Node]]:
     """Two nodes of their own, with a short lease, for the tests that kill or pause one."""
-    with database() as db, nodes(db, nats, 2, lease=3.0, first="p") as started:
-        yield started
+    with database() as db:
+        asyncio.run(create_accounts(db, "alice", "bob"))
+        with nodes(db, nats, 2, lease=3.0, first="p") as started:
+            yield started
 
 
 async def test_a_dead_nodes_people_go_offline_once_and_its_names_come_free(pair: list[Node]) -> None:
@@ -381,3 +384,34 @@ async def test_a_pages_alerts_go_on_once_each_when_its_senders_node_dies(nats: N
             assert [kind for kind, _ in entries].count("ack") == 1
             extra = [item for item in ann.events if isinstance(item, Event) and item.kind == "ALERT"]
             assert not extra, extra
+
+
+async def test_a_client_that_knows_several_nodes_moves_to_another_and_misses_nothing(pair: list[Node]) -> None:
+    p, q = pair
+    alice = ChatClient(servers=[("127.0.0.1", p.port), ("127.0.0.1", q.port)], backoff=(0.2, 2.0))
+    await alice.connect()
+    await alice.login("alice", "alice-password")
+    assert alice.server == f"127.0.0.1:{p.port}"
+    bob, _ = await login(q.port, "bob")
+    received: list[Message] = []
+
+    async def read(count: int) -> None:
+        async for event in alice.events():
+            if isinstance(event, Message):
+                received.append(event)
+                if len(received) == count:
+                    return
+
+    try:
+        for n in range(3):
+            assert (await bob.command(f"TELL alice before {n}")).code == 250
+        await asyncio.wait_for(read(3), 10)
+        p.kill()
+        for n in range(3):
+            assert (await bob.command(f"TELL alice after {n}")).code == 250
+        await asyncio.wait_for(read(6), 15)
+        assert alice.server == f"127.0.0.1:{q.port}"
+        assert [m.text for m in received] == [f"before {n}" for n in range(3)] + [f"after {n}" for n in range(3)]
+        assert [m.seq for m in received] == list(range(1, 7))
+    finally:
+        await alice.close()

@@ -214,6 +214,9 @@ def _client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=os.environ.get("BLEEPER_HOST", "127.0.0.1"),
                    help="server address [env BLEEPER_HOST, default 127.0.0.1]")  # fmt: skip
     p.add_argument("--port", type=int, help="server port [env BLEEPER_PORT, default 8090, 8091 with --tls]")  # fmt: skip
+    p.add_argument("--server", metavar="HOST:PORT[,HOST:PORT]", default=os.environ.get("BLEEPER_SERVERS"),
+                   help="the servers of a cluster, tried in turn (on failure, the next): replaces --host and "
+                   "--port [env BLEEPER_SERVERS]")  # fmt: skip
     p.add_argument("--tls", action="store_true", default=os.environ.get("BLEEPER_TLS", "") not in ("", "0"),
                    help="connect with TLS, checking the server's certificate [env BLEEPER_TLS=1]")  # fmt: skip
     p.add_argument("--ca", metavar="FILE", default=os.environ.get("BLEEPER_CA"),
@@ -232,13 +235,20 @@ def _client_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
         raise ConfigError(f"cannot use --ca {args.ca}: {exc}; give a PEM file of CA certificates") from None
 
 
-def _client_setup(args: argparse.Namespace, command: str) -> tuple[int, ssl.SSLContext | None] | None:
-    """Port and TLS context for a client command; None after saying on stderr what is wrong."""
+def _client_setup(args: argparse.Namespace, command: str) -> tuple[list[tuple[str, int]], ssl.SSLContext | None] | None:
+    """The servers (--server, else --host and --port) and TLS context for a client command; None after saying
+    on stderr what is wrong."""
     port = _client_port(args, command)
     if port is None:
         return None
+    from bleeper.client.library import parse_servers
+
     try:
-        return port, _client_tls(args)
+        servers = parse_servers(args.server, port) if args.server else [(args.host, port)]
+        return servers, _client_tls(args)
+    except ValueError as exc:
+        print(f"bleeper {command}: --server: {exc}", file=sys.stderr)
+        return None
     except ConfigError as exc:
         print(f"bleeper {command}: {exc}", file=sys.stderr)
         return None
@@ -284,14 +294,15 @@ def _chat(args: argparse.Namespace) -> int:
     setup = _client_setup(args, "chat")
     if setup is None:
         return 2
-    port, tls = setup
+    servers, tls = setup
+    (host, port), *_ = servers
     if args.plain or not sys.stdin.isatty() or not sys.stdout.isatty():
         from bleeper.client.plain import run_plain
 
-        return run(run_plain(args.host, port, args.name, login=args.login, ssl=tls))
+        return run(run_plain(host, port, args.name, login=args.login, ssl=tls, servers=servers))
     from bleeper.client.tui import ChatApp
 
-    app = ChatApp(args.host, port, args.name, login=args.login, ssl=tls)
+    app = ChatApp(host, port, args.name, login=args.login, ssl=tls, servers=servers)
     app.run()
     return app.return_code or 0
 
@@ -318,8 +329,9 @@ def _send(args: argparse.Namespace) -> int:
     setup = _client_setup(args, "send")
     if setup is None:
         return 2
-    port, tls = setup
-    return run(send_once(args.host, port, args.to, " ".join(args.text), args.name, ssl=tls))
+    servers, tls = setup
+    (host, port), *_ = servers
+    return run(send_once(host, port, args.to, " ".join(args.text), args.name, ssl=tls, servers=servers))
 
 
 def _health_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -344,8 +356,9 @@ def _health(args: argparse.Namespace) -> int:
     setup = _client_setup(args, "health")
     if setup is None:
         return 2
-    port, tls = setup
-    return run(check_health(args.host, port, args.name, ssl=tls))
+    servers, tls = setup
+    (host, port), *_ = servers
+    return run(check_health(host, port, args.name, ssl=tls, servers=servers))
 
 
 def build_parser() -> argparse.ArgumentParser:

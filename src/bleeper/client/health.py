@@ -6,6 +6,7 @@ import getpass
 import os
 import ssl as ssl_module
 import sys
+from collections.abc import Sequence
 
 from bleeper.client.errors import BleeperError
 from bleeper.client.library import ChatClient
@@ -21,13 +22,20 @@ def admin_password(name: str) -> str | None:
     return getpass.getpass(f"password for {name}: ")
 
 
-async def check_health(host: str, port: int, name: str, *, ssl: ssl_module.SSLContext | None = None) -> int:
+async def check_health(
+    host: str,
+    port: int,
+    name: str,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    servers: Sequence[tuple[str, int]] = (),
+) -> int:
     """Exit status 0 with the report printed; 1 when the server cannot be reached or refuses."""
     password = admin_password(name)
     if password is None:
         print("bleeper health: no password: set BLEEPER_PASSWORD or run it on a terminal", file=sys.stderr)
         return 2
-    client = ChatClient(host, port, reconnect=False, ssl=ssl)
+    client = ChatClient(host, port, reconnect=False, ssl=ssl, servers=servers)
     try:
         await client.connect()
         await client.login(name, password)

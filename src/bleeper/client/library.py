@@ -2,8 +2,9 @@
 
 Replies are matched to the commands that caused them by order (the server answers every command exactly once,
 in order), so many tasks may issue commands at the same time. Events arrive through :meth:`ChatClient.events`.
-After a lost connection the client reconnects with exponential backoff, takes its name again (or logs in and
-catches up with SYNC) and rejoins its groups, reporting each step as a :class:`Disconnected` /
+After a lost connection the client reconnects with exponential backoff (jittered, so a thousand clients of a
+server that died do not come back at once), to the next of its *servers* first (a cluster's other nodes),
+takes its name again (or logs in and catches up with SYNC) and rejoins its groups, reporting each step as a :class:`Disconnected` /
 :class:`Connected` event. Groups joined through :meth:`join` or a raw ``JOIN`` command are both remembered.
 
 An account's messages carry sequence numbers, and the client hands each number on once: the server may send
@@ -21,7 +22,7 @@ import re
 import ssl as ssl_module
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
 from bleeper.client.errors import (
@@ -48,7 +49,8 @@ REJOIN_TRIES = 5  # a group refused with "slow down" is tried again after 0.5, 1
 
 class ChatClient(Endpoint):
     """One connection to a Bleeper server. Use ``async with ChatClient(host, port) as client:`` or call
-    :meth:`connect` and :meth:`quit` yourself."""
+    :meth:`connect` and :meth:`quit` yourself. *servers*, a list of ``(host, port)``, replaces *host* and
+    *port*: the nodes of a cluster, tried in turn (see :func:`parse_servers`)."""
 
     max_line = 65536
 
@@ -61,10 +63,12 @@ class ChatClient(Endpoint):
         reconnect: bool = True,
         backoff: tuple[float, float] = (0.25, 30.0),
         timeout: float = 10.0,
+        servers: Sequence[tuple[str, int]] = (),
     ) -> None:
         super().__init__()
-        self.host = host
-        self.port = port
+        self.servers = list(servers) or [(host, port)]
+        self._next = 0  # which of the servers to try first
+        self.host, self.port = self.servers[0]
         self.ssl = ssl
         self.reconnect = reconnect
         self.backoff = backoff
@@ -111,6 +115,26 @@ class ChatClient(Endpoint):
         return greeting
 
     async def _open(self) -> Reply:
+        """Connect to the first of the servers that answers, from the one after the last tried."""
+        failures: list[str] = []
+        for _ in range(len(self.servers)):
+            self.host, self.port = self.servers[self._next]
+            self._next = (self._next + 1) % len(self.servers)  # after a loss, the next one is tried first
+            try:
+                greeting = await self._open_one()
+            except (ConnectionClosed, CommandError, TimeoutError) as exc:
+                self._pending.clear()  # a greeting that never came must not take the next server's
+                if self._conn is not None and not self._conn.closed:
+                    self._conn.close("no greeting")
+                if len(self.servers) == 1:
+                    raise
+                failures.append(str(exc) or f"no answer from {self.server}")
+                continue
+            self._next = (self._next - 1) % len(self.servers)  # stay with this one while it answers
+            return greeting
+        raise ConnectionClosed("no server could be reached: " + "; ".join(failures))
+
+    async def _open_one(self) -> Reply:
         self._loop = loop = asyncio.get_running_loop()
         self._assembler = ReplyAssembler()
         waiter: asyncio.Future[Reply] = loop.create_future()
@@ -369,6 +393,8 @@ class ChatClient(Endpoint):
         if self._closing:
             self._shutdown(reason)
             return
+        if self.state == "connecting" or (self._reconnector is not None and not self._reconnector.done()):
+            return  # an attempt to connect failed: whoever made it tries the next server, or says so
         retrying = self.reconnect
         self._events.put_nowait(Disconnected(reason, retrying))
         if retrying:
@@ -380,6 +406,7 @@ class ChatClient(Endpoint):
     async def _reconnect_loop(self) -> None:
         low, high = self.backoff
         delay = low
+        self._next = (self._next + 1) % len(self.servers)  # the server just lost is tried last
         while self.reconnect:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(high, delay * 2)
@@ -481,3 +508,23 @@ def _describe(exc: BaseException) -> str:
 
 
 __all__ = ["ChatClient", "Message"]
+
+
+def parse_servers(text: str, default_port: int = 8090) -> list[tuple[str, int]]:
+    """``host:port,host2:port,[::1]:port`` (a port may be left out) as ``(host, port)`` pairs; ValueError
+    with the reason when one is not an address."""
+    servers: list[tuple[str, int]] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        found = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([^:\s\[\]]+)(?::(\d+))?", item)
+        if found is None:
+            raise ValueError(f"{item!r} is not host:port (write [::1]:8090 for an IPv6 address)")
+        host = found.group(1) or found.group(3)
+        port = int(found.group(2) or found.group(4) or default_port)
+        if not 0 < port < 65536:
+            raise ValueError(f"{item!r}: port {port} is out of range")
+        servers.append((host, port))
+    if not servers:
+        raise ValueError("no server given: write host:port[,host:port]")
+    return servers

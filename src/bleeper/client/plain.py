@@ -12,7 +12,7 @@ import asyncio
 import os
 import ssl as ssl_module
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bleeper.client.errors import BleeperError, CommandError, ConnectionClosed, NameTaken, NotConnected, RateLimited
 from bleeper.client.input import (
@@ -46,6 +46,7 @@ async def run_plain(
     client: ChatClient | None = None,
     login: bool = False,
     ssl: ssl_module.SSLContext | None = None,
+    servers: Sequence[tuple[str, int]] = (),
 ) -> int:
     """Run the line-mode client until the user quits or input ends; returns the exit status.
 
@@ -53,7 +54,7 @@ async def run_plain(
     ``BLEEPER_PASSWORD`` when input is a pipe.
     """
     interactive = sys.stdin.isatty() if interactive is None else interactive
-    client = client or ChatClient(host, port, ssl=ssl)
+    client = client or ChatClient(host, port, ssl=ssl, servers=servers)
     try:
         await client.connect()
     except BleeperError as exc:

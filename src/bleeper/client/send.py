@@ -6,6 +6,7 @@ import getpass
 import os
 import ssl as ssl_module
 import sys
+from collections.abc import Sequence
 
 from bleeper.client.errors import BleeperError, NameTaken
 from bleeper.client.library import ChatClient
@@ -17,10 +18,18 @@ def default_name() -> str:
 
 
 async def send_once(
-    host: str, port: int, to: str, text: str, name: str | None = None, *, ssl: ssl_module.SSLContext | None = None
+    host: str,
+    port: int,
+    to: str,
+    text: str,
+    name: str | None = None,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    servers: Sequence[tuple[str, int]] = (),
 ) -> int:
-    """Connect, take a name, send, quit. Exit status 0 when the server accepted the message."""
-    client = ChatClient(host, port, reconnect=False, ssl=ssl)
+    """Connect (to the first of *servers* that answers, when given), take a name, send, quit. Exit status 0
+    when the server accepted the message."""
+    client = ChatClient(host, port, reconnect=False, ssl=ssl, servers=servers)
     try:
         await client.connect()
         wanted = name or default_name()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl as ssl_module
+from collections.abc import Sequence
 from zlib import crc32
 
 from rich.text import Text
@@ -152,9 +153,10 @@ class ChatApp(App[int]):
         *,
         login: bool = False,
         ssl: ssl_module.SSLContext | None = None,
+        servers: Sequence[tuple[str, int]] = (),
     ) -> None:
         super().__init__()
-        self.client = ChatClient(host, port, ssl=ssl)
+        self.client = ChatClient(host, port, ssl=ssl, servers=servers)
         self.initial_name = name
         self.login = login
         self.current = EVERYONE
