@@ -6,6 +6,10 @@ names unique everywhere, every command behaving as on one server, one order of m
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
@@ -13,7 +17,7 @@ import pytest
 from bleeper.client import ChatClient
 from bleeper.protocol.incoming import Event, Message
 from tests.cluster_nodes import Node, database, nodes
-from tests.helpers import LineClient, create_accounts, login
+from tests.helpers import ROOT, LineClient, create_accounts, free_port, login
 from tests.nats_cluster import NatsCluster, nats_cluster
 from tests.services import postgres_database
 
@@ -40,6 +44,34 @@ async def settle(*clients: LineClient) -> None:
     await asyncio.sleep(0.2)
     for client in clients:
         await client.command("PING settle")
+
+
+async def test_cluster_status_lists_the_nodes_and_their_people(trio: list[Node], nats: NatsCluster) -> None:
+    a, _, _ = trio
+    zed = await a.client("zed")
+    await asyncio.sleep(trio[0].lease / 5 + 0.5)  # each node says how it stands when it renews its lease
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bleeper", "cluster", "status", "--json", cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env={**os.environ, "BLEEPER_CLUSTER": nats.urls},
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err.decode()
+    rows = {row["node"]: row for row in map(json.loads, out.decode().splitlines())}
+    assert {"a", "b", "c"} <= set(rows)
+    assert rows["a"]["people_here"] >= 1 and rows["a"]["connections"] >= 1 and rows["a"]["behind"] == 0
+    table = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bleeper", "cluster", "status", "--cluster", nats.urls, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(table.communicate(), 20)
+    assert out.decode().splitlines()[0].split()[:2] == ["NODE", "SINCE"] and "node(s) live" in out.decode()
+    unreachable = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bleeper", "cluster", "status", "--cluster", f"nats://127.0.0.1:{free_port()}",
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(unreachable.communicate(), 20)
+    assert unreachable.returncode == 1 and "cannot read the cluster" in err.decode()
+    await zed.command("QUIT")
 
 
 async def test_a_name_race_across_nodes_has_one_winner(trio: list[Node]) -> None:

@@ -169,6 +169,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from bleeper.cluster import ClusterError
     from bleeper.console import setup_logging
     from bleeper.framework.runner import run
     from bleeper.server import ChatServer, HttpPortError
@@ -190,6 +191,9 @@ def _serve(args: argparse.Namespace) -> int:
         run(server.serve(), use_uvloop=config.uvloop)
     except StoreError as exc:
         logging.getLogger("bleeper.events").error("cannot open the store: %s", exc)
+        return 1
+    except ClusterError as exc:
+        logging.getLogger("bleeper.events").error("cannot join the cluster: %s", exc)
         return 1
     except HttpPortError as exc:
         logging.getLogger("bleeper.events").error("%s", exc.strerror)
@@ -389,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     browser_parser(sub)
     push_parser(sub)
+    from bleeper.cluster.status import add_parser as cluster_parser
+
+    cluster_parser(sub)
     return parser
 
 

@@ -165,9 +165,10 @@ def _convert(name: str, kind: type, raw: Any, origin: str) -> Any:
 
 
 def load_serve_config(
-    flags: dict[str, Any], config_file: str | None = None, environ: dict[str, str] | None = None
+    flags: dict[str, Any], config_file: str | None = None, environ: dict[str, str] | None = None, *, check: bool = True
 ) -> ServeConfig:
-    """Merge the layers. *flags* holds only options given on the command line (others are None)."""
+    """Merge the layers. *flags* holds only options given on the command line (others are None). A tool that
+    reads one setting (``bleeper cluster status``: the NATS URLs) need not *check* the server's others."""
     env = os.environ if environ is None else environ
     config = ServeConfig()
     types = {f.name: type(getattr(config, f.name)) for f in fields(config)}
@@ -198,7 +199,8 @@ def load_serve_config(
     for name, value in flags.items():
         if value is not None and name in types:
             setattr(config, name, _convert(name, types[name], value, f"--{name.replace('_', '-')}"))
-    config.validate()
+    if check:
+        config.validate()
     return config
 
 

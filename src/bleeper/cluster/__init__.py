@@ -6,3 +6,7 @@ names). Read in this order: bus.py (the NATS connection), lease.py (a node's lea
 (names and presence across nodes), delivery.py (messages and events, in one order, caught up from the
 database), node.py (the node that assembles them for the server).
 """
+
+
+class ClusterError(Exception):
+    """A node cannot join its cluster; the message says why and what to check."""

@@ -25,13 +25,15 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
+from bleeper.cluster import ClusterError
+
 log = logging.getLogger("bleeper.cluster")
 
 STREAM_CONFIG_DIFFERS = 10058  # JetStream: "stream name already in use with a different configuration"
 OUTBOX_LIMIT = 100_000  # signals waiting while the bus is away; beyond this the oldest go (catch-up covers them)
 
 
-class BusUnavailable(Exception):
+class BusUnavailable(ClusterError):
     """The bus cannot be reached just now; the message says what it means for users."""
 
 
@@ -67,19 +69,11 @@ class Bus:
     async def connect(self, timeout: float = 30.0) -> None:
         """Connect and set up the buckets, retrying until *timeout*: a JetStream cluster that has just started
         needs a few seconds to elect its leaders."""
-        self.client = await nats.connect(
-            self.servers,
-            name=f"bleeper-{self.node}",
-            max_reconnect_attempts=-1,  # for ever: the node keeps serving its own users meanwhile
-            reconnect_time_wait=0.5,
-            connect_timeout=2,
-            ping_interval=2,
-            max_outstanding_pings=3,
-            allow_reconnect=True,
-            error_cb=self._error,
-            disconnected_cb=self._disconnected,
-            reconnected_cb=self._reconnected,
-        )
+        try:
+            self.client = await asyncio.wait_for(self._connect(), timeout)
+        except TimeoutError:
+            raise BusUnavailable(f"cannot reach NATS at {', '.join(self.servers)} ({self.last_error or 'no answer'}); "
+                                 "check the --cluster URLs and that nats-server runs there") from None  # fmt: skip
         for name in list(self.handlers):
             await self._subscribe(name)
         deadline = asyncio.get_running_loop().time() + timeout
@@ -92,6 +86,21 @@ class Bus:
                     raise BusUnavailable(f"NATS JetStream is not ready at {', '.join(self.servers)}: {exc}; check "
                                          "that every nats-server runs with -js and the cluster has a leader") from exc  # fmt: skip
                 await asyncio.sleep(0.5)
+
+    async def _connect(self) -> Client:
+        return await nats.connect(
+            self.servers,
+            name=f"bleeper-{self.node}",
+            max_reconnect_attempts=-1,  # for ever: the node keeps serving its own users meanwhile
+            reconnect_time_wait=0.5,
+            connect_timeout=2,
+            ping_interval=2,
+            max_outstanding_pings=3,
+            allow_reconnect=True,
+            error_cb=self._error,
+            disconnected_cb=self._disconnected,
+            reconnected_cb=self._reconnected,
+        )
 
     async def _buckets(self) -> None:
         assert self.client is not None

@@ -22,13 +22,13 @@ from typing import Any
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 
-from bleeper.cluster import signals
+from bleeper.cluster import ClusterError, signals
 from bleeper.cluster.bus import Bus, BusUnavailable
 
 log = logging.getLogger("bleeper.cluster")
 
 
-class NodeNameInUse(Exception):
+class NodeNameInUse(ClusterError):
     """Another live node goes by this node's name."""
 
 

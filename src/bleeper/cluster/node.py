@@ -267,6 +267,7 @@ class ClusterNode:
     def details(self) -> dict[str, Any]:
         delivery = self.delivery
         return {
+            "connections": len(self.core.sessions) if self.core is not None else 0,
             "people_here": len(self.registry.users),
             "behind": delivery.behind if delivery is not None else 0,
             "caught_up": delivery.filled if delivery is not None else 0,
