@@ -312,3 +312,15 @@ async def test_a_client_with_several_servers_connects_to_the_first_that_answers(
             await unreachable.connect()
     finally:
         await server.stop()
+
+
+def test_the_answer_to_a_message_stored_before_is_read_too() -> None:
+    """A message resent with its ID after a lost answer (found by the cluster's chaos test) is answered
+    "reached 0; already sent ...": the library must read it as sent, not fail."""
+    from bleeper.client.library import _sent
+    from bleeper.protocol.incoming import Reply
+
+    text = "41 2026-11-30T01:46:15.123Z reached 0; already sent (same ID), not sent again"
+    sent = _sent(Reply(250, text))
+    assert (sent.id, sent.reached) == (41, 0)
+    assert _sent(Reply(250, "42 2026-11-30T01:46:15.123Z reached 3; urgent: alerts every 120 s")).reached == 3

@@ -477,8 +477,10 @@ _LOGGED_IN_AT = re.compile(r" logged in at (\d+);")
 
 
 def _sent(reply: Reply) -> Sent:
+    """``<id> <time> reached <n>`` and maybe more after a ``;`` (urgent, or "already sent" for a message
+    resent with its ID)."""
     msg_id, stamp, _, reached = reply.fields[:4]
-    return Sent(int(msg_id), stamp, int(reached))
+    return Sent(int(msg_id), stamp, int(reached.rstrip(";")))
 
 
 def _person(item: str) -> Person:
