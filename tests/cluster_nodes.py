@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,9 +19,25 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.helpers import ROOT, LineClient, free_port, wait_for_port
+from tests.helpers import ROOT, LineClient, wait_for_port
 from tests.nats_cluster import NatsCluster
 from tests.services import ADMIN_URL, unavailable
+
+
+def stable_port() -> int:
+    """A free port below the kernel's ephemeral range, so that a node restarted on it does not find it taken by
+    some client's outgoing connection (which get their local ports from that range)."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 @dataclass
@@ -30,8 +48,8 @@ class Node:
     folder: Path
     lease: float
     extra: tuple[str, ...] = ()
-    port: int = field(default_factory=free_port)
-    http_port: int = field(default_factory=free_port)
+    port: int = field(default_factory=lambda: stable_port())
+    http_port: int = field(default_factory=lambda: stable_port())
     process: subprocess.Popen[bytes] | None = None
 
     @property

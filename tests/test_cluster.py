@@ -94,6 +94,45 @@ async def test_a_name_race_across_nodes_has_one_winner(trio: list[Node]) -> None
         await loser.close()
 
 
+async def test_a_name_race_on_one_node_and_across_has_one_winner(trio: list[Node]) -> None:
+    """Two connections on one node and one on another ask at once (the chaos test found a second holder
+    when two on one node asked together)."""
+    a, b, _ = trio
+    for round_ in range(20):
+        racers = [await a.client(), await a.client(), await b.client()]
+        for racer in racers:
+            await racer.send(f"NAME twin{round_}")
+        replies = [await racer.reply() for racer in racers]
+        assert sorted(reply.code for reply in replies) == [201, 409, 409], replies
+        for racer in racers:
+            await racer.close()
+
+
+async def test_a_name_given_up_and_taken_again_on_one_node_stays_taken_everywhere(trio: list[Node]) -> None:
+    """The name's old claim was still being released when the new holder took it (found by the chaos test):
+    it must not be released under the new holder."""
+    a, b, _ = trio
+    for round_ in range(20):
+        name = f"solo{round_}"
+        first = await a.client(name)
+        second = await a.client()
+        await first.send("QUIT")
+        await second.send(f"NAME {name}")
+        await first.closed()
+        reply = await second.reply()
+        for _ in range(20):  # until the first has gone: then the second has it
+            if reply.code == 201:
+                break
+            await asyncio.sleep(0.05)
+            reply = await second.command(f"NAME {name}")
+        assert reply.code == 201, reply
+        await asyncio.sleep(0.1)  # the old claim's release, had it gone ahead, would be done by now
+        other = await b.client()
+        assert (await other.command(f"NAME {name}")).code == 409
+        for client in (second, other):
+            await client.close()
+
+
 async def test_people_groups_and_presence_span_the_nodes(trio: list[Node]) -> None:
     a, b, c = trio
     ann = await a.client("ann")

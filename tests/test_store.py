@@ -6,8 +6,10 @@ import asyncio
 import itertools
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -101,6 +103,41 @@ async def test_messages_are_read_back_by_id_range_with_their_numbers(store: Stor
     (one, _), *_ = await store.stored_between(first, first + 1)
     assert dict(one.seqs) == {"alice": 1, "bob": 1} and one.conversation == stored[0].conversation
     assert await store.stored_between(last + 1, last + 10) == []
+
+
+async def test_postgres_hands_each_guest_name_to_one_claim(where: str) -> None:
+    """Cluster mode's names table: one holder per name, taken over only from the claim that held it, given up
+    only by its own claim."""
+    if not where.startswith("postgresql://"):
+        pytest.skip("cluster mode keeps names in PostgreSQL only")
+    store = await open_store(where)
+    try:
+        names = cast(Any, store)
+        assert await names.claim_name("ann", "a", "i1", "c1") == ("a", "i1", "c1")
+        assert await names.claim_name("ann", "b", "i2", "c2") == ("a", "i1", "c1")  # held: the holder comes back
+        assert not await names.take_name("ann", "b", "i2", "c2", "stale")
+        assert await names.take_name("ann", "b", "i2", "c2", "c1")
+        await names.release_name("ann", "c1")  # a late release of the old claim changes nothing
+        assert await names.name_holder("ann") == ("b", "i2", "c2")
+        await names.release_name("ann", "c2")
+        assert await names.name_holder("ann") is None
+        claims = await asyncio.gather(*(names.claim_name("bea", f"n{i}", "i", f"c{i}") for i in range(10)))
+        assert len(set(claims)) == 1  # ten at once: one wins, and all see the same winner
+    finally:
+        await store.close()
+
+
+async def test_each_step_of_an_urgent_message_is_taken_once(store: Store) -> None:
+    """Who took a step must be clear even when another server took exactly that step (found by the chaos
+    test: the step number alone could not tell them apart)."""
+    sent = int(time.time() * 1000) - 10_000
+    assert await store.claim_step(7, 0, 1000, sent) == (True, 1)
+    assert await store.claim_step(7, 0, 1000, sent) == (False, 1)  # taken by someone else
+    assert await store.claim_step(7, 1, 60_000, sent) == (False, 1)  # not due yet by the database's clock
+    assert await store.claim_step(8, 0, 60_000, sent) == (False, 0)  # nor the first step of a recent message
+    assert await store.claim_ack(7, "ann") == "ann"
+    assert await store.claim_ack(7, "bob") == "ann"
+    assert await store.claim_step(7, 1, 0, sent) == (False, -1)  # acknowledged: no more steps
 
 
 async def test_client_id_makes_a_retry_idempotent(store: Store) -> None:

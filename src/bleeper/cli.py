@@ -207,7 +207,7 @@ def _serve(args: argparse.Namespace) -> int:
             hint = "check --host and --port"
         ports = f"{config.port} or TLS port {config.tls_port}" if config.tls_cert else str(config.port)
         logging.getLogger("bleeper.events").error("cannot listen on %s:%s: %s; %s", config.host, ports,
-                                                  exc.strerror, hint)  # fmt: skip
+                                                  exc.strerror or exc, hint)  # fmt: skip
         return 1
     except KeyboardInterrupt:
         pass

@@ -115,10 +115,10 @@ class Backend(Protocol):
 
     def remove_member(self, group_key: str, account_key: str) -> None: ...
 
-    def claim_step(self, message_id: int, step: int, interval_ms: int, sent_ms: int) -> Pending[int]:
+    def claim_step(self, message_id: int, step: int, interval_ms: int, sent_ms: int) -> Pending[tuple[bool, int]]:
         """Take an urgent message's next alert or escalation step (``step + 1``) if it is due and nobody has
-        taken it: the answer is the step it stands at now (``step + 1`` when taken; -1 once acknowledged).
-        Several servers of a cluster ask; one gets it (see Store.claim_step)."""
+        taken it: the answer is whether this server took it, and the step it stands at now (-1 once
+        acknowledged). Several servers of a cluster ask; one gets each step (see Store.claim_step)."""
         ...
 
     def claim_ack(self, message_id: int, key: str) -> Pending[str]:

@@ -105,13 +105,15 @@ class MemoryBackend:
             if not members:
                 del self.groups[group_key]
 
-    def claim_step(self, message_id: int, step: int, interval_ms: int, sent_ms: int) -> Pending[int]:
+    def claim_step(self, message_id: int, step: int, interval_ms: int, sent_ms: int) -> Pending[tuple[bool, int]]:
         """The database's rule without its clock (tests drive the hub's own): the next step is taken once."""
         now, acked = self.steps.get(message_id, (step, None))
-        if acked is None and now == step:
-            now = step + 1
-            self.steps[message_id] = (now, None)
-        return Answer.of(-1 if acked is not None else now)
+        if acked is not None:
+            return Answer.of((False, -1))
+        if now != step:
+            return Answer.of((False, now))
+        self.steps[message_id] = (step + 1, None)
+        return Answer.of((True, step + 1))
 
     def claim_ack(self, message_id: int, key: str) -> Pending[str]:
         _, acked = self.steps.get(message_id, (0, None))

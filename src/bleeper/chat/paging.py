@@ -106,9 +106,10 @@ def _unclaim(hub: Core, urgent: Urgent) -> Callable[[BaseException], None]:
 
 async def take_step(hub: Core, urgent: Urgent) -> None:
     interval_ms = int(hub.urgent.interval * 1000)
-    step = await known(hub.backend.claim_step(urgent.id, urgent.steps, interval_ms, urgent.sent_ms))
-    if step is None or step != urgent.steps + 1 or urgent.id not in hub.urgent.open:
-        hub.urgent.refused(urgent, hub.monotonic(), urgent.steps if step is None else step)
+    claimed = await known(hub.backend.claim_step(urgent.id, urgent.steps, interval_ms, urgent.sent_ms))
+    taken, step = claimed if claimed is not None else (False, urgent.steps)
+    if not taken or step != urgent.steps + 1 or urgent.id not in hub.urgent.open:
+        hub.urgent.refused(urgent, hub.monotonic(), step)
         return
     action = hub.urgent.advance(urgent, hub.monotonic())
     hub.keep(urgent_row(urgent))  # where its alerts stand, to resume there after a restart (and for the others)
@@ -119,6 +120,7 @@ async def take_step(hub: Core, urgent: Urgent) -> None:
             str(urgent.id),
             to=",".join(urgent.waiting),
             round=f"{urgent.alerts}/{hub.urgent.attempts}",
+            step=urgent.steps,  # which of its steps: each is taken once, by one server (see chat/urgent.py)
         )
         for key in urgent.waiting:  # lock-screen safe: who and how many, never the text
             waiting = str(hub.urgent.waiting_for(key))

@@ -1,9 +1,9 @@
-"""The NATS connection a node shares with the others: signals on subjects, live claims in JetStream buckets.
+"""The NATS connection a node shares with the others: signals on subjects, node leases in a JetStream bucket.
 
 Nothing here knows chat. :class:`Bus` connects (and keeps reconnecting, for ever, with jitter), makes sure the
-two key/value buckets exist (``nodes``: one lease key per live node, expiring by the bucket's age limit;
-``names``: one key per guest screen name, held by a node), publishes without waiting (an outbox drained in
-order by one task), and hands each received signal to the handler of its subject.
+``nodes`` key/value bucket exists (one lease key per live node, expiring by the bucket's age limit), publishes
+without waiting (an outbox drained in order by one task), and hands each received signal to the handler of
+its subject. (Guest names are claimed in PostgreSQL, see cluster/registry.py.)
 
 Signals are lossy by design: while the bus is away they are dropped, not queued for ever. What must not be lost
 (messages) is in PostgreSQL and each node catches up from there (cluster/delivery.py); presence is re-sent as
@@ -51,7 +51,6 @@ class Bus:
         self.prefix = prefix
         self.client: Client | None = None
         self.nodes: KeyValue | None = None
-        self.names: KeyValue | None = None
         self.handlers: dict[str, Callable[[bytes], None]] = {}
         self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
         self._outbox: list[tuple[str, bytes]] = []
@@ -122,9 +121,6 @@ class Bus:
                 log.warning("the cluster's lease is %g s (set when it was first started); this node uses it, not "
                             "--cluster-lease %g", lease, self.lease)  # fmt: skip
                 self.lease = lease
-        self.names = await js.create_key_value(KeyValueConfig(
-            bucket=f"{self.prefix}-names", history=1, replicas=self.replicas, storage=storage,
-            description="Bleeper screen names of guests, each held by one node"))  # fmt: skip
 
     def handle(self, name: str, handler: Callable[[bytes], None]) -> None:
         """Call *handler* with every signal published on *name* (by any node, this one included)."""

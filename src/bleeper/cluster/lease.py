@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.kv import KeyValue
 
 from bleeper.cluster import ClusterError, signals
 from bleeper.cluster.bus import Bus, BusUnavailable
@@ -39,6 +40,8 @@ class Lease:
         self.incarnation = ""
         self.revision = 0
         self.valid_until = 0.0
+        self.lost_why = ""  # why the last renewal found the lease gone (for the log)
+        self.healthy_since: float | None = None  # renewed without a break since (monotonic)
         self.details: Callable[[], dict[str, Any]] = dict  # what `bleeper cluster status` shows of this node
         self.started_ms = int(time.time() * 1000)
 
@@ -63,6 +66,7 @@ class Lease:
             try:
                 self.revision = await nodes.create(self.bus.node, self._value())
                 self.valid_until = sent + self.ttl * 0.8
+                self.healthy_since = sent
                 return
             except KeyWrongLastSequenceError:
                 pass
@@ -80,23 +84,60 @@ class Lease:
                 told = True
             await asyncio.sleep(0.25)
 
-    async def refresh(self) -> bool:
-        """Renew the lease. False when it was lost (expired, or taken): the caller takes it anew. A bus that
-        cannot be reached is not a loss yet: :meth:`valid` runs out on its own."""
+    async def refresh(self) -> str:
+        """Renew the lease: ``"ok"``; ``"again"`` when the key had expired (the bucket could not be written for a
+        whole lease: a NATS leader election, a pause) and was made anew under the same incarnation, so the
+        caller checks that its names are still its own; ``"lost"`` when another node holds this node's name
+        (the caller takes a new incarnation); ``"unknown"`` when the bus cannot be reached (:meth:`valid`
+        runs out on its own)."""
         nodes = self.bus.nodes
         if nodes is None or not self.bus.connected:
-            return True
+            self.healthy_since = None
+            return "unknown"
         sent = time.monotonic()
         try:
-            self.revision = await nodes.update(self.bus.node, self._value(), last=self.revision)
-        except (KeyWrongLastSequenceError, KeyNotFoundError):
-            self.valid_until = 0.0
-            return False
+            try:
+                self.revision = await nodes.update(self.bus.node, self._value(), last=self.revision)
+                outcome = "ok"
+            except KeyWrongLastSequenceError:
+                outcome = await self._again(nodes)
         except Exception as exc:
             log.debug("lease refresh failed: %s", exc)
-            return True
+            self.healthy_since = None
+            return "unknown"
+        if outcome == "lost":
+            self.valid_until = 0.0
+            self.healthy_since = None
+            return outcome
         self.valid_until = sent + self.ttl * 0.8
-        return True
+        if self.healthy_since is None or outcome == "again":
+            self.healthy_since = sent
+        return outcome
+
+    async def _again(self, nodes: KeyValue) -> str:
+        """The key is not at the revision last written: an earlier renewal that timed out landed after all (it
+        names this incarnation), or the key expired (made anew), or another node took this node's name."""
+        try:
+            entry = await nodes.get(self.bus.node)
+        except KeyNotFoundError:
+            try:
+                self.revision = await nodes.create(self.bus.node, self._value())
+            except KeyWrongLastSequenceError:
+                self.lost_why = "another node took this node's name while its lease had expired"
+                return "lost"
+            self.lost_why = "the lease had expired"
+            return "again"
+        if signals.loads(entry.value or b"{}").get("i") != self.incarnation:
+            self.lost_why = "another node holds this node's name"
+            return "lost"
+        self.revision = await nodes.update(self.bus.node, self._value(), last=entry.revision)
+        return "ok"
+
+    def judge(self) -> bool:
+        """Whether this node may take another node's silence for death: only once its own lease has renewed
+        without a break for a whole lease. When the bucket could not be written for a while (a NATS leader
+        election), every node's lease lapsed together, and the others need that long to renew theirs."""
+        return self.healthy_since is not None and time.monotonic() - self.healthy_since >= self.ttl
 
     async def holds(self, node: str, incarnation: str) -> bool:
         """Whether *node* holds its lease under *incarnation* now. Raises when the bus cannot tell."""

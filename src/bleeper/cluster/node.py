@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bleeper.chat.core import Core, Group
 from bleeper.chat.delivery import everyone
@@ -30,11 +30,11 @@ from bleeper.chat.records import StoredMessage
 from bleeper.chat.roles import Role
 from bleeper.chat.session import Session
 from bleeper.chat.standing import BACKUP, ROLE, URGENT, read_rows
-from bleeper.cluster import signals
+from bleeper.cluster import ClusterError, signals
 from bleeper.cluster.bus import Bus
 from bleeper.cluster.delivery import ClusterDelivery
 from bleeper.cluster.lease import Lease, live_nodes
-from bleeper.cluster.registry import SNAPSHOT_EVERY, ClusterRegistry
+from bleeper.cluster.registry import SNAPSHOT_EVERY, ClusterRegistry, NameClaims
 
 if TYPE_CHECKING:
     from bleeper.store import Store
@@ -81,14 +81,23 @@ class ClusterNode:
         """Connect, take the lease, and join in: from now on this node's people are everyone's."""
         assert self.delivery is not None, "build the hub with hub_options() first"
         self.store = store
-        await self.bus.connect()
-        self.lease.ttl = self.bus.lease  # the cluster's, if it differs from ours
-        await self.lease.acquire()
+        self.registry.names = cast("NameClaims", store)  # PostgreSQL: the configuration insists on it
+        try:
+            await self.bus.connect()
+            self.lease.ttl = self.bus.lease  # the cluster's, if it differs from ours
+            await self.lease.acquire()
+        except ClusterError:
+            raise
+        except Exception as exc:  # a NATS error not foreseen: said as what it means for the node
+            raise ClusterError(
+                f"joining through {', '.join(self.bus.servers)} failed: {exc or type(exc).__name__}"
+            ) from exc
         await self.delivery.start(store.stored_between, store.newest_id)
         self.bus.on_reconnect.append(self._reconnected)
         self.registry.snapshot()
         self.registry.ask_everyone()
-        self.nodes = await live_nodes(self.bus)
+        with contextlib.suppress(Exception):  # a bucket electing its leader: the watch loop looks again soon
+            self.nodes = await live_nodes(self.bus)
         self._loop(self.lease.ttl / 5, self._renew)
         self._loop(1.0, self._watch_nodes)
         self._loop(1.0, self.delivery.reconcile)
@@ -122,21 +131,29 @@ class ClusterNode:
     # the lease ------------------------------------------------------------------------------------------------
 
     async def _renew(self) -> None:
-        if await self.lease.refresh():
+        outcome = await self.lease.refresh()
+        if outcome == "ok":
             if self.registry.unconfirmed and self.lease.valid():
-                await self._reclaim()
+                await self._verify()
+            return
+        if outcome == "unknown":
             return
         self.lease_losses += 1
-        log.warning("node %s lost its lease (paused or cut off longer than %g s): taking it again and checking "
-                    "its guests' names", self.name, self.lease.ttl, extra={"event": "cluster-lease-lost"})  # fmt: skip
-        await self.lease.acquire()
+        if outcome == "lost":
+            log.warning("node %s lost its lease (%s): taking a new one and checking its guests' names", self.name,
+                        self.lease.lost_why, extra={"event": "cluster-lease-lost"})  # fmt: skip
+            await self.lease.acquire()
+        else:
+            log.warning("node %s renewed its lease after a gap longer than the lease (%g s; paused, or NATS could "
+                        "not be written): checking its guests' names", self.name, self.lease.ttl,
+                        extra={"event": "cluster-lease-gap"})  # fmt: skip
         self.registry.unconfirmed.clear()
-        await self._reclaim()
+        await self._verify()
         self.registry.snapshot()
         self.registry.ask_everyone()
 
-    async def _reclaim(self) -> None:
-        lost = await self.registry.reclaim()
+    async def _verify(self) -> None:
+        lost = await self.registry.verify()
         core = self.core
         if core is not None:
             for key in lost:
@@ -159,6 +176,8 @@ class ClusterNode:
         looked = time.monotonic()
         live = await live_nodes(self.bus)
         self.nodes = live
+        if not self.lease.judge():
+            return  # this node's own lease has had a gap lately: the others' may have too
         for node in self.registry.nodes_seen() - set(live) - {self.name}:
             if self.registry.heard.get(node, 0.0) >= looked or await self.lease.alive(node):
                 continue  # heard from since the look began, or there when asked directly: not dead

@@ -6,11 +6,13 @@ their ``presence`` signals. Each node numbers its signals; a receiver that sees 
 whole list, and every node sends its whole list after it starts, after a bus reconnect, and every
 :data:`SNAPSHOT_EVERY` seconds, so a lost signal heals by itself.
 
-Taking a guest name is the one question that waits: an atomic create-only write of the name's key in the
-``names`` bucket, tagged with this node's lease (its *incarnation*). Exactly one of two nodes racing for a
-name succeeds. A key left by a node whose lease has gone (it died, or was paused past its lease) is taken over
-with a compare-and-swap on the key's revision, so two takers cannot both win. Account names need no claim:
-the account list in PostgreSQL makes them unique, and a guest holding one is asked to give it up.
+Taking a guest name is the one question that waits: an insert into the ``names`` table in PostgreSQL that
+succeeds only when the name is free, tagged with this node's lease (its *incarnation*). Exactly one of two
+nodes racing for a name succeeds. A name left by a node whose lease has gone (it died, or was paused past its
+lease) is taken over by a conditional update on the claim that held it, so two takers cannot both win. (Not
+in NATS's key/value store: on a replicated bucket its compare-and-swap is only checked before the write is
+replicated, and two concurrent writers can both succeed, nats-server#4320, which the chaos test saw.) Account
+names need no claim: the account list makes them unique, and a guest holding one is asked to give it up.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from typing import Any, Protocol
 
 from bleeper.chat.backend import Pending
 from bleeper.chat.presence import Status
@@ -35,6 +36,25 @@ from bleeper.cluster.lease import Lease
 log = logging.getLogger("bleeper.cluster")
 
 SNAPSHOT_EVERY = 15.0  # seconds between a node's full lists of its people
+
+
+class NameClaims(Protocol):
+    """The names table (store/postgres.py): who holds each guest name, under which node's incarnation, by
+    which claim. PostgreSQL settles races: of two claims for one name, one row wins."""
+
+    async def claim_name(self, key: str, node: str, incarnation: str, claim: str) -> tuple[str, str, str]:
+        """Claim a free name; returns its holder (node, incarnation, claim): this claim's when it was free."""
+        ...
+
+    async def take_name(self, key: str, node: str, incarnation: str, claim: str, previous: str) -> bool:
+        """Take the name from claim *previous*, if it still holds it."""
+        ...
+
+    async def release_name(self, key: str, claim: str) -> None:
+        """Give the name up, if *claim* still holds it."""
+        ...
+
+    async def name_holder(self, key: str) -> tuple[str, str, str] | None: ...
 
 
 @dataclass(slots=True)
@@ -60,7 +80,9 @@ class ClusterRegistry(LocalRegistry):
         self.by_node: dict[str, set[str]] = {}  # node -> its people's keys
         self.remote_groups: dict[str, dict[str, int]] = {}  # group key -> person key -> on how many nodes
         self.last_seq: dict[str, int] = {}  # node -> the last presence signal applied
-        self.claims: dict[str, int] = {}  # guest name key -> revision of our claim in the names bucket
+        self.claims: dict[str, str] = {}  # guest name key -> our claim's token in the names table
+        self.names: NameClaims | None = None  # the names table (PostgreSQL), once the store is open
+        self.claiming: set[str] = set()  # guest names being claimed by a connection here
         self.unconfirmed: set[str] = set()  # guest names here to claim again after the lease was lost
         self.seq = 0
         self.on_gone: Callable[[str, str], None] = lambda name, reason: None
@@ -300,103 +322,120 @@ class ClusterRegistry(LocalRegistry):
     def nodes_seen(self) -> set[str]:
         return {node for node, keys in self.by_node.items() if keys} | set(self.last_seq)
 
-    # names: claimed in the names bucket -----------------------------------------------------------------------
+    # names: claimed in PostgreSQL ---------------------------------------------------------------------------------
 
     def claim(self, session: Session, key: str, account: bool) -> Pending[bool]:
         return asyncio.ensure_future(self._claim(key, account))
 
     async def _claim(self, key: str, account: bool) -> bool:
-        names = self.bus.names
-        entry_key = signals.kv_key(key)
-        if account:  # unique by the account list; a guest elsewhere under the name is asked to go, if reachable
-            if names is not None and self.bus.connected:
-                try:
-                    await self._evict_guest(key, entry_key)
-                except Exception as exc:
-                    log.warning("could not ask a guest elsewhere to give up the name %r: %s", key, exc)
+        names = self.names
+        if names is None:
+            raise BusUnavailable("this node has not joined its cluster yet")
+        if account:  # unique by the account list; a guest elsewhere under the name is asked to go
+            try:
+                await self._evict_guest(names, key)
+            except Exception as exc:
+                log.warning("could not ask a guest elsewhere to give up the name %r: %s", key, exc)
             return True
-        if names is None or not self.bus.connected or not self.lease.valid():
+        if not self.bus.connected or not self.lease.valid():
             raise BusUnavailable("the cluster cannot be reached, so names cannot be checked")
-        if key in self.claims and key in self.users:
-            return False  # held by another connection here
-        value = signals.dumps({"n": self.node, "i": self.lease.incarnation})
+        if key in self.claiming or (key in self.claims and key in self.users):
+            return False  # held by another connection here, or being taken by one
+        self.claiming.add(key)
         try:
-            self.claims[key] = await names.create(entry_key, value)
+            return await self._take(names, key)
+        finally:
+            self.claiming.discard(key)
+
+    async def _take(self, names: NameClaims, key: str) -> bool:
+        mine = uuid.uuid4().hex
+        node, incarnation, claim = await names.claim_name(key, self.node, self.lease.incarnation, mine)
+        if claim == mine:
+            self.claims[key] = mine
             return True
-        except KeyWrongLastSequenceError:
-            pass
-        try:
-            entry = await names.get(entry_key)
-        except KeyNotFoundError:
-            return False  # released meanwhile; the client tries again
-        holder = signals.loads(entry.value or b"{}")
-        if holder.get("n") == self.node and holder.get("i") == self.lease.incarnation and key not in self.users:
-            self.claims[key] = entry.revision or 0  # our own, left by a connection that went
-            return True
-        if await self.lease.holds(str(holder.get("n")), str(holder.get("i"))):
+        if node == self.node and incarnation == self.lease.incarnation and key not in self.users:
+            # Our own, left by a connection that went: taken under a new claim, so that its release, if still
+            # on its way, cannot remove it (a release removes only the claim it was given).
+            if await names.take_name(key, self.node, incarnation, mine, claim):
+                self.claims[key] = mine
+                return True
             return False
-        try:  # its node's lease is gone: take it over, unless someone else does first
-            self.claims[key] = await names.update(entry_key, value, last=entry.revision)
-        except KeyWrongLastSequenceError:
+        if await self.lease.holds(node, incarnation):
             return False
-        log.info("took over the name %r from node %s, whose lease has gone", key, holder.get("n"),
-                 extra={"event": "cluster-claim", "node": holder.get("n")})  # fmt: skip
+        if not self.lease.judge():  # its holder's lease may have lapsed with everyone's: not taken yet
+            raise BusUnavailable("the name's holder cannot be told from the dead just now")
+        if not await names.take_name(key, self.node, self.lease.incarnation, mine, claim):
+            return False  # someone else took it first
+        self.claims[key] = mine
+        log.info("took over the name %r from node %s, whose lease has gone", key, node,
+                 extra={"event": "cluster-claim", "node": node})  # fmt: skip
         return True
 
-    async def _evict_guest(self, key: str, entry_key: str) -> None:
+    async def _evict_guest(self, names: NameClaims, key: str) -> None:
         """An account logs in: a guest elsewhere under its name is asked to go, and the guest claim is cleared."""
-        names = self.bus.names
-        assert names is not None
-        try:
-            entry = await names.get(entry_key)
-        except KeyNotFoundError:
+        holder = await names.name_holder(key)
+        if holder is None:
             return
-        holder = signals.loads(entry.value or b"{}")
-        if holder.get("n") != self.node:
+        node, _, claim = holder
+        if node != self.node:
             self.bus.publish("presence", signals.dumps({"n": self.node, "evict": key}))
-        try:
-            await names.delete(entry_key, last=entry.revision)
-        except Exception as exc:
-            log.debug("clearing the guest claim on %r: %s", key, exc)
+        await names.release_name(key, claim)
 
     def release(self, session: Session, key: str) -> None:
         if key not in self.users:
             self._unclaim(key)
 
     def _unclaim(self, key: str) -> None:
-        revision = self.claims.pop(key, None)
-        if revision is None or self.bus.names is None:
+        claim = self.claims.pop(key, None)
+        if claim is None or self.names is None:
             return
-        task = asyncio.ensure_future(self._delete_claim(key, revision))
+        task = asyncio.ensure_future(self._release(self.names, key, claim))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _delete_claim(self, key: str, revision: int) -> None:
-        assert self.bus.names is not None
+    @staticmethod
+    async def _release(names: NameClaims, key: str, claim: str) -> None:
         try:
-            await self.bus.names.delete(signals.kv_key(key), last=revision)
-        except Exception as exc:  # taken over meanwhile, or the bus is away: the lease settles it later
+            await names.release_name(key, claim)
+        except Exception as exc:  # the database is away: the claim stays until its node's lease goes
             log.debug("releasing the name %r: %s", key, exc)
 
-    async def reclaim(self) -> list[str]:
-        """After this node's lease was lost and taken again: claim each guest name here anew (those not yet
-        confirmed, when called again after a failure). Returns the names now held elsewhere: their connections
-        here must go. A name that could not be checked (the bus is away again) is tried again next time."""
+    async def verify(self) -> list[str]:
+        """After a gap in this node's lease: check that each guest name here is still this node's (taken under
+        the current incarnation, or again if its claim went). Returns the names now held elsewhere: their
+        connections here must go. A name that cannot be checked is tried again at the next renewal."""
         if not self.unconfirmed:
             self.unconfirmed = {key for key, devices in self.users.items()
                                 if devices and all(device.account is None for device in devices)}  # fmt: skip
         lost = []
         for key in sorted(self.unconfirmed):
-            if key not in self.users:
+            if key not in self.users or self.names is None:
                 self.unconfirmed.discard(key)
                 continue
-            self.claims.pop(key, None)
             try:
-                granted = await self._claim(key, False)
+                mine = await self._still_mine(self.names, key)
             except Exception as exc:
-                log.info("could not check the name %r again yet: %s", key, exc)
+                log.info("could not check the name %r yet: %s", key, exc)
                 continue
             self.unconfirmed.discard(key)
-            if not granted:
+            if not mine:
+                self.claims.pop(key, None)
                 lost.append(key)
         return lost
+
+    async def _still_mine(self, names: NameClaims, key: str) -> bool:
+        fresh = uuid.uuid4().hex
+        holder = await names.name_holder(key)
+        if holder is None:
+            _, _, claim = await names.claim_name(key, self.node, self.lease.incarnation, fresh)
+        else:
+            node, _, claim = holder
+            if node != self.node:
+                return False
+            if not await names.take_name(key, self.node, self.lease.incarnation, fresh, claim):
+                return False
+            claim = fresh
+        if claim != fresh:
+            return False
+        self.claims[key] = fresh
+        return True

@@ -8,14 +8,12 @@ event for an audience or a hang-up (:func:`event`), ``presence`` a node's people
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from bleeper.chat.delivery import Audience
 from bleeper.chat.records import StoredMessage
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_PLAIN_KEY = re.compile(r"[a-z0-9_-]+")
 
 
 def dumps(data: dict[str, Any]) -> bytes:
@@ -27,12 +25,6 @@ def loads(data: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("a signal is a JSON object")
     return value
-
-
-def kv_key(name_key: str) -> str:
-    """A name key as a NATS key/value key: as it is when plain ASCII, else ``=`` and its UTF-8 in hex (``=``
-    cannot start a screen name, so the two never meet)."""
-    return name_key if _PLAIN_KEY.fullmatch(name_key) else "=" + name_key.encode().hex()
 
 
 def audience_fields(audience: Audience) -> dict[str, Any]:

@@ -130,7 +130,9 @@ class StoreBackend:
     def remove_member(self, group_key: str, account_key: str) -> None:
         self._in_order(lambda: self.db.remove_member(group_key, account_key))
 
-    def claim_step(self, message_id: int, step: int, interval_ms: int, sent_ms: int) -> asyncio.Future[int]:
+    def claim_step(
+        self, message_id: int, step: int, interval_ms: int, sent_ms: int
+    ) -> asyncio.Future[tuple[bool, int]]:
         return self._later(lambda: self.db.claim_step(message_id, step, interval_ms, sent_ms))
 
     def claim_ack(self, message_id: int, key: str) -> asyncio.Future[str]:

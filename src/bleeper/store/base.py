@@ -208,11 +208,11 @@ class Store(ABC):
     # urgent messages' steps --------------------------------------------------------------------------------
 
     @abstractmethod
-    async def claim_step(self, message_id: int, step: int, interval_ms: int, sent_ms: int) -> int:
+    async def claim_step(self, message_id: int, step: int, interval_ms: int, sent_ms: int) -> tuple[bool, int]:
         """Take step ``step + 1`` of an urgent message (its next alert or escalation), if nobody has (the
         message's steps still stand at *step*), it is not acknowledged, and it is due by the database's clock
-        (*interval_ms* after the last step, or after *sent_ms* for the first). Returns the step it stands at
-        now: ``step + 1`` when taken here; -1 once acknowledged."""
+        (*interval_ms* after the last step, or after *sent_ms* for the first). Returns whether this call took
+        it, and the step the message stands at now (-1 once acknowledged)."""
 
     @abstractmethod
     async def claim_ack(self, message_id: int, key: str) -> str:

@@ -281,7 +281,7 @@ class PostgresStore(Store):
         rows = await self._pool.fetch("SELECT kind, key, value FROM standing ORDER BY kind, key")
         return [(row["kind"], row["key"], row["value"]) for row in rows]
 
-    async def claim_step(self, message_id: int, step: int, interval_ms: int, sent_ms: int) -> int:
+    async def claim_step(self, message_id: int, step: int, interval_ms: int, sent_ms: int) -> tuple[bool, int]:
         async with self._pool.acquire() as conn:
             taken = await conn.fetchval(
                 "INSERT INTO urgent_steps (message_id, step, at_ms) SELECT $1, $2::integer + 1, t.ms FROM"
@@ -293,9 +293,9 @@ class PostgresStore(Store):
                 message_id, step, interval_ms, sent_ms,
             )  # fmt: skip
             if taken is not None:
-                return int(taken)
+                return True, int(taken)
             now = await conn.fetchval("SELECT step FROM urgent_steps WHERE message_id = $1", message_id)
-            return step if now is None else int(now)
+            return False, step if now is None else int(now)
 
     async def claim_ack(self, message_id: int, key: str) -> str:
         async with self._pool.acquire() as conn:
@@ -309,6 +309,35 @@ class PostgresStore(Store):
             if acked is None:
                 acked = await conn.fetchval("SELECT acked_by FROM urgent_steps WHERE message_id = $1", message_id)
             return str(acked)
+
+    # cluster mode: guest names (cluster/registry.py's NameClaims) ----------------------------------------------
+
+    async def claim_name(self, key: str, node: str, incarnation: str, claim: str) -> tuple[str, str, str]:
+        for _ in range(3):  # a claim released between the two statements: try again
+            row = await self._pool.fetchrow(
+                "INSERT INTO names (key, node, incarnation, claim, at_ms) VALUES ($1, $2, $3, $4,"
+                " (extract(epoch FROM clock_timestamp()) * 1000)::bigint) ON CONFLICT (key) DO NOTHING"
+                " RETURNING node, incarnation, claim",
+                key, node, incarnation, claim,
+            ) or await self._pool.fetchrow("SELECT node, incarnation, claim FROM names WHERE key = $1", key)  # fmt: skip
+            if row is not None:
+                return str(row[0]), str(row[1]), str(row[2])
+        raise StoreError(f"the name {key!r} keeps changing hands; try again")
+
+    async def take_name(self, key: str, node: str, incarnation: str, claim: str, previous: str) -> bool:
+        status = await self._pool.execute(
+            "UPDATE names SET node = $2, incarnation = $3, claim = $4,"
+            " at_ms = (extract(epoch FROM clock_timestamp()) * 1000)::bigint WHERE key = $1 AND claim = $5",
+            key, node, incarnation, claim, previous,
+        )  # fmt: skip
+        return bool(status.endswith(" 1"))
+
+    async def release_name(self, key: str, claim: str) -> None:
+        await self._pool.execute("DELETE FROM names WHERE key = $1 AND claim = $2", key, claim)
+
+    async def name_holder(self, key: str) -> tuple[str, str, str] | None:
+        row = await self._pool.fetchrow("SELECT node, incarnation, claim FROM names WHERE key = $1", key)
+        return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
 
     async def add_push_subscription(
         self, account_key: str, endpoint: str, p256dh: str, auth: str, created_ms: int, keep: int = PUSH_PER_ACCOUNT

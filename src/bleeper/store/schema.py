@@ -57,6 +57,10 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE urgent_steps (message_id BIGINT PRIMARY KEY, step INTEGER NOT NULL, at_ms BIGINT NOT NULL,"
         " acked_by TEXT)",
     ],
+    [  # 10: cluster mode: the guest names held by each node, one row per name (see cluster/registry.py)
+        "CREATE TABLE names (key TEXT PRIMARY KEY, node TEXT NOT NULL, incarnation TEXT NOT NULL,"
+        " claim TEXT NOT NULL, at_ms BIGINT NOT NULL)",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

@@ -305,10 +305,10 @@ class SqliteStore(Store):
 
         return await self._run(read)
 
-    async def claim_step(self, message_id: int, step: int, interval_ms: int, sent_ms: int) -> int:
+    async def claim_step(self, message_id: int, step: int, interval_ms: int, sent_ms: int) -> tuple[bool, int]:
         """As on PostgreSQL, on this machine's clock: one server owns its SQLite file."""
 
-        def claim() -> int:
+        def claim() -> tuple[bool, int]:
             db = self._db()
             row = db.execute(
                 "INSERT INTO urgent_steps (message_id, step, at_ms) SELECT ?1, ?2 + 1, ?5 WHERE ?2 > 0 OR"
@@ -317,9 +317,10 @@ class SqliteStore(Store):
                 " RETURNING step",
                 (message_id, step, interval_ms, sent_ms, int(time.time() * 1000)),
             ).fetchone()
-            if row is None:
-                row = db.execute("SELECT step FROM urgent_steps WHERE message_id = ?", (message_id,)).fetchone()
-            return step if row is None else int(row[0])
+            if row is not None:
+                return True, int(row[0])
+            row = db.execute("SELECT step FROM urgent_steps WHERE message_id = ?", (message_id,)).fetchone()
+            return False, step if row is None else int(row[0])
 
         return await self._run(claim)
 
