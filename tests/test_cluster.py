@@ -235,6 +235,9 @@ async def test_accounts_receive_across_nodes_and_catch_up_anywhere(trio: list[No
     assert (await alice.command(f"READ {message.id}")).code == 208
     read = await bob.event("READ")
     assert isinstance(read, Event) and read.args == (str(message.id), "alice")
+    assert (await bob.command(f"RECALL {message.id}")).code == 210
+    recalled = await alice.event("RECALLED")
+    assert isinstance(recalled, Event) and recalled.args == (str(message.id), "bob")
     await alice.command("QUIT")
     await settle(bob)
     for n in range(5):

@@ -27,7 +27,7 @@ from bleeper.store.adapter import StoreBackend
 from bleeper.store.audit import GENESIS, AuditEntry, chain, content_hash, record, verify
 from bleeper.store.postgres import PostgresStore
 from bleeper.store.sqlite import SqliteStore
-from tests.services import location
+from tests.services import location, postgres_database
 
 Opener = Callable[[], "asyncio.Future[Store]"]
 
@@ -105,11 +105,14 @@ async def test_messages_are_read_back_by_id_range_with_their_numbers(store: Stor
     assert await store.stored_between(last + 1, last + 10) == []
 
 
-async def test_postgres_hands_each_guest_name_to_one_claim(where: str) -> None:
-    """Cluster mode's names table: one holder per name, taken over only from the claim that held it, given up
-    only by its own claim."""
-    if not where.startswith("postgresql://"):
-        pytest.skip("cluster mode keeps names in PostgreSQL only")
+async def test_postgres_hands_each_guest_name_to_one_claim() -> None:
+    """Cluster mode's names table (PostgreSQL only): one holder per name, taken over only from the claim that
+    held it, given up only by its own claim."""
+    async with postgres_database() as where:
+        await _names_table(where)
+
+
+async def _names_table(where: str) -> None:
     store = await open_store(where)
     try:
         names = cast(Any, store)
