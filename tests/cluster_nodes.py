@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -144,6 +145,7 @@ def nodes(db: str, nats: NatsCluster, count: int = 3, *, lease: float = 3.0, ext
     their own) on one database; all stopped afterwards, their logs printed if the test failed."""
     folder = Path(tempfile.mkdtemp(prefix="bleeper-nodes-"))
     started = [Node(chr(ord(first) + index), db, nats.urls, folder, lease, extra) for index in range(count)]
+    failed = False
     try:
         for node in started:
             node.start(wait=False)
@@ -151,9 +153,12 @@ def nodes(db: str, nats: NatsCluster, count: int = 3, *, lease: float = 3.0, ext
             node.wait_ready()
         yield started
     except BaseException:
+        failed = True
         for node in started:
-            print(f"--- node {node.name} ---\n{node.tail(120)}")
+            print(f"--- node {node.name} ---\n{node.tail(120)}\n(whole log: {node.log})")
         raise
     finally:
         for node in started:
             node.stop()
+        if not failed:
+            shutil.rmtree(folder, ignore_errors=True)

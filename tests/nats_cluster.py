@@ -104,7 +104,6 @@ def nats_cluster(size: int = 3) -> Iterator[NatsCluster]:
             pytest.fail(message + " (BLEEPER_REQUIRE_SERVICES=1)")
         pytest.skip(message)
     folder = Path(tempfile.mkdtemp(prefix="bleeper-nats-"))
-    print(f"NATS folder {folder}")
     cluster_ports = [free_port() for _ in range(size)]
     servers = [
         NatsServer(f"n{index + 1}", free_port(), cluster_ports[index], folder,
