@@ -27,8 +27,9 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from functools import partial
+from typing import Any
 
 import asyncpg
 import uvloop
@@ -40,6 +41,7 @@ from tests.nats_cluster import NatsCluster, nats_cluster
 
 ADMIN_URL = os.environ.get("BLEEPER_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/postgres")
 LEASE = 3.0
+Load = Callable[[list["Node"]], Coroutine[Any, Any, tuple[int, float, float]]]  # deliveries, CPU s, wall s
 
 
 class Node(ServerProcess):
@@ -218,12 +220,13 @@ def main() -> None:
     random.seed(1)
     with nats_cluster() as nats, database() as db, nodes(db, nats, 3) as servers:
         time.sleep(LEASE)  # every node's lease renewed for a whole lease: they judge each other from now on
-        for label, run in (
+        loads: list[tuple[str, Load]] = [
             (f"direct, {args.pairs} pairs x {args.messages} each way",
              lambda s: direct(s, args.pairs, args.messages)),
             (f"fan-out, {args.group} members, 4 senders x 25",
              lambda s: fanout(s, args.group, 4, 25, f"g{uuid.uuid4().hex[:4]}")),
-        ):  # fmt: skip
+        ]  # fmt: skip
+        for label, run in loads:
             one = uvloop.run(run(servers[:1]))
             three = uvloop.run(run(servers))
             print(f"{label}: one node {one[0]} deliveries, {one[1]:.2f} CPU-s; three nodes {three[0]} deliveries, "

@@ -74,8 +74,8 @@ class LineClient:
 
     async def event(self, kind: str | None = None, timeout: float = TIMEOUT) -> Event | Message:
         """The next event (of *kind*, skipping others); fails if a reply comes first."""
-        for index, item in enumerate(self.events):
-            if kind is None or _kind(item) == kind:
+        for index, kept in enumerate(self.events):
+            if kind is None or _kind(kept) == kind:
                 return self.events.pop(index)
         while True:
             item = self.assembler.feed(await self.line(timeout))
