@@ -67,3 +67,14 @@ def test_an_older_servers_escalation_copy_still_acknowledges_its_original() -> N
     ben, _ = join(hub, "ben")
     hub.handle(ben, "ACK 9")
     assert hub.urgent.open == {} and hub.urgent.find(4) is not None and hub.urgent.find(4).acked_by == "ben"  # type: ignore[union-attr]
+
+
+def test_a_page_acknowledged_elsewhere_stops_alerting_here() -> None:
+    """Another server's ACK whose news was lost: the database's answer to the next step closes the page."""
+    from bleeper.chat.urgent import UrgentDesk
+
+    desk = UrgentDesk(10, 3)
+    page = desk.add(1, "ward7", "ward7", "@ann", "VT bay 2", ["ann"], 0.0)
+    (due,) = desk.due(10.0)
+    desk.refused(due, 10.0, -1)
+    assert 1 not in desk.open and desk.find(1) is page and desk.due(100.0) == []

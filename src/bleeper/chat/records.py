@@ -65,6 +65,7 @@ class StoredMessage:
     duplicate: bool = False  # the client_id was seen before: this is the earlier message
     seqs: tuple[tuple[str, int], ...] = ()  # (account key, inbox sequence number) for each recipient
     urgent: bool = False
+    resent: bool = False  # a message stored before, going to more people (NewMessage.resend_of)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,7 @@ class Ledger:
 def stored_from(message: NewMessage, msg_id: int, seqs: tuple[tuple[str, int], ...]) -> StoredMessage:
     """What a backend returns for a message it has just stored."""
     return StoredMessage(msg_id, message.sender, message.to, message.conversation, message.text, message.created_ms,
-                         message.client_id, False, seqs, message.urgent)  # fmt: skip
+                         message.client_id, False, seqs, message.urgent, message.resend_of is not None)  # fmt: skip
 
 
 @dataclass(slots=True)

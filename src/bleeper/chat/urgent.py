@@ -143,7 +143,10 @@ class UrgentDesk:
         """The step was not granted: the message stands at *step* (another server took it, -1: it was
         acknowledged elsewhere) or it is not due yet by the database's clock (asked again shortly)."""
         urgent.claiming = False
-        if step > urgent.steps or step < 0:
+        if step < 0:  # acknowledged elsewhere (its news may have been lost): no more alerts from here
+            self.closed_elsewhere(urgent.id)
+            return
+        if step > urgent.steps:
             urgent.steps = max(urgent.steps, step)
             urgent.next_at = now + self.interval  # its server tells how it stands; this is only a fallback
         else:

@@ -427,7 +427,7 @@ class ChatClient(Endpoint):
                 for group in sorted(self.groups):
                     if not await self._rejoin(group):
                         lost.append(group)
-            except (CommandError, ConnectionClosed, TimeoutError, OSError) as exc:
+            except (BleeperError, TimeoutError, OSError) as exc:  # NotConnected too: the node died mid-way
                 log.info("reconnect to %s failed: %s", self.server, exc)
                 if self._conn is not None and not self._conn.closed:
                     self._conn.close("reconnect failed")

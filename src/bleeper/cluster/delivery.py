@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bleeper.cluster")
 
 GAP_WAIT = 0.25  # seconds a node waits for a missing message's signal before reading it from the database
-RECENT = 20_000  # (id, numbers) of messages delivered lately, to recognise one arriving twice
+RECENT = 20_000  # ids of messages delivered lately, to recognise one arriving twice
 
 History = Callable[[int, int], Awaitable[list[tuple[StoredMessage, str | None]]]]  # ids [first, upto) stored
 Newest = Callable[[], Awaitable[int]]
@@ -74,7 +74,7 @@ class ClusterDelivery:
         self.node = bus.node
         self.next_id = 0  # the next message id to deliver; 0 until started
         self.waiting: dict[int, Waiting] = {}
-        self.recent: OrderedDict[tuple[int, tuple[tuple[str, int], ...]], None] = OrderedDict()
+        self.recent: OrderedDict[int, None] = OrderedDict()  # ids delivered lately (escalations excepted)
         self.receipts: Callable[[StoredMessage, list[Session], str], None] = lambda message, targets, key: None
         self.history: History | None = None
         self.newest: Newest | None = None
@@ -82,7 +82,8 @@ class ClusterDelivery:
         self._gap: asyncio.TimerHandle | None = None
         self._filling = False
         self._seen = 0  # the newest id in the database at the last reconcile
-        self._current: Waiting | None = None  # this node's message being delivered while its handler waits
+        self._current: Waiting | None = None
+        self._fills: set[asyncio.Future[None]] = set()  # this node's message being delivered while its handler waits
         bus.handle("msg", self._message_signal)
         bus.handle("event", self._event_signal)
 
@@ -106,10 +107,12 @@ class ClusterDelivery:
     def message(self, message: StoredMessage, stamp: str, audience: Audience) -> tuple[int, list[Session]]:
         but = audience.but
         sender_key = but.key if but is not None and but.key else name_key(message.sender)
-        if message.id < self.next_id:  # a stored message going to more people (an escalation): no turn to wait
+        if message.resent:  # a stored message going to more people (an escalation): no turn to wait
             self.bus.publish("msg", signals.message(self.node, message, sender_key, audience, True))
             return self._now(message, audience)
         self.bus.publish("msg", signals.message(self.node, message, sender_key, audience, False))
+        if message.id < self.next_id:  # read from the database already (this loop was slow to hear of its commit)
+            return self._once(message, audience)
         waiting = self._current = self.waiting[message.id] = Waiting(message, audience, sender_key)
         try:
             self._drain()
@@ -150,7 +153,7 @@ class ClusterDelivery:
     def _once(self, message: StoredMessage, audience: Audience) -> tuple[int, list[Session]]:
         """Deliver here, unless this message was delivered already (its signal came after the database was
         read for it)."""
-        mark = (message.id, message.seqs)
+        mark = message.id  # not its numbers: a signal lists them in another order than the database
         recent = self.recent
         if mark in recent:
             return 0, []
@@ -171,6 +174,8 @@ class ClusterDelivery:
 
     def _fill_soon(self, upto: int) -> None:
         task = asyncio.ensure_future(self.fill(upto))
+        self._fills.add(task)
+        task.add_done_callback(self._fills.discard)
         task.add_done_callback(_log_failure)
 
     async def fill(self, upto: int) -> None:
@@ -197,7 +202,7 @@ class ClusterDelivery:
                          len(found), first, upto - 1, extra={"event": "cluster-catch-up", "count": len(found)})  # fmt: skip
         finally:
             self._filling = False
-        self._drain()
+            self._drain()  # and if reading failed, the gap's timer is armed again
 
     async def reconcile(self) -> None:
         """Once a second: anything stored a second ago and still not delivered is read from the database."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from bleeper.chat.core import Core, Group
 from bleeper.chat.delivery import everyone
+from bleeper.chat.names import name_key
 from bleeper.chat.receipts import note_delivered
 from bleeper.chat.records import StoredMessage
 from bleeper.chat.roles import Role
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bleeper.cluster")
 
+RESYNC_EVERY = 5.0  # seconds between reading roles, backups, memberships and pages back from the database
+
 
 class ClusterNode:
     def __init__(self, servers: list[str], node: str, *, lease: float = 10.0, replicas: int | None = None) -> None:
@@ -53,6 +56,7 @@ class ClusterNode:
         self.lease_losses = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._chores: set[asyncio.Task[None]] = set()
+        self._touched: dict[str, float] = {}  # "kind:key:..." -> when a shared row last changed (monotonic)
         self.store: Store | None = None
         self._closing = False
         self.lease.details = self.details
@@ -102,6 +106,7 @@ class ClusterNode:
         self._loop(1.0, self._watch_nodes)
         self._loop(1.0, self.delivery.reconcile)
         self._loop(SNAPSHOT_EVERY, self._snapshot)
+        self._loop(RESYNC_EVERY, self.resync)
         log.info("node %s joined the cluster (%d node(s) live; lease %g s)", self.name, len(self.nodes),
                  self.lease.ttl, extra={"event": "cluster-join", "node": self.name})  # fmt: skip
 
@@ -167,6 +172,7 @@ class ClusterNode:
     async def _reconnected(self) -> None:
         self.registry.snapshot()
         self.registry.ask_everyone()
+        await self.resync()
         if self.delivery is not None:
             await self.delivery.reconcile()
 
@@ -222,7 +228,58 @@ class ClusterNode:
     # shared state ---------------------------------------------------------------------------------------------
 
     def _share(self, kind: str, values: tuple[str | None, ...]) -> None:
+        subject = (
+            f"{values[0]}:{values[2] if kind == 'member' else values[1]}"  # (kind, key) of a row; (group, account)
+        )
+        self._touched[f"{kind}:{subject}"] = time.monotonic()
         self.bus.publish("state", signals.dumps({"n": self.name, "k": kind, "v": list(values)}))
+
+    def _fresh(self, kind: str, first: object, second: object) -> bool:
+        """Changed here or told of a moment ago: its row may not be in the database yet."""
+        at = self._touched.get(f"{kind}:{first}:{second}")
+        return at is not None and time.monotonic() - at < RESYNC_EVERY * 2
+
+    async def resync(self) -> None:
+        """Roles, backups, group memberships and urgent pages as the database has them: their signals may have
+        been lost (NATS away for a moment), and nothing else would tell this node. What changed a moment ago
+        is left as it is (its row may still be on its way to the database)."""
+        core, store = self.core, self.store
+        if core is None or store is None:
+            return
+        standing = read_rows(await store.standing())
+        groups = await store.load_groups()
+        now = time.monotonic()
+        self._touched = {key: at for key, at in self._touched.items() if now - at < RESYNC_EVERY * 2}
+        for role in core.roles.all():
+            key = name_key(role.name[1:])
+            if key not in standing.roles and not self._fresh("keep", ROLE, key):
+                core.roles.replace(key, None)
+        for key, held in standing.roles.items():
+            if not self._fresh("keep", ROLE, key):
+                core.roles.replace(key, held)
+        for key in list(core.backups):
+            if key not in standing.backups and not self._fresh("keep", BACKUP, key):
+                del core.backups[key]
+        for key, backup in standing.backups.items():
+            if not self._fresh("keep", BACKUP, key):
+                core.backups[key] = backup
+        for stood in standing.urgent:
+            if core.urgent.find(stood.id) is None and not self._fresh("keep", URGENT, stood.id):
+                stood.text = ""
+                core.urgent.update(stood, core.monotonic())
+                self._fetch_text(core, stood.id)
+        for key, (name, accounts) in groups.items():
+            group = core.groups.setdefault(key, Group(name))
+            for account in accounts | group.accounts:
+                if not self._fresh("member", key, account):
+                    if account in accounts:
+                        group.accounts.add(account)
+                    else:
+                        group.accounts.discard(account)
+        for key, group in list(core.groups.items()):
+            if key not in groups:
+                group.accounts = {a for a in group.accounts if self._fresh("member", key, a)}
+                self._forget_if_empty(core, key)
 
     def _state_signal(self, data: bytes) -> None:
         signal = signals.loads(data)
@@ -232,6 +289,7 @@ class ClusterNode:
         kind, values = signal["k"], signal["v"]
         if kind == "keep":
             kept, key, value = values
+            self._touched[f"keep:{kept}:{key}"] = time.monotonic()
             if kept == ROLE:
                 role: Role | None = read_rows([(ROLE, key, value)]).roles.get(key) if value is not None else None
                 core.roles.replace(key, role)
@@ -244,6 +302,7 @@ class ClusterNode:
                 self._urgent(core, int(key), value)
         elif kind == "member":
             group_key, name, account = values
+            self._touched[f"member:{group_key}:{account}"] = time.monotonic()
             if name is not None:
                 core.groups.setdefault(group_key, Group(name)).accounts.add(account)
             elif (group := core.groups.get(group_key)) is not None:
@@ -263,7 +322,11 @@ class ClusterNode:
         known = core.urgent.open.get(message_id)
         stood.text = known.text if known is not None else ""
         core.urgent.update(stood, core.monotonic())
-        if not stood.text and self.store is not None:  # kept to pass on, should this node escalate it
+        if not stood.text:  # kept to pass on, should this node escalate it
+            self._fetch_text(core, message_id)
+
+    def _fetch_text(self, core: Core, message_id: int) -> None:
+        if self.store is not None:
             task = asyncio.ensure_future(self._urgent_text(core, self.store, message_id))
             self._chores.add(task)
             task.add_done_callback(self._chores.discard)

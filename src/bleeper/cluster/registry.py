@@ -437,5 +437,8 @@ class ClusterRegistry(LocalRegistry):
             claim = fresh
         if claim != fresh:
             return False
+        if key not in self.users:  # the guest left while it was being checked: give the name back
+            await names.release_name(key, fresh)
+            return True
         self.claims[key] = fresh
         return True
