@@ -489,3 +489,39 @@ async def test_a_client_that_knows_several_nodes_moves_to_another_and_misses_not
         assert [m.seq for m in received] == list(range(1, 7))
     finally:
         await alice.close()
+
+
+MACHINE_POSTGRES = os.path.isdir("/etc/postgresql")  # Debian's cluster, as on this machine and CI's
+
+
+def _postgres(action: str) -> None:
+    """Stop or start the machine's PostgreSQL (as the machine's own notes say it is started)."""
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action], check=True,
+                   capture_output=True, timeout=60)  # fmt: skip
+
+
+async def test_a_postgresql_restart_answers_451_and_the_cluster_recovers_by_itself(pair: list[Node]) -> None:
+    if not MACHINE_POSTGRES or os.geteuid() != 0:
+        pytest.skip("needs the machine's own PostgreSQL and root to restart it")
+    p, q = pair
+    ann = await p.client("pgann")
+    ben = await q.client("pgben")
+    await settle(ann, ben)
+    assert (await ann.command("TELL pgben before")).code == 250
+    assert (await ben.message()).text == "before"
+    await asyncio.get_running_loop().run_in_executor(None, _postgres, "stop")
+    try:
+        refused = await ann.command("TELL pgben while the database is down")
+        assert refused.code == 451 and "NOT sent" in refused.text, refused
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, _postgres, "start")
+    for _ in range(100):  # the pool reconnects by itself
+        reply = await ann.command("TELL pgben after")
+        if reply.code == 250:
+            break
+        await asyncio.sleep(0.2)
+    assert reply.code == 250, reply
+    assert (await ben.message(timeout=10)).text == "after"
+    assert (await ben.command("TELL pgann and back")).code == 250
+    assert (await ann.message(timeout=10)).text == "and back"
