@@ -165,11 +165,6 @@ class Bus:
         finally:
             self._flusher = None
 
-    async def request(self, name: str, data: bytes, timeout: float = 1.0) -> bytes:
-        assert self.client is not None
-        reply = await self.client.request(self.subject(name), data, timeout=timeout)
-        return reply.data
-
     async def close(self) -> None:
         if self._flusher is not None:
             with contextlib.suppress(Exception):

@@ -174,9 +174,13 @@ class Lease:
 
 async def live_nodes(bus: Bus) -> dict[str, dict[str, Any]]:
     """Every node holding a lease now, with what it says of itself."""
-    nodes = bus.nodes
-    if nodes is None:
+    if bus.nodes is None:
         raise BusUnavailable("no connection to the cluster")
+    return await leases(bus.nodes)
+
+
+async def leases(nodes: KeyValue) -> dict[str, dict[str, Any]]:
+    """The lease bucket's keys and values: what ``bleeper cluster status`` prints, too."""
     try:
         keys = await nodes.keys()
     except NoKeysError:

@@ -65,7 +65,8 @@ def _status(args: argparse.Namespace) -> int:
 async def read_nodes(servers: list[str], prefix: str = "bleeper") -> dict[str, dict[str, Any]]:
     """Every node holding a lease, with what it says of itself."""
     import nats
-    from nats.js.errors import KeyNotFoundError, NoKeysError
+
+    from bleeper.cluster.lease import leases
 
     async def quiet(exc: Exception) -> None:
         """Connection errors are reported once, by the caller."""
@@ -73,19 +74,7 @@ async def read_nodes(servers: list[str], prefix: str = "bleeper") -> dict[str, d
     client = await nats.connect(servers, connect_timeout=3, allow_reconnect=False, max_reconnect_attempts=1,
                                 reconnect_time_wait=0.2, error_cb=quiet)  # fmt: skip
     try:
-        bucket = await client.jetstream(timeout=5).key_value(f"{prefix}-nodes")
-        try:
-            keys = await bucket.keys()
-        except NoKeysError:
-            return {}
-        found: dict[str, dict[str, Any]] = {}
-        for key in keys:
-            try:
-                entry = await bucket.get(key)
-            except KeyNotFoundError:
-                continue
-            found[key] = json.loads(entry.value or b"{}")
-        return found
+        return await leases(await client.jetstream(timeout=5).key_value(f"{prefix}-nodes"))
     finally:
         await client.close()
 
