@@ -271,6 +271,10 @@ class ClusterRegistry(LocalRegistry):
         self._remove(node, key)
         self.remote.setdefault(key, {})[node] = person
         self.by_node.setdefault(node, set()).add(key)
+        if person.account and any(device.account is None for device in self.users.get(key, ())):
+            # An account logged in elsewhere under a guest's name here. Its node asked the guest to go (an
+            # "evict" signal), but signals may be lost: its arrival says the same, and this list is re-sent.
+            self.on_evict(key)
 
     def _remove(self, node: str, key: str) -> Remote | None:
         nodes = self.remote.get(key)
