@@ -9,15 +9,21 @@ lost, or late).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bleeper.chat import Hub, HubLimits, Session
-from bleeper.chat.delivery import Audience, everyone
+from bleeper.chat.delivery import people
 from bleeper.chat.names import name_key
-from bleeper.chat.records import StoredMessage
+from bleeper.chat.records import NewMessage, StoredMessage
 from bleeper.cluster import signals
 from bleeper.cluster.delivery import ClusterDelivery
 from bleeper.cluster.node import ClusterNode
+from bleeper.store import Store, open_store
 
 
 class Wire:
@@ -89,3 +95,84 @@ async def test_an_account_here_is_not_sent_away_when_it_is_also_logged_in_elsewh
     _, wire = here(hub, node, "bob", account=True)
     node.registry.received(from_b(1, ["arrive", "bob", "bob", True]))
     assert wire.closed is None
+
+
+# delivery: a message that comes twice, and a page that goes to more people -------------------------------------
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A real store to catch up from (SQLite: the reading is the same SQL shape on PostgreSQL, tested there in
+    tests/test_store.py)."""
+    opened = await open_store(str(tmp_path / "bleeper.db"))
+    yield opened
+    await opened.close()
+
+
+async def started(store: Store) -> tuple[Hub, ClusterNode, ClusterDelivery]:
+    hub, node = make_node()
+    delivery = node.delivery
+    assert delivery is not None
+    await delivery.start(store.stored_between, store.newest_id)
+    return hub, node, delivery
+
+
+async def stored_elsewhere(store: Store, text: str, to: tuple[str, ...]) -> StoredMessage:
+    """A message another node committed (and whose signal has not come, or not yet)."""
+    address = "@" + ",".join(to)
+    (message,) = await store.store_messages([NewMessage("carol", "carol", address, address, text,
+                                                        1_763_737_925_000, to)])  # fmt: skip
+    return message
+
+
+def signal_from_b(message: StoredMessage, to: tuple[str, ...], escalation: bool = False) -> bytes:
+    return signals.message("b", message, "carol", people(to), escalation)
+
+
+def seen(wire: Wire, text: str) -> int:
+    return sum(text in line for line in wire.lines())
+
+
+async def test_a_signal_that_comes_after_its_message_was_read_from_the_database_is_not_delivered_again(
+    store: Store,
+) -> None:
+    hub, node, delivery = await started(store)
+    _, alice = here(hub, node, "alice", account=True)
+    message = await stored_elsewhere(store, "one", ("alice", "bob"))
+    await delivery.reconcile()  # a second on, its signal still missing: read from the database
+    await delivery.reconcile()
+    assert seen(alice, "one") == 1 and delivery.filled == 1
+    # The signal, late, lists the recipients' numbers in another order than the database did: the message's
+    # id alone says it was delivered.
+    late = dataclasses.replace(message, seqs=tuple(reversed(message.seqs)))
+    assert late.seqs != message.seqs
+    node.bus.handlers["msg"](signal_from_b(late, ("alice", "bob")))
+    assert seen(alice, "one") == 0
+
+
+async def test_an_escalation_of_a_message_delivered_before_reaches_its_new_recipient(store: Store) -> None:
+    hub, node, _ = await started(store)
+    _, alice = here(hub, node, "alice", account=True)
+    _, bob = here(hub, node, "bob", account=True)
+    page = dataclasses.replace(await stored_elsewhere(store, "help", ("alice",)), urgent=True)
+    node.bus.handlers["msg"](signal_from_b(page, ("alice",)))
+    assert seen(alice, "help") == 1 and seen(bob, "help") == 0
+    # The same page again, to alice's backup: marked as an escalation, it is not taken for a duplicate.
+    escalated = dataclasses.replace(page, seqs=(("bob", 1),))
+    node.bus.handlers["msg"](signal_from_b(escalated, ("bob",), escalation=True))
+    assert seen(bob, "help") == 1 and seen(alice, "help") == 0
+    # and the same signal without the mark is a duplicate
+    node.bus.handlers["msg"](signal_from_b(escalated, ("bob",)))
+    assert seen(bob, "help") == 0
+
+
+async def test_an_escalation_made_here_is_delivered_at_once_and_told_to_the_others_as_one(store: Store) -> None:
+    hub, node, delivery = await started(store)
+    _, bob = here(hub, node, "bob", account=True)
+    page = await stored_elsewhere(store, "help", ("alice",))
+    await delivery.reconcile()
+    await delivery.reconcile()
+    escalated = dataclasses.replace(page, urgent=True, resent=True, seqs=(("bob", 1),))
+    reached, _ = delivery.message(escalated, "", people(("bob",)))
+    assert reached == 1 and seen(bob, "help") == 1
+    assert published(node, "msg")[-1]["r"] == 1
