@@ -78,3 +78,38 @@ def test_a_page_acknowledged_elsewhere_stops_alerting_here() -> None:
     (due,) = desk.due(10.0)
     desk.refused(due, 10.0, -1)
     assert 1 not in desk.open and desk.find(1) is page and desk.due(100.0) == []
+
+
+def test_a_page_recalled_on_another_server_stops_alerting_here_and_an_ack_here_is_told_so() -> None:
+    """Two servers sharing a database (here its stand-in): the recall's news has not reached the second, but
+    the database's answer to its next step, and to an ACK, says the page was recalled."""
+    clock, backend = Clock(), MemoryBackend()
+    limits = HubLimits(urgent_interval=10, urgent_attempts=3)
+    first, second = Hub(limits, backend=backend, monotonic=clock), Hub(limits, backend=backend, monotonic=clock)
+    ward, ward_wire = join(first, "ward7")
+    join(first, "ann")
+    first.handle(ward, "URGENT ann VT bay 2")
+    second.restore(read_rows(rows(backend)), {1: "VT bay 2"})  # the second knows the page (as a node does)
+    ann, ann_wire = join(second, "ann2")
+    second.urgent.open[1].waiting.append("ann2")
+    ward_wire.lines()
+    first.handle(ward, "RECALL 1")
+    assert any(line.startswith("2") and "recalled" in line for line in ward_wire.lines())
+    second.handle(ann, "ACK 1")
+    assert [line for line in ann_wire.lines() if "recalled" in line], "the ACK is told the page was recalled"
+    assert 1 not in second.urgent.open
+
+
+def test_a_page_recalled_on_another_server_takes_no_further_step_here() -> None:
+    clock, backend = Clock(), MemoryBackend()
+    limits = HubLimits(urgent_interval=10, urgent_attempts=3)
+    first, second = Hub(limits, backend=backend, monotonic=clock), Hub(limits, backend=backend, monotonic=clock)
+    ward, _ = join(first, "ward7")
+    join(first, "ann")
+    first.handle(ward, "URGENT ann VT bay 2")
+    second.restore(read_rows(rows(backend)), {1: "VT bay 2"})
+    first.handle(ward, "RECALL 1")
+    clock.now += 10
+    second.alert_urgent()
+    assert 1 not in second.urgent.open and second.urgent.due(clock.now + 100) == []
+    assert not [entry for entry in backend.audit_log if entry.kind == "alert"]

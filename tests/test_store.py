@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import sqlite3
@@ -141,6 +142,26 @@ async def test_each_step_of_an_urgent_message_is_taken_once(store: Store) -> Non
     assert await store.claim_ack(7, "ann") == "ann"
     assert await store.claim_ack(7, "bob") == "ann"
     assert await store.claim_step(7, 1, 0, sent) == (False, -1)  # acknowledged: no more steps
+
+
+async def test_a_recalled_urgent_message_takes_no_more_steps_and_cannot_be_acknowledged(store: Store) -> None:
+    """RECALL fences the page where steps are claimed: a server that missed the recall's news (a lost cluster
+    signal) is refused its next alert or escalation, and an ACK there learns it was recalled ("")."""
+    sent = int(time.time() * 1000) - 10_000
+    (page, plain) = await store.store_messages([
+        dataclasses.replace(message("carol", "@ann", "help", ("ann",)), urgent=True),
+        message("carol", "@ann", "hello", ("ann",)),
+    ])  # fmt: skip
+    assert await store.claim_step(page.id, 0, 1000, sent) == (True, 1)
+    assert await store.recall(page.id, "[recalled]")
+    assert await store.claim_step(page.id, 1, 0, sent) == (False, -1)
+    assert await store.claim_ack(page.id, "ann") == ""
+    assert await store.recall(plain.id, "[recalled]") and not await store.recall(plain.id + 99, "[recalled]")
+    assert await store.claim_step(plain.id, 0, 0, sent) == (True, 1)  # (no steps row made for a plain message)
+    (unstepped,) = await store.store_messages([dataclasses.replace(message("carol", "@ann", "x", ("ann",)),
+                                                                   urgent=True)])  # fmt: skip
+    assert await store.recall(unstepped.id, "[recalled]")  # recalled before its first alert
+    assert await store.claim_step(unstepped.id, 0, 0, sent) == (False, -1)
 
 
 async def test_client_id_makes_a_retry_idempotent(store: Store) -> None:

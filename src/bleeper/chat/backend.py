@@ -102,7 +102,8 @@ class Backend(Protocol):
     def history(self, conversation: str, limit: int) -> Pending[list[StoredMessage]]: ...
 
     def recall(self, message_id: int, tombstone: str) -> Pending[bool]:
-        """Replace a stored message's text with *tombstone*."""
+        """Replace a stored message's text with *tombstone*. An urgent message is closed for good: its next
+        step is refused (-1) and ``claim_ack`` answers ``""`` (recalled), on every server sharing the store."""
 
     def ledger(self, message_id: int) -> Pending[Ledger | None]:
         """The message and its audit entries so far (recent ones may still wait for their commit)."""
@@ -122,7 +123,8 @@ class Backend(Protocol):
         ...
 
     def claim_ack(self, message_id: int, key: str) -> Pending[str]:
-        """Acknowledge an urgent message as *key* unless someone did first; the answer is who did."""
+        """Acknowledge an urgent message as *key* unless someone did first; the answer is who did ("": it was
+        recalled)."""
         ...
 
     def keep(self, kind: str, key: str, value: str | None) -> Pending[None]:

@@ -77,7 +77,10 @@ class MemoryBackend:
     def recall(self, message_id: int, tombstone: str) -> Pending[bool]:
         if not 0 < message_id <= len(self.messages):
             return Answer.of(False)
-        self.messages[message_id - 1].text = tombstone
+        message = self.messages[message_id - 1]
+        message.text = tombstone
+        if message.urgent:
+            self.steps[message_id] = (-1, self.steps.get(message_id, (0, None))[1] or "")
         return Answer.of(True)
 
     def ledger(self, message_id: int) -> Pending[Ledger | None]:

@@ -42,6 +42,12 @@ async def ack(hub: Core, session: Session, command: Ack) -> None:
         if first is None:
             hub.reply(session, codes.STORAGE_ERROR, f"the acknowledgement of {urgent.id} was NOT recorded; ACK again")
             return
+        if first == "":  # recalled by its sender on another server, whose news has not come
+            hub.urgent.closed_elsewhere(urgent.id)
+            hub.reply(
+                session, codes.NOT_FOUND, f"urgent message {urgent.id} was recalled by its sender; nothing to ACK"
+            )
+            return
         if urgent.acked_by is None:
             hub.urgent.ack(urgent, first, hub.monotonic())
             if first == key:

@@ -84,7 +84,7 @@ class StoreBackend:
         return self._later(lambda: self.db.history(conversation, limit))
 
     def recall(self, message_id: int, tombstone: str) -> asyncio.Future[bool]:
-        return self._later(lambda: self.db.replace_text(message_id, tombstone))
+        return self._later(lambda: self.db.recall(message_id, tombstone))
 
     def ledger(self, message_id: int) -> asyncio.Future[Ledger | None]:
         async def read() -> Ledger | None:

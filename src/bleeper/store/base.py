@@ -44,6 +44,11 @@ SELECT_MESSAGE_WITH_SENDER_KEY = "SELECT sender_key, " + SELECT_MESSAGE.removepr
 STORED_BETWEEN = SELECT_MESSAGE_WITH_SENDER_KEY + " WHERE id >= ? AND id < ? ORDER BY id"
 SEQS_BETWEEN = "SELECT message_id, account_key, seq FROM inbox WHERE message_id >= ? AND message_id < ? ORDER BY seq"
 NEWEST_ID = "SELECT COALESCE(max(id), 0) FROM messages"
+# A recalled urgent message takes no more steps: step -1, as when acknowledged, acknowledged by nobody ("").
+CLOSE_RECALLED = (
+    "INSERT INTO urgent_steps (message_id, step, at_ms, acked_by) VALUES (?, -1, ?, '') ON CONFLICT (message_id)"
+    " DO UPDATE SET step = -1, acked_by = COALESCE(urgent_steps.acked_by, '')"
+)
 # The latest messages of a conversation, newest first: follow previous_id from the conversation's newest
 # message (see store/batch.py for why there is no index to scan instead).
 HISTORY = (
@@ -123,8 +128,10 @@ class Store(ABC):
         await self.store_messages([], events)
 
     @abstractmethod
-    async def replace_text(self, message_id: int, text: str) -> bool:
-        """Overwrite a message's text (RECALL leaves a tombstone); False when there is no such message."""
+    async def recall(self, message_id: int, tombstone: str) -> bool:
+        """Overwrite a message's text with *tombstone*; False when there is no such message. A recalled urgent
+        message is closed where its steps are claimed (step -1, acknowledged by ``""``): no server alerts or
+        escalates it again, even one that missed the news, and an ACK learns it was recalled."""
 
     @abstractmethod
     async def expire_before(self, cutoff_ms: int, text: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from bleeper.store.audit import GENESIS, AuditEntry, entries_from_rows
 from bleeper.store.base import (
     ADD_PUSH,
     AUDIT_HEAD,
+    CLOSE_RECALLED,
     EXPIRE,
     FORGET,
     HISTORY,
@@ -263,9 +265,13 @@ class PostgresStore(Store):
         rows = await self._fetch(HISTORY, conversation, limit) if limit > 0 else []
         return [message_from_row(tuple(row)) for row in reversed(rows)]
 
-    async def replace_text(self, message_id: int, text: str) -> bool:
-        status = await self._pool.execute("UPDATE messages SET body = $1 WHERE id = $2", text, message_id)
-        return bool(status.endswith(" 1"))
+    async def recall(self, message_id: int, tombstone: str) -> bool:
+        async with self._pool.acquire() as conn, conn.transaction():
+            urgent = await conn.fetchval("UPDATE messages SET body = $1 WHERE id = $2 RETURNING urgent", tombstone,
+                                         message_id)  # fmt: skip
+            if urgent:
+                await conn.execute(numbered(CLOSE_RECALLED), message_id, int(time.time() * 1000))
+            return urgent is not None
 
     async def expire_before(self, cutoff_ms: int, text: str) -> int:
         status = await self._pool.execute(numbered(EXPIRE), text, cutoff_ms, text)

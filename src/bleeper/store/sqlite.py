@@ -25,6 +25,7 @@ from bleeper.store.audit import GENESIS, AuditEntry, entries_from_rows
 from bleeper.store.base import (
     ADD_PUSH,
     AUDIT_HEAD,
+    CLOSE_RECALLED,
     EXPIRE,
     FORGET,
     HISTORY,
@@ -277,9 +278,15 @@ class SqliteStore(Store):
 
         return await self._run(read)
 
-    async def replace_text(self, message_id: int, text: str) -> bool:
+    async def recall(self, message_id: int, tombstone: str) -> bool:
         def update() -> bool:
-            return self._db().execute("UPDATE messages SET body = ? WHERE id = ?", (text, message_id)).rowcount > 0
+            db = self._db()
+            with transaction(db):
+                row = db.execute("UPDATE messages SET body = ? WHERE id = ? RETURNING urgent",
+                                 (tombstone, message_id)).fetchone()  # fmt: skip
+                if row is not None and row[0]:
+                    db.execute(CLOSE_RECALLED, (message_id, int(time.time() * 1000)))
+            return row is not None
 
         return await self._run(update)
 
