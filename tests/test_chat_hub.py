@@ -169,6 +169,34 @@ class LaterBackend(MemoryBackend):
         return later
 
 
+def test_an_escalation_that_could_not_be_stored_is_tried_again_at_the_next_step() -> None:
+    """Not a whole round of alerts later: the backup is who can help now."""
+    backend = LaterBackend()
+    clock = Clock()
+    hub = Hub(HubLimits(urgent_interval=10, urgent_attempts=3), backend=backend, monotonic=clock)
+    ward, _ = join(hub, "ward7")
+    doc, _ = join(hub, "doc")
+    _, carol_wire = join(hub, "carol")
+    hub.handle(doc, "BACKUP carol")
+    hub.handle(ward, "URGENT doc bed 4")
+    for answer, stored in backend.stores:
+        answer.resolve(stored)
+    backend.stores.clear()
+    for _ in range(3):  # two more alerts, then the escalation
+        clock.now += 10
+        hub.alert_urgent()
+    (failing, _), *_ = backend.stores
+    failing.resolve(error=OSError("disk full"))
+    backend.stores.clear()
+    clock.now += 10
+    hub.alert_urgent()
+    assert len(backend.stores) == 1, "the next step escalates again"
+    answer, stored = backend.stores[0]
+    answer.resolve(stored)
+    assert any(line.startswith("URGENT ") and line.endswith("bed 4") for line in carol_wire.lines())
+    assert hub.urgent.open[1].escalated == ["carol"]
+
+
 def test_an_urgent_message_is_answered_in_order_even_when_keeping_its_alert_state_fails() -> None:
     """The 250 waits for the alert state to be written; should that fail, the connection must not wait for
     ever: the command is answered, and the lines after it too, in order."""

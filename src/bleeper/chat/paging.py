@@ -172,8 +172,10 @@ async def pass_on(hub: Core, urgent: Urgent, to: str, step: str, relation: str, 
     )
 
     message = await known(hub.backend.store(new))
-    if message is None:
-        return  # logged; an escalation is tried again next round
+    if message is None:  # logged; tried again at the next step, not after a whole round of alerts
+        hub.urgent.escalate_next(urgent)
+        hub.keep(urgent_row(urgent))
+        return
     hub.urgent.escalated(urgent, to)
     hub.keep(urgent_row(urgent))
     hub.audit("escalation", urgent.sender_key, str(urgent.id), to=to, step=step, **{relation.replace("-", "_"): of})

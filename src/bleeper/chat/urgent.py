@@ -114,6 +114,11 @@ class UrgentDesk:
             urgent.next_at = now + self.interval
         urgent.steps = stood.steps
 
+    def escalate_next(self, urgent: Urgent) -> None:
+        """An escalation could not be made (storage failed): its next step escalates again, rather than
+        starting another round of alerts to people who have not answered."""
+        urgent.alerts = self.attempts
+
     def escalated(self, urgent: Urgent, to_key: str) -> None:
         """*to_key* now has the message too (same id) and may acknowledge it."""
         urgent.escalated.append(to_key)
