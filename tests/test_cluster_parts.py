@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -23,7 +23,9 @@ from bleeper.chat.records import NewMessage, StoredMessage
 from bleeper.cluster import signals
 from bleeper.cluster.delivery import ClusterDelivery
 from bleeper.cluster.node import ClusterNode
+from bleeper.cluster.registry import NameClaims
 from bleeper.store import Store, open_store
+from tests.services import postgres_database
 
 
 class Wire:
@@ -176,3 +178,36 @@ async def test_an_escalation_made_here_is_delivered_at_once_and_told_to_the_othe
     reached, _ = delivery.message(escalated, "", people(("bob",)))
     assert reached == 1 and seen(bob, "help") == 1
     assert published(node, "msg")[-1]["r"] == 1
+
+
+# names: checked again after a gap in the node's lease ----------------------------------------------------------
+
+
+async def test_after_a_lease_gap_each_guest_name_here_is_checked_and_those_taken_meanwhile_are_given_up() -> None:
+    """Against PostgreSQL's names table, as in a cluster: thirty names, checked a few at a time."""
+    async with postgres_database() as where:
+        store = await open_store(where)
+        try:
+            hub, node = make_node()
+            registry = node.registry
+            registry.names = cast("NameClaims", store)
+            node.lease.incarnation = "before"
+            wires = {}
+            for number in range(30):
+                name = f"guest{number:02}"
+                _, wires[name] = here(hub, node, name)
+                registry.claims[name] = f"claim-{name}"
+                await registry.names.claim_name(name, "a", "before", f"claim-{name}")
+            # While this node was cut off: another node took guest05 (its lease looked gone), and guest06's
+            # claim was given up by a release that came late.
+            assert await registry.names.take_name("guest05", "b", "other", "theirs", "claim-guest05")
+            await registry.names.release_name("guest06", "claim-guest06")
+            node.lease.incarnation = "after"  # the lease taken anew
+            assert await registry.verify() == ["guest05"]
+            assert not registry.unconfirmed and "guest05" not in registry.claims
+            for name in wires:
+                holder = await registry.names.name_holder(name)
+                expected = ("b", "other", "theirs") if name == "guest05" else ("a", "after", registry.claims[name])
+                assert holder == expected, name
+        finally:
+            await store.close()

@@ -56,6 +56,7 @@ class ClusterNode:
         self.lease_losses = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._chores: set[asyncio.Task[None]] = set()
+        self._verifying: asyncio.Future[None] | None = None
         self._touched: dict[str, float] = {}  # "kind:key:..." -> when a shared row last changed (monotonic)
         self.store: Store | None = None
         self._closing = False
@@ -112,6 +113,8 @@ class ClusterNode:
 
     async def close(self) -> None:
         self._closing = True
+        if self._verifying is not None:
+            self._verifying.cancel()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -139,7 +142,7 @@ class ClusterNode:
         outcome = await self.lease.refresh()
         if outcome == "ok":
             if self.registry.unconfirmed and self.lease.valid():
-                await self._verify()
+                self._verify_soon()
             return
         if outcome == "unknown":
             return
@@ -153,9 +156,16 @@ class ClusterNode:
                         "not be written): checking its guests' names", self.name, self.lease.ttl,
                         extra={"event": "cluster-lease-gap"})  # fmt: skip
         self.registry.unconfirmed.clear()
-        await self._verify()
+        self._verify_soon()
         self.registry.snapshot()
         self.registry.ask_everyone()
+
+    def _verify_soon(self) -> None:
+        """Check the guest names held here, beside the renewals (which must not wait for thousands of names),
+        one check at a time: a check already running is not joined by a second."""
+        if self._verifying is None or self._verifying.done():
+            self._verifying = asyncio.ensure_future(self._verify())
+            self._verifying.add_done_callback(_log_verify_failure)
 
     async def _verify(self) -> None:
         lost = await self.registry.verify()
@@ -362,3 +372,9 @@ class ClusterNode:
         if not self.lease.valid():
             return "cluster DEGRADED: this node's lease is being renewed; new guest names wait"
         return f"cluster ok: node {self.name}, {len(self.nodes)} node(s) live"
+
+
+def _log_verify_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("checking guest names after a lease gap failed (tried again at the next renewal): %s",
+                    task.exception())  # fmt: skip

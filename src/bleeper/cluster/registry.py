@@ -36,6 +36,7 @@ from bleeper.cluster.lease import Lease
 log = logging.getLogger("bleeper.cluster")
 
 SNAPSHOT_EVERY = 15.0  # seconds between a node's full lists of its people
+VERIFY_AT_ONCE = 8  # guest names checked at once after a lease gap (the store's pool has 10 connections)
 
 
 class NameClaims(Protocol):
@@ -407,25 +408,36 @@ class ClusterRegistry(LocalRegistry):
     async def verify(self) -> list[str]:
         """After a gap in this node's lease: check that each guest name here is still this node's (taken under
         the current incarnation, or again if its claim went). Returns the names now held elsewhere: their
-        connections here must go. A name that cannot be checked is tried again at the next renewal."""
+        connections here must go. A name that cannot be checked is tried again at the next renewal.
+
+        Names are checked :data:`VERIFY_AT_ONCE` at a time (a node may hold thousands, each a round trip or
+        two to PostgreSQL), while the node's other chores go on."""
         if not self.unconfirmed:
             self.unconfirmed = {key for key, devices in self.users.items()
                                 if devices and all(device.account is None for device in devices)}  # fmt: skip
-        lost = []
-        for key in sorted(self.unconfirmed):
-            if key not in self.users or self.names is None:
-                self.unconfirmed.discard(key)
-                continue
-            try:
-                mine = await self._still_mine(self.names, key)
-            except Exception as exc:
-                log.info("could not check the name %r yet: %s", key, exc)
-                continue
-            self.unconfirmed.discard(key)
-            if not mine:
-                self.claims.pop(key, None)
-                lost.append(key)
+        keys = sorted(self.unconfirmed)
+        lost: list[str] = []
+        for first in range(0, len(keys), VERIFY_AT_ONCE):
+            batch = keys[first : first + VERIFY_AT_ONCE]
+            for key, mine in zip(batch, await asyncio.gather(*map(self._check, batch)), strict=True):
+                if mine is False:
+                    lost.append(key)
         return lost
+
+    async def _check(self, key: str) -> bool | None:
+        """Whether the name is still this node's (None: it could not be checked, or nobody here has it now)."""
+        if key not in self.users or self.names is None:
+            self.unconfirmed.discard(key)
+            return None
+        try:
+            mine = await self._still_mine(self.names, key)
+        except Exception as exc:
+            log.info("could not check the name %r yet: %s", key, exc)
+            return None
+        self.unconfirmed.discard(key)
+        if not mine:
+            self.claims.pop(key, None)
+        return mine
 
     async def _still_mine(self, names: NameClaims, key: str) -> bool:
         fresh = uuid.uuid4().hex
