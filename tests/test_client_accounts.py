@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -280,4 +281,150 @@ async def test_a_reconnect_that_finds_messages_gone_says_so_and_carries_on(tmp_p
         assert alice.last_seq == 3 and alice.state == "connected"
         await alice.quit()
     finally:
+        await server.stop(grace=0.5)
+
+
+class Relay:
+    """The network between a client and the server: forwards both ways, can cut every connection, and can
+    hold back what the server says on new connections (a slow link) while recording what the client says."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.holding = False
+        self.released = asyncio.Event()
+        self.hang_up_after_greeting = 0  # so many new connections close once the server has greeted
+        self.hang_up_on: bytes | None = None  # the next connection closes once the server has said this
+        self.from_client: list[bytes] = []
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+        self.connections = 0
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.writers += [client_writer, server_writer]
+        self.connections += 1
+        held = self.holding
+
+        async def upstream() -> None:
+            while data := await client_reader.read(65536):
+                self.from_client.append(data)
+                server_writer.write(data)
+            server_writer.close()
+
+        async def downstream() -> None:
+            if held:
+                await self.released.wait()
+            if self.hang_up_after_greeting > 0:  # a server that dies as the client signs in
+                self.hang_up_after_greeting -= 1
+                client_writer.write(await server_reader.read(65536))
+                client_writer.close()
+                server_writer.close()
+                return
+            while data := await server_reader.read(65536):
+                client_writer.write(data)
+                if self.hang_up_on is not None and self.hang_up_on in data:
+                    self.hang_up_on = None
+                    break
+            client_writer.close()
+            server_writer.close()
+
+        with contextlib.suppress(OSError):
+            await asyncio.gather(upstream(), downstream())
+
+    def cut(self) -> None:
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_a_command_made_while_reconnecting_waits_for_the_login_on_the_new_connection(tmp_path: Path) -> None:
+    """A message sent while the library reconnects must not go out on the new connection ahead of LOGIN (the
+    server would refuse it, not being told who it is from): it waits, and is sent once signed in."""
+    db = await create_accounts(str(tmp_path / "bleeper.db"), "alice", "bob")
+    server = ChatServer(make_config(db=db))
+    await server.start()
+    relay = Relay(port_of(server))
+    try:
+        alice = ChatClient("127.0.0.1", await relay.start(), backoff=(0.05, 1.0))  # a message waits 4 s
+        await alice.connect()
+        await alice.login("alice", "alice-password")
+        relay.holding = True
+        relay.cut()  # alice's library reconnects, and its new connection's greeting is held up
+        for _ in range(100):
+            if relay.connections == 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # the library waits for the new connection's greeting
+        relay.from_client.clear()
+        sending = asyncio.ensure_future(alice.tell("bob", "while reconnecting"))
+        await asyncio.sleep(0.5)
+        assert b"TELL" not in b"".join(relay.from_client), "sent before the new connection was signed in"
+        relay.released.set()
+        sent = await asyncio.wait_for(sending, 10)
+        assert sent.reached == 0  # bob is not online: stored for him
+        bob = await LineClient.connect(port_of(server))
+        assert (await bob.command("LOGIN bob bob-password")).text.endswith("1 waiting sent, 0 more")
+        assert (await bob.message()).text == "while reconnecting"
+        await alice.quit()
+    finally:
+        await relay.close()
+        await server.stop(grace=0.5)
+
+
+async def test_the_reconnect_loop_carries_on_past_connections_that_close_as_it_signs_in(tmp_path: Path) -> None:
+    """A node that greets and dies (a cluster node killed under a reconnecting crowd): LOGIN finds the new
+    connection closed, or closing. The loop must treat that as one more failed try, not stop."""
+    db = await create_accounts(str(tmp_path / "bleeper.db"), "alice", "bob")
+    server = ChatServer(make_config(db=db))
+    await server.start()
+    relay = Relay(port_of(server))
+    try:
+        alice = ChatClient("127.0.0.1", await relay.start(), backoff=(0.05, 0.2))
+        await alice.connect()
+        await alice.login("alice", "alice-password")
+        relay.hang_up_after_greeting = 3
+        relay.cut()
+        back = await next_connected(alice)
+        assert back.name == "alice" and relay.connections == 5 and alice.state == "connected"
+        assert (await alice.tell("bob", "back")).id >= 1
+        await alice.quit()
+    finally:
+        await relay.close()
+        await server.stop(grace=0.5)
+
+
+async def test_the_reconnect_loop_carries_on_when_its_connection_closes_between_two_of_its_commands(
+    tmp_path: Path,
+) -> None:
+    """Rejoining many groups, the library is told to slow down and pauses; the connection closes meanwhile, so
+    its next JOIN finds no connection (NotConnected, not a closed reply): one more failed try, not the end."""
+    db = await create_accounts(str(tmp_path / "bleeper.db"), "alice", "bob")
+    server = ChatServer(make_config(db=db, rate=2.0, burst=4))
+    await server.start()
+    relay = Relay(port_of(server))
+    try:
+        alice = ChatClient("127.0.0.1", await relay.start(), backoff=(0.05, 0.2))
+        await alice.connect()
+        await alice.login("alice", "alice-password")
+        for group in ("#a", "#b", "#c", "#d"):
+            await asyncio.sleep(0.6)  # within the rate
+            await alice.join(group)
+        await asyncio.sleep(2.5)  # the bucket full again
+        relay.hang_up_on = b"slow down"
+        relay.cut()
+        back = await next_connected(alice)
+        assert relay.hang_up_on is None, "the connection was closed after a slow-down, as the test meant"
+        assert back.name == "alice" and relay.connections >= 3 and alice.groups == {"#a", "#b", "#c", "#d"}
+        await alice.quit()
+    finally:
+        await relay.close()
         await server.stop(grace=0.5)

@@ -159,9 +159,12 @@ class ChatClient(Endpoint):
     # -- commands -----------------------------------------------------------------------------------------
 
     async def command(self, line: str) -> Reply:
-        """Send one protocol line and return its reply, whatever the code."""
+        """Send one protocol line and return its reply, whatever the code. While the library reconnects, only
+        its own commands (LOGIN or NAME, SYNC, JOIN) go out: anything else would reach the new connection
+        before it knows who this is, so it raises :class:`NotConnected` (messages wait and are sent after)."""
         conn = self._conn
-        if conn is None or conn.closed or self.state not in ("connected", "reconnecting"):
+        restoring = self.state == "reconnecting" and asyncio.current_task() is self._reconnector
+        if conn is None or conn.closed or not (self.state == "connected" or restoring):
             raise NotConnected(f"not connected to {self.server} (state: {self.state})")
         if "\n" in line or "\r" in line:
             raise ValueError("a command is one line: it cannot contain CR or LF")
