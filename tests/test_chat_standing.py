@@ -22,7 +22,7 @@ def test_a_new_hub_restored_from_the_rows_carries_on_where_the_old_one_stopped()
     hub.handle(ward, "URGENT @cardio-oncall VT bay 2")
     clock.now += 10
     hub.alert_urgent()  # the second alert: two of three used
-    assert [kind for kind, _, _ in rows(backend)] == ["backup", "role", "urgent"]
+    assert [kind for kind, _, _ in rows(backend)] == ["backup", "holder", "urgent"]
 
     later = Clock()
     restarted = Hub(HubLimits(urgent_interval=10, urgent_attempts=3), backend=backend, monotonic=later)
@@ -113,3 +113,35 @@ def test_a_page_recalled_on_another_server_takes_no_further_step_here() -> None:
     second.alert_urgent()
     assert 1 not in second.urgent.open and second.urgent.due(clock.now + 100) == []
     assert not [entry for entry in backend.audit_log if entry.kind == "alert"]
+
+
+def test_two_servers_taking_one_role_at_once_both_hold_it() -> None:
+    """Each TAKE and LEAVE writes its own row: a server that has not yet heard of the other's change cannot
+    overwrite it (with one row per role, the later writer's list won and a holder was silently lost)."""
+    backend = MemoryBackend()
+    first, second = Hub(backend=backend), Hub(backend=backend)
+    ann, _ = join(first, "ann")
+    ben, _ = join(second, "ben")
+    cat, _ = join(second, "cat")
+    second.handle(cat, "ONCALL TAKE @night")
+    first.handle(ann, "ONCALL TAKE @night")  # neither server has heard of the other's change yet
+    second.handle(ben, "ONCALL TAKE @night")
+    second.handle(cat, "ONCALL LEAVE @night")
+    restarted = Hub(backend=backend)
+    restarted.restore(read_rows(rows(backend)), {})
+    assert [(role.name, sorted(role.holders)) for role in restarted.roles.all()] == [("@night", ["ann", "ben"])]
+
+
+def test_a_role_kept_as_one_row_by_an_older_server_is_read_and_rewritten_a_row_per_holder() -> None:
+    backend = MemoryBackend()
+    backend.standing["role", "night"] = '{"name": "@Night", "holders": ["ann", "ben"]}'
+    hub = Hub(backend=backend)
+    hub.restore(read_rows(rows(backend)), {})
+    assert [(role.name, role.holders) for role in hub.roles.all()] == [("@Night", ["ann", "ben"])]
+    assert [(kind, key) for kind, key, _ in rows(backend)] == [("holder", "night ann"), ("holder", "night ben")]
+    ann, _ = join(hub, "ann")
+    hub.handle(ann, "ONCALL LEAVE @night")
+    assert [(role.name, role.holders) for role in Hub(backend=backend).roles.all()] == []
+    again = Hub(backend=backend)
+    again.restore(read_rows(rows(backend)), {})
+    assert [(role.name, role.holders) for role in again.roles.all()] == [("@Night", ["ben"])]

@@ -281,6 +281,27 @@ async def test_on_call_roles_kick_and_announce_reach_every_node(trio: list[Node]
     await chief.command("QUIT")
 
 
+async def test_one_role_taken_on_every_node_at_once_is_held_by_all(trio: list[Node]) -> None:
+    """Each node changes the role before hearing of the others' changes: none may be lost, now or after the
+    nodes read their state back from the database."""
+    takers = [await node.client(name) for node, name in zip(trio, ("fay", "gus", "hal"), strict=True)]
+    for round_ in range(3):
+        role = f"@theatre-{round_}"
+        replies = await asyncio.gather(*(taker.command(f"ONCALL TAKE {role}") for taker in takers))
+        assert [reply.code for reply in replies] == [209, 209, 209], replies
+    await settle(*takers)
+    await asyncio.sleep(6)  # past a resync, which reads roles back from the database
+    for taker in takers:
+        listed = (await taker.command("ONCALL")).items
+        for round_ in range(3):
+            (holders,) = [item.split("holders=")[1] for item in listed if item.startswith(f"@theatre-{round_} ")]
+            assert sorted(holders.split(",")) == ["fay", "gus", "hal"], listed
+    for taker in takers:
+        for round_ in range(3):
+            await taker.command(f"ONCALL LEAVE @theatre-{round_}")
+        await taker.command("QUIT")
+
+
 def _texts(items: list[Event | Message]) -> list[str]:
     return [item.text for item in items if isinstance(item, Message)]
 

@@ -213,4 +213,4 @@ async def test_roles_backups_and_unacknowledged_urgent_messages_survive_restarts
         rows = await store.standing()
     finally:
         await store.close()
-    assert [(kind, key) for kind, key, _ in rows] == [("backup", "alice"), ("role", "cardio-oncall")]
+    assert [(kind, key) for kind, key, _ in rows] == [("backup", "alice"), ("holder", "cardio-oncall alice")]

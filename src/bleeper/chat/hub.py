@@ -27,7 +27,7 @@ from bleeper.chat.core import Core, Group, Handler, HubLimits, Verb
 from bleeper.chat.ratelimit import ALLOWED, FLOOD
 from bleeper.chat.records import Account
 from bleeper.chat.session import Session
-from bleeper.chat.standing import Standing
+from bleeper.chat.standing import ROLE, Standing, holder_row
 from bleeper.protocol import codes
 from bleeper.protocol.commands import (
     Command,
@@ -95,6 +95,12 @@ class Hub(Core):
         for key, role in standing.roles.items():
             for holder in role.holders:
                 self.roles.take(key, role.name, holder)
+        now_ms = int(self.clock() * 1000)
+        for key in standing.old_roles:  # an older server's one row per role, rewritten a row per holder
+            role = standing.roles[key]
+            for holder in role.holders:
+                self.backend.keep(*holder_row(key, role.name, holder, now_ms))
+            self.backend.keep(ROLE, key, None)
         self.backups.update(standing.backups)
         now, now_ms = self.monotonic(), int(self.clock() * 1000)
         for urgent in standing.urgent:

@@ -10,7 +10,7 @@ from bleeper.chat.flow import run
 from bleeper.chat.names import name_key, name_problem
 from bleeper.chat.paging import pass_on
 from bleeper.chat.session import Session
-from bleeper.chat.standing import role_row
+from bleeper.chat.standing import holder_row
 from bleeper.protocol import codes
 from bleeper.protocol.commands import Oncall
 
@@ -30,7 +30,7 @@ def oncall(hub: Core, session: Session, command: Oncall) -> None:
     role = hub.roles.get(key)
     if command.action == "take":
         role = hub.roles.take(key, command.role, me)
-        hub.keep(role_row(key, role))
+        hub.keep(holder_row(key, role.name, me, int(hub.clock() * 1000)))
         hub.audit("role", actor, role.name, action="take", holder=me)
         others = [hub.shown(h) for h in role.holders if h != me]
         also = f" with {', '.join(others)}" if others else ""
@@ -50,7 +50,7 @@ def oncall(hub: Core, session: Session, command: Oncall) -> None:
             )
             return
         hub.roles.leave(key, me)
-        hub.keep(role_row(key, hub.roles.get(key)))
+        hub.keep(holder_row(key, role.name, me, None))
         hub.audit("role", actor, role.name, action="leave", holder=me)
         hub.reply(session, codes.ROLES, f"you no longer hold {role.name}")
         return
@@ -60,7 +60,8 @@ def oncall(hub: Core, session: Session, command: Oncall) -> None:
         return
     hub.roles.take(key, role.name, to)
     hub.roles.leave(key, me)
-    hub.keep(role_row(key, hub.roles.get(key)))
+    hub.keep(holder_row(key, role.name, to, int(hub.clock() * 1000)))
+    hub.keep(holder_row(key, role.name, me, None))
     hub.audit("role", actor, role.name, action="handover", holder=to, previous=me, urgent=len(pending))
     hub.delivery.event(people((to,)), "ONCALL", role.name, "from", session.name or me)
     for urgent in pending:

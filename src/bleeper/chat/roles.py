@@ -34,12 +34,5 @@ class Roles:
             if not role.holders:
                 del self._by_key[key]  # a role nobody holds is forgotten, like an empty group
 
-    def replace(self, key: str, role: Role | None) -> None:
-        """Set a role as another server says it stands now (cluster mode); None: nobody holds it."""
-        if role is None or not role.holders:
-            self._by_key.pop(key, None)
-        else:
-            self._by_key[key] = role
-
     def held_by(self, holder: str) -> list[Role]:
         return [role for role in self.all() if holder in role.holders]

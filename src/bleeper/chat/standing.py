@@ -5,6 +5,11 @@ promises to patients' carers: a restart (an upgrade, a crash) must not quietly d
 stop an unanswered page from nagging. Each is kept as one ``(kind, key, value)`` row, written when it
 changes and read back at start. These functions turn the hub's state into rows and back; they know nothing
 of databases.
+
+A role is kept as a row per holder (``holder``, ``"<role> <holder>"``): a TAKE or a LEAVE writes only its own
+row, so two servers of a cluster changing one role at once cannot overwrite each other's change. (Servers
+before that kept a row per role with its holders; :func:`read_rows` still reads those, and the hub rewrites
+them a row per holder.)
 """
 
 from __future__ import annotations
@@ -16,14 +21,23 @@ from dataclasses import dataclass, field
 from bleeper.chat.roles import Role
 from bleeper.chat.urgent import Urgent
 
-ROLE, BACKUP, URGENT = "role", "backup", "urgent"
+HOLDER, BACKUP, URGENT = "holder", "backup", "urgent"
+ROLE = "role"  # a whole role in one row, as older servers kept it: read, and rewritten as HOLDER rows
 Row = tuple[str, str, str]  # (kind, key, value)
 
 
-def role_row(key: str, role: Role | None) -> tuple[str, str, str | None]:
-    """The row for a role; value None (forget it) once nobody holds it."""
-    value = json.dumps({"name": role.name, "holders": role.holders}) if role is not None and role.holders else None
-    return ROLE, key, value
+def holder_row(key: str, name: str, holder: str, since_ms: int | None) -> tuple[str, str, str | None]:
+    """The row saying *holder* holds the role *key* (shown as *name*) since *since_ms*; None: no longer."""
+    value = json.dumps({"name": name, "since": since_ms}) if since_ms is not None else None
+    return HOLDER, f"{key} {holder}", value
+
+
+def holder_of(row_key: str) -> tuple[str, str]:
+    """(role key, holder key) of a HOLDER row's key."""
+    key, _, holder = row_key.partition(" ")
+    if not holder:
+        raise ValueError(f"not a holder row: {row_key!r}")
+    return key, holder
 
 
 def urgent_row(urgent: Urgent) -> tuple[str, str, str | None]:
@@ -42,7 +56,8 @@ def urgent_row(urgent: Urgent) -> tuple[str, str, str | None]:
 class Standing:
     """Rows read back, decoded; rows that cannot be read are counted in *unreadable*, not fatal."""
 
-    roles: dict[str, Role] = field(default_factory=dict)
+    roles: dict[str, Role] = field(default_factory=dict)  # holders in the order they took it
+    old_roles: list[str] = field(default_factory=list)  # roles read from an older server's one-row form
     backups: dict[str, str] = field(default_factory=dict)
     urgent: list[Urgent] = field(default_factory=list)
     unreadable: int = 0
@@ -53,11 +68,21 @@ class Standing:
 
 def read_rows(rows: Iterable[Row]) -> Standing:
     standing = Standing()
+    since: dict[tuple[str, str], int] = {}
     for kind, key, value in rows:
         try:
-            if kind == ROLE:
+            if kind == HOLDER:
                 data = json.loads(value)
-                standing.roles[key] = Role(str(data["name"]), [str(h) for h in data["holders"]])
+                role_key, holder = holder_of(key)
+                role = standing.roles.setdefault(role_key, Role(str(data["name"])))
+                if holder not in role.holders:
+                    role.holders.append(holder)
+                since[role_key, holder] = int(data.get("since") or 0)
+            elif kind == ROLE:
+                data = json.loads(value)
+                role = standing.roles.setdefault(key, Role(str(data["name"])))
+                role.holders.extend(str(h) for h in data["holders"] if str(h) not in role.holders)
+                standing.old_roles.append(key)
             elif kind == BACKUP:
                 standing.backups[key] = value
             elif kind == URGENT:
@@ -66,6 +91,8 @@ def read_rows(rows: Iterable[Row]) -> Standing:
                 standing.unreadable += 1
         except (ValueError, KeyError, TypeError):
             standing.unreadable += 1
+    for key, role in standing.roles.items():  # (stable: an older server's holders keep their order)
+        role.holders.sort(key=lambda holder: since.get((key, holder), 0))
     return standing
 
 

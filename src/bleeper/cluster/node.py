@@ -28,9 +28,8 @@ from bleeper.chat.delivery import everyone
 from bleeper.chat.names import name_key
 from bleeper.chat.receipts import note_delivered
 from bleeper.chat.records import StoredMessage
-from bleeper.chat.roles import Role
 from bleeper.chat.session import Session
-from bleeper.chat.standing import BACKUP, ROLE, URGENT, read_rows
+from bleeper.chat.standing import BACKUP, HOLDER, URGENT, holder_of, read_rows
 from bleeper.cluster import ClusterError, signals
 from bleeper.cluster.bus import Bus
 from bleeper.cluster.delivery import ClusterDelivery
@@ -260,13 +259,14 @@ class ClusterNode:
         groups = await store.load_groups()
         now = time.monotonic()
         self._touched = {key: at for key, at in self._touched.items() if now - at < RESYNC_EVERY * 2}
-        for role in core.roles.all():
-            key = name_key(role.name[1:])
-            if key not in standing.roles and not self._fresh("keep", ROLE, key):
-                core.roles.replace(key, None)
-        for key, held in standing.roles.items():
-            if not self._fresh("keep", ROLE, key):
-                core.roles.replace(key, held)
+        stored = {(key, holder): role.name for key, role in standing.roles.items() for holder in role.holders}
+        here = {(name_key(role.name[1:]), holder): role.name for role in core.roles.all() for holder in role.holders}
+        for (key, holder), name in stored.items() - here.items():
+            if (key, holder) not in here and not self._fresh("keep", HOLDER, f"{key} {holder}"):
+                core.roles.take(key, name, holder)
+        for key, holder in here.keys() - stored.keys():
+            if not self._fresh("keep", HOLDER, f"{key} {holder}"):
+                core.roles.leave(key, holder)
         for key in list(core.backups):
             if key not in standing.backups and not self._fresh("keep", BACKUP, key):
                 del core.backups[key]
@@ -300,9 +300,12 @@ class ClusterNode:
         if kind == "keep":
             kept, key, value = values
             self._touched[f"keep:{kept}:{key}"] = time.monotonic()
-            if kept == ROLE:
-                role: Role | None = read_rows([(ROLE, key, value)]).roles.get(key) if value is not None else None
-                core.roles.replace(key, role)
+            if kept == HOLDER:
+                role_key, holder = holder_of(key)
+                if value is None:
+                    core.roles.leave(role_key, holder)
+                else:
+                    core.roles.take(role_key, str(signals.loads(value.encode())["name"]), holder)
             elif kept == BACKUP:
                 if value is None:
                     core.backups.pop(key, None)
