@@ -18,6 +18,7 @@ import pytest
 
 from bleeper.chat import Hub, HubLimits, Session
 from bleeper.chat.delivery import people
+from bleeper.chat.memory import MemoryBackend
 from bleeper.chat.names import name_key
 from bleeper.chat.records import NewMessage, StoredMessage
 from bleeper.cluster import signals
@@ -163,6 +164,8 @@ async def test_an_escalation_of_a_message_delivered_before_reaches_its_new_recip
     escalated = dataclasses.replace(page, seqs=(("bob", 1),))
     node.bus.handlers["msg"](signal_from_b(escalated, ("bob",), escalation=True))
     assert seen(bob, "help") == 1 and seen(alice, "help") == 0
+    delivered = [(e.actor, e.subject) for e in cast("MemoryBackend", hub.backend).audit_log if e.kind == "delivered"]
+    assert delivered == [("alice", str(page.id)), ("bob", str(page.id))], "its ledger says where it reached"
     # and the same signal without the mark is a duplicate
     node.bus.handlers["msg"](signal_from_b(escalated, ("bob",)))
     assert seen(bob, "help") == 0

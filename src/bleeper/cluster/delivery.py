@@ -239,7 +239,9 @@ class ClusterDelivery:
         audience = signals.audience_of(signal)
         sender_key = str(signal.get("k") or name_key(message.sender))
         if signal.get("r"):  # an escalation: sent once, by the node that took the step
-            self._now(message, audience)
+            reached = self._now(message, audience)[1]
+            if reached:  # its ledger says whom it reached here, as the escalating node's says for its own
+                self.receipts(message, reached, sender_key)
             return
         if message.id < self.next_id:  # read from the database already, most likely
             result = self._once(message, audience)
