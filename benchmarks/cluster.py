@@ -1,6 +1,7 @@
 """Cluster mode: the same loads on one node and spread over three, a message crossing nodes, and failover.
 
-python benchmarks/cluster.py [--pairs 60] [--messages 100] [--group 300] [--clients 300]
+python benchmarks/cluster.py [--pairs 60] [--messages 100] [--group 300] [--senders 4] [--sends 25]
+                             [--clients 300] [--only direct,fanout,latency,failover]
 
 Needs PostgreSQL (BLEEPER_TEST_POSTGRES, as the tests) and nats-server; starts three nats-server processes and
 the Bleeper nodes itself. Every figure is measured in the same run as its baseline (one node, on the same
@@ -213,28 +214,36 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=60)
     parser.add_argument("--messages", type=int, default=100)
     parser.add_argument("--group", type=int, default=300, help="members of the fan-out group")
+    parser.add_argument("--senders", type=int, default=4, help="members of the group who send")
+    parser.add_argument("--sends", type=int, default=25, help="messages each sender sends to the group")
     parser.add_argument("--clients", type=int, default=300, help="guests on the node killed for failover")
     parser.add_argument("--pings", type=int, default=300)
+    parser.add_argument("--only", default="direct,fanout,latency,failover", help="which loads, comma-separated")
     args = parser.parse_args()
+    only = set(args.only.split(","))
     print(f"machine: {machine()}")
     random.seed(1)
     with nats_cluster() as nats, database() as db, nodes(db, nats, 3) as servers:
         time.sleep(LEASE)  # every node's lease renewed for a whole lease: they judge each other from now on
-        loads: list[tuple[str, Load]] = [
-            (f"direct, {args.pairs} pairs x {args.messages} each way",
+        loads: list[tuple[str, str, Load]] = [
+            ("direct", f"direct, {args.pairs} pairs x {args.messages} each way",
              lambda s: direct(s, args.pairs, args.messages)),
-            (f"fan-out, {args.group} members, 4 senders x 25",
-             lambda s: fanout(s, args.group, 4, 25, f"g{uuid.uuid4().hex[:4]}")),
+            ("fanout", f"fan-out, {args.group} members, {args.senders} senders x {args.sends}",
+             lambda s: fanout(s, args.group, args.senders, args.sends, f"g{uuid.uuid4().hex[:4]}")),
         ]  # fmt: skip
-        for label, run in loads:
+        for _, label, run in (load for load in loads if load[0] in only):
             one = uvloop.run(run(servers[:1]))
             three = uvloop.run(run(servers))
             print(f"{label}: one node {one[0]} deliveries, {one[1]:.2f} CPU-s; three nodes {three[0]} deliveries, "
                   f"{three[1]:.2f} CPU-s; three vs one: {ratio(three, one)}")  # fmt: skip
-        same = uvloop.run(latency(servers[0].port, servers[0].port, args.pings))
-        across = uvloop.run(latency(servers[0].port, servers[1].port, args.pings))
-        for label, values in (("same node", same), ("across nodes", across)):
-            print(f"light load, {label}: p50 {statistics.median(values):.2f} ms, p99 {percentile(values, 99):.2f} ms")
+        if "latency" in only:
+            same = uvloop.run(latency(servers[0].port, servers[0].port, args.pings))
+            across = uvloop.run(latency(servers[0].port, servers[1].port, args.pings))
+            for label, values in (("same node", same), ("across nodes", across)):
+                print(f"light load, {label}: p50 {statistics.median(values):.2f} ms, "
+                      f"p99 {percentile(values, 99):.2f} ms")  # fmt: skip
+        if "failover" not in only:
+            return
         result = uvloop.run(failover(servers, args.clients))
         print(f"failover, {result['clients']} guests on the killed node: {result['back']} back on another node "
               f"with their names {result['all_named_s']:.2f} s after the kill ({result['after_lease_s']:.2f} s after "
