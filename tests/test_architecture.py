@@ -70,3 +70,25 @@ def test_the_chat_domain_does_no_io() -> None:
                     assert name.startswith(allowed) or name == "bleeper.__version__", (
                         f"{where} imports {name}: chat/ depends on protocol/ only, and reaches the rest through seams"
                     )
+
+
+def test_the_protocols_depend_on_nothing_but_themselves() -> None:
+    """protocol/ (the line protocol and IRC) is sans-I/O and below chat/: it imports no I/O module and nothing
+    of the project outside protocol/ (what it needs of the chat's rules is passed in)."""
+    forbidden = {"asyncio", "socket", "sqlite3", "asyncpg", "ssl", "selectors", "subprocess", "threading"}
+    for path in (SRC / "bleeper" / "protocol").rglob("*.py"):
+        where = path.relative_to(SRC)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                names = [module] if module != "bleeper" else [f"bleeper.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in forbidden, f"{where} imports {name}: protocol/ does no I/O"
+                if name.startswith("bleeper"):
+                    assert name.startswith("bleeper.protocol") or name == "bleeper.__version__", (
+                        f"{where} imports {name}: protocol/ depends on nothing above it"
+                    )

@@ -1,0 +1,459 @@
+"""IRC as a codec of the chat domain: one :class:`IrcCodec` per IRC connection. Pure: lines in, bytes out.
+
+The chat domain (``chat/``) knows nothing of IRC. It gets typed Bleeper commands and answers through the
+session's codec (protocol/codec.py) with reply codes, events and messages. This module stands between:
+
+- :meth:`IrcCodec.receive` takes one IRC line and returns what it means: Bleeper commands for the hub (a
+  ``PRIVMSG #icu :hi`` is ``TELL #icu hi``), and lines to send back at once for what is IRC's alone
+  (registration, ``CAP``, ``MODE`` queries). The transport hands the commands to the hub one at a time.
+- The hub's answers come back through :meth:`reply`, :meth:`listing`, :meth:`event` and the message parts.
+  Each command the hub was given has exactly one reply, in order, so the codec keeps a queue of what it asked
+  for (:class:`Asked`) and renders each reply as that IRC command's answer: a 404 to a ``PRIVMSG`` is 401
+  ERR_NOSUCHNICK, a 203 to a ``JOIN`` is the JOIN echo.
+
+Unlike the line protocol's codec this one has state (the nick, the capabilities agreed, the queue), so each
+connection has its own. The fan-out loop renders a message once per codec, so for IRC once per recipient,
+which IRC needs anyway: a private message names its recipient.
+
+Mapping (docs/protocol.md, "IRC"): ``#name`` is the Bleeper group ``#name``; ``#everyone`` is SAY to
+everyone (every IRC client is in it); a nick is a screen name; ``@role`` is an on-call role. Bleeper commands
+with no IRC equivalent (ACK, READ, TRACE, ONCALL, BACKUP, STATUS, HISTORY, ...) are taken as they are
+(``/quote ACK 42``) and answered with NOTICEs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from bleeper.protocol import codes
+from bleeper.protocol.commands import Command, ParseError, parse_command
+from bleeper.protocol.irc import numerics as n
+from bleeper.protocol.irc.message import IrcMessage, IrcParseError, body_room, encode, parse
+
+EVERYONE = "#everyone"  # the channel of SAY: every IRC client is in it
+CAPABILITIES = ("echo-message", "server-time")  # only what is implemented fully (a client takes them at their word)
+Output = Command | bytes  # a command for the hub, or bytes to send as they are
+
+# Bleeper commands an IRC client may send as they are (/quote ACK 42): IRC has no words for them.
+RAW_COMMANDS = frozenset({"ACK", "READ", "TRACE", "ONCALL", "BACKUP", "STATUS", "HISTORY", "RECALL", "SYNC", "HELP",
+                          "HEALTH", "URGENT", "KICK", "ANNOUNCE", "GROUPS", "PUSH"})  # fmt: skip
+ALLOWED_BEFORE_REGISTRATION = frozenset({"CAP", "NICK", "USER", "PASS", "PING", "PONG", "QUIT"})
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What an IRC command asked the hub, to render the hub's one reply to it as IRC expects."""
+
+    verb: str  # the IRC command: "PRIVMSG", "JOIN", "REGISTER", "RAW", ...
+    target: str = ""
+    text: str = ""
+    quiet: bool = False  # a NOTICE: IRC never answers one with an error
+
+
+class IrcCodec:
+    name = "irc"
+
+    def __init__(self, server: str, *, network: str = "Bleeper", motd: Iterable[str] = (),
+                 fold: Callable[[str], str] = str.casefold, nicklen: int = 32) -> None:  # fmt: skip
+        """*fold*: when two names are the same (the chat's rule, chat/names.py, passed in by the transport so
+        that protocol/ does not depend on chat/); *nicklen*: the longest name it allows."""
+        self.server = server
+        self.network = network
+        self.motd = list(motd)
+        self.fold = fold
+        self.nicklen = nicklen
+        self.nick = "*"  # as numerics name the client: "*" until registered
+        self.wanted = ""  # the nick asked for, until registration gives it
+        self.user: str | None = None
+        self.password: str | None = None
+        self.caps: set[str] = set()
+        self.negotiating = False  # between CAP LS/REQ and CAP END: registration waits
+        self.registered = False
+        self.account = False
+        self.asked: deque[Asked] = deque()
+        self._last_tail: tuple[int, str] = (0, "")  # (id, sender) of the message rendered last
+
+    # the hub's Codec protocol: what comes in ------------------------------------------------------------------
+
+    def decode(self, line: str) -> Command | ParseError:
+        """Not used: an IRC line may mean several commands or none (see :meth:`receive`)."""
+        return ParseError(codes.BAD_SYNTAX, "IRC lines are read by IrcCodec.receive")
+
+    def receive(self, line: str) -> list[Output]:
+        """One IRC line (framed, without CRLF): commands for the hub and lines to send now, in order."""
+        try:
+            message = parse(line)
+        except IrcParseError as exc:
+            if exc.reason == "malformed":
+                return [self._numeric(n.ERR_UNKNOWNCOMMAND, "*", f"Unreadable line: {exc}")]
+            return [self._numeric(n.ERR_INPUTTOOLONG, f"Input line was too long ({exc})")]
+        verb = message.command
+        if not self.registered and verb not in ALLOWED_BEFORE_REGISTRATION:
+            return [self._numeric(n.ERR_NOTREGISTERED, "You have not registered")]
+        handler = getattr(self, f"_irc_{verb.lower()}", None)
+        if handler is not None:
+            result: list[Output] = handler(message)
+            return result
+        if verb in RAW_COMMANDS:
+            return self._ask(Asked("RAW", verb), parse_command(line.partition(" ")[2] if line.startswith(("@", ":"))
+                                                               else line))  # fmt: skip
+        return [self._numeric(n.ERR_UNKNOWNCOMMAND, verb, "Unknown command")]
+
+    def _ask(self, asked: Asked, command: Command | ParseError) -> list[Output]:
+        if isinstance(command, ParseError):
+            return [] if asked.quiet else [self._server_notice(f"{command.code} {command.message}")]
+        self.asked.append(asked)
+        return [command]
+
+    def _bleeper(self, asked: Asked, line: str) -> list[Output]:
+        return self._ask(asked, parse_command(line))
+
+    # registration ---------------------------------------------------------------------------------------------
+
+    def _irc_cap(self, message: IrcMessage) -> list[Output]:
+        sub = message.param(0).upper()
+        if sub == "LS":
+            self.negotiating = not self.registered
+            return [self._line("CAP", self.nick, "LS", " ".join(CAPABILITIES))]
+        if sub == "LIST":
+            return [self._line("CAP", self.nick, "LIST", " ".join(sorted(self.caps)))]
+        if sub == "REQ":
+            self.negotiating = not self.registered
+            wanted = message.param(1).split()
+            if all(cap.lstrip("-") in CAPABILITIES for cap in wanted):
+                for cap in wanted:
+                    if cap.startswith("-"):
+                        self.caps.discard(cap[1:])
+                    else:
+                        self.caps.add(cap)
+                return [self._line("CAP", self.nick, "ACK", message.param(1))]
+            return [self._line("CAP", self.nick, "NAK", message.param(1))]
+        if sub == "END":
+            self.negotiating = False
+            return self._register()
+        return [self._numeric("410", sub or "*", "Invalid CAP command")]
+
+    def _irc_pass(self, message: IrcMessage) -> list[Output]:
+        if self.registered:
+            return [self._numeric(n.ERR_ALREADYREGISTERED, "You may not reregister")]
+        if not message.params:
+            return [self._numeric(n.ERR_NEEDMOREPARAMS, "PASS", "Not enough parameters")]
+        self.password = message.params[-1]
+        return []
+
+    def _irc_nick(self, message: IrcMessage) -> list[Output]:
+        wanted = message.param(0)
+        if not wanted:
+            return [self._numeric(n.ERR_NONICKNAMEGIVEN, "No nickname given")]
+        if self.registered:
+            if self.fold(wanted) == self.fold(self.nick):
+                return []
+            why = "an account's nick is its account name" if self.account else "changing names is not supported yet"
+            return [self._numeric(n.ERR_ERRONEUSNICKNAME, wanted, f"Cannot change nick: {why}")]
+        self.wanted = wanted
+        return self._register()
+
+    def _irc_user(self, message: IrcMessage) -> list[Output]:
+        if self.registered:
+            return [self._numeric(n.ERR_ALREADYREGISTERED, "You may not reregister")]
+        if len(message.params) < 4:
+            return [self._numeric(n.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")]
+        self.user = message.params[0]
+        return self._register()
+
+    def _register(self) -> list[Output]:
+        """NICK and USER are in and CAP negotiation is over: take the name (LOGIN with PASS, else NAME)."""
+        if self.registered or self.negotiating or self.user is None or not self.wanted:
+            return []
+        if any(asked.verb == "REGISTER" for asked in self.asked):
+            return []
+        line = f"NAME {self.wanted}" if self.password is None else f"LOGIN {self.wanted} {self.password}"
+        return self._bleeper(Asked("REGISTER", self.wanted), line)
+
+    def _welcome(self, name: str) -> bytes:
+        self.registered = True
+        self.nick = name
+        isupport = [f"NETWORK={self.network}", "CASEMAPPING=rfc8265", "CHANTYPES=#", f"NICKLEN={self.nicklen}",
+                    f"CHANNELLEN={self.nicklen + 1}", "PREFIX=", "CHANMODES=,,,", "MODES=0"]  # fmt: skip
+        lines = [
+            self._numeric(n.RPL_WELCOME, f"Welcome to the {self.network} network, {name}"),
+            self._numeric(n.RPL_YOURHOST, f"Your host is {self.server}, running Bleeper"),
+            self._numeric(n.RPL_CREATED, "This server speaks IRC for Bleeper"),
+            self._numeric(n.RPL_MYINFO, self.server, "bleeper", "o", ""),  # user mode o (OPER); no channel modes
+            self._numeric(n.RPL_ISUPPORT, *isupport, "are supported by this server"),
+        ]
+        if self.motd:
+            lines.append(self._numeric(n.RPL_MOTDSTART, f"- {self.server} Message of the day -"))
+            lines.extend(self._numeric(n.RPL_MOTD, f"- {text}") for text in self.motd)
+            lines.append(self._numeric(n.RPL_ENDOFMOTD, "End of /MOTD command"))
+        else:
+            lines.append(self._numeric(n.ERR_NOMOTD, "MOTD File is missing"))
+        lines.append(self._from(name, "JOIN", EVERYONE))
+        return b"".join(lines)
+
+    # after registration ---------------------------------------------------------------------------------------
+
+    def _irc_ping(self, message: IrcMessage) -> list[Output]:
+        return self._bleeper(Asked("PING", text=message.param(0)), f"PING {message.param(0)}".rstrip())
+
+    def _irc_pong(self, message: IrcMessage) -> list[Output]:
+        command = parse_command(f"PONG {message.params[-1] if message.params else ''}".rstrip())
+        return [] if isinstance(command, ParseError) else [command]  # answered by nothing, as IRC expects
+
+    def _irc_quit(self, message: IrcMessage) -> list[Output]:
+        return self._bleeper(Asked("QUIT"), f"QUIT {message.param(0)}".rstrip())
+
+    def _irc_privmsg(self, message: IrcMessage, quiet: bool = False) -> list[Output]:
+        verb = message.command
+        if not message.params:
+            return [] if quiet else [self._numeric(n.ERR_NORECIPIENT, f"No recipient given ({verb})")]
+        if len(message.params) < 2 or not message.params[1]:
+            return [] if quiet else [self._numeric(n.ERR_NOTEXTTOSEND, "No text to send")]
+        text = message.params[1]
+        out: list[Output] = []
+        people = []
+        for target in message.params[0].split(","):
+            if self.fold(target) == EVERYONE:
+                out += self._bleeper(Asked(verb, target, text, quiet), f"SAY {text}")
+            elif target.startswith(("#", "@")):
+                out += self._bleeper(Asked(verb, target, text, quiet), f"TELL {target} {text}")
+            elif target:
+                people.append(target)
+        if people:
+            out += self._bleeper(Asked(verb, ",".join(people), text, quiet), f"TELL {','.join(people)} {text}")
+        return out
+
+    def _irc_notice(self, message: IrcMessage) -> list[Output]:
+        return self._irc_privmsg(message, quiet=True)
+
+    def _irc_join(self, message: IrcMessage) -> list[Output]:
+        if not message.params:
+            return [self._numeric(n.ERR_NEEDMOREPARAMS, "JOIN", "Not enough parameters")]
+        out: list[Output] = []
+        for channel in message.params[0].split(","):
+            if self.fold(channel) == EVERYONE:
+                continue  # joined at registration, and never left
+            out += self._bleeper(Asked("JOIN", channel), f"JOIN {channel}")
+            out += self._bleeper(Asked("NAMES", channel), f"WHO {channel}")
+        return out
+
+    def _irc_part(self, message: IrcMessage) -> list[Output]:
+        if not message.params:
+            return [self._numeric(n.ERR_NEEDMOREPARAMS, "PART", "Not enough parameters")]
+        out: list[Output] = []
+        for channel in message.params[0].split(","):
+            out += self._bleeper(Asked("PART", channel), f"LEAVE {channel}")
+        return out
+
+    def _irc_names(self, message: IrcMessage) -> list[Output]:
+        channel = message.param(0) or EVERYONE
+        return self._bleeper(Asked("NAMES", channel), "WHO" if self.fold(channel) == EVERYONE else f"WHO {channel}")
+
+    def _irc_who(self, message: IrcMessage) -> list[Output]:
+        mask = message.param(0)
+        if mask.startswith("#") and self.fold(mask) != EVERYONE:
+            return self._bleeper(Asked("WHO", mask), f"WHO {mask}")
+        return self._bleeper(Asked("WHO", mask or "*"), "WHO")
+
+    def _irc_away(self, message: IrcMessage) -> list[Output]:
+        text = message.param(0)
+        line = f"STATUS away {text}".rstrip() if text else "STATUS available"
+        return self._bleeper(Asked("AWAY", text=text), line)
+
+    def _irc_mode(self, message: IrcMessage) -> list[Output]:
+        target = message.param(0)
+        if not target:
+            return [self._numeric(n.ERR_NEEDMOREPARAMS, "MODE", "Not enough parameters")]
+        changes = message.params[1:]
+        if target.startswith("#"):
+            if not changes or changes[0] in ("b", "+b"):  # a query, or the ban list clients ask for on JOIN
+                if changes:
+                    return [self._numeric("368", target, "End of channel ban list")]
+                return [self._numeric(n.RPL_CHANNELMODEIS, target, "+")]
+            return [self._numeric(n.ERR_UNKNOWNMODE, changes[0].lstrip("+-")[:1] or "*",
+                                  "Bleeper groups have no channel modes")]  # fmt: skip
+        if self.fold(target) != self.fold(self.nick):
+            return [self._numeric("502", "Cannot change mode for other users")]
+        if not changes:
+            return [self._numeric(n.RPL_UMODEIS, "+")]
+        return [self._numeric(n.ERR_UMODEUNKNOWNFLAG, "Bleeper has no user modes")]
+
+    # the hub's Codec protocol: what goes out ---------------------------------------------------------------
+
+    def reply(self, code: int, text: str) -> bytes:
+        asked = self.asked.popleft() if self.asked else None
+        if asked is None:
+            if code == codes.GREETING:
+                return self._server_notice(f"*** {text}")
+            return self._server_notice(f"{code} {text}")
+        ok = 200 <= code < 300
+        verb = asked.verb
+        if verb == "REGISTER":
+            return self._registered(code, text)
+        if verb in ("PRIVMSG", "NOTICE"):
+            return self._sent(asked, code, text)
+        if verb == "JOIN":
+            if ok:
+                return self._from(self.nick, "JOIN", text.split(" ", 1)[0])
+            return self._numeric(n.ERR_NOSUCHCHANNEL, asked.target, text)
+        if verb == "PART":
+            if ok:
+                return self._from(self.nick, "PART", text.split(" ", 1)[0])
+            return self._numeric(n.ERR_NOTONCHANNEL if code == codes.NOT_FOUND else n.ERR_NOSUCHCHANNEL,
+                                 asked.target, text)  # fmt: skip
+        if verb == "PING":
+            return self._line("PONG", self.server, asked.text or self.server)
+        if verb == "AWAY":
+            if ok:
+                return self._numeric(n.RPL_NOWAWAY if asked.text else n.RPL_UNAWAY,
+                                     "You have been marked as being away" if asked.text
+                                     else "You are no longer marked as being away")  # fmt: skip
+            return self._server_notice(f"{code} {text}")
+        if verb == "QUIT":
+            return self._line("ERROR", f"Closing link: {self.nick} ({text})")
+        if verb in ("NAMES", "WHO"):  # a refusal: no such group
+            end = n.RPL_ENDOFNAMES if verb == "NAMES" else n.RPL_ENDOFWHO
+            return self._numeric(n.ERR_NOSUCHCHANNEL, asked.target, text) + self._numeric(end, asked.target, "End")
+        return self._server_notice(f"{code} {text}")
+
+    def listing(self, code: int, items: Iterable[str], summary: str) -> bytes:
+        asked = self.asked.popleft() if self.asked else None
+        names = [item.split(" ", 1)[0] for item in items]
+        if asked is not None and asked.verb == "NAMES":
+            return self._names(asked.target, names)
+        if asked is not None and asked.verb == "WHO":
+            return b"".join(self._numeric(n.RPL_WHOREPLY, "*", name, self.server, self.server, name, "H", f"0 {name}")
+                            for name in names) + self._numeric(n.RPL_ENDOFWHO, asked.target, "End of WHO list")  # fmt: skip
+        lines = [self._server_notice(item) for item in items]
+        lines.append(self._server_notice(f"{code} {summary}"))
+        return b"".join(lines)
+
+    def _names(self, channel: str, names: list[str]) -> bytes:
+        lines = []
+        room = body_room(self.server, n.RPL_NAMREPLY, self.nick, "=", channel)
+        chunk: list[str] = []
+        for name in names:
+            if chunk and len(" ".join([*chunk, name]).encode()) > room:
+                lines.append(self._numeric(n.RPL_NAMREPLY, "=", channel, " ".join(chunk)))
+                chunk = []
+            chunk.append(name)
+        if chunk:
+            lines.append(self._numeric(n.RPL_NAMREPLY, "=", channel, " ".join(chunk)))
+        lines.append(self._numeric(n.RPL_ENDOFNAMES, channel, "End of /NAMES list"))
+        return b"".join(lines)
+
+    def event(self, kind: str, *params: str) -> bytes:
+        if kind == "JOIN" and len(params) >= 2:
+            return self._from(params[1], "JOIN", params[0])
+        if kind == "LEAVE" and len(params) >= 2:
+            return self._from(params[1], "PART", params[0])
+        if kind == "ONLINE" and params:
+            return self._from(params[0], "JOIN", EVERYONE)
+        if kind == "OFFLINE" and params:
+            return self._from(params[0], "QUIT", " ".join(params[1:]) or "offline")
+        if kind == "PING":
+            return self._line("PING", params[0] if params else self.server)
+        if kind == "DELIVERED":
+            return b""  # one per private message would drown an IRC window; TRACE <id> shows them
+        if kind == "CLOSING":
+            return self._line("ERROR", f"Closing link: {self.nick} ({' '.join(params)})")
+        return self._server_notice(" ".join((kind, *params)))
+
+    def message_head(self, seq: int) -> bytes:
+        return b""
+
+    def urgent_head(self, seq: int) -> bytes:
+        """Before an urgent message's text: a NOTICE from its sender that marks it urgent and says how to
+        acknowledge it. (The hub renders the shared part first, so the message it belongs to is known.)"""
+        msg_id, sender = self._last_tail
+        return self._from(sender, "NOTICE", self.nick, f"URGENT message {msg_id} from {sender} (next line); "
+                                                         f"acknowledge it with /quote ACK {msg_id}")  # fmt: skip
+
+    def message_tail(self, msg_id: int, time: str, sender: str, to: str, text: str) -> bytes:
+        self._last_tail = (msg_id, sender)
+        if to == "*":
+            target = EVERYONE
+        elif to.startswith("#"):
+            target = to
+        else:  # to people: to this connection's nick, with the others named when there were several
+            target = self.nick
+            if to.startswith("@") and "," in to:
+                text = f"[to {to[1:]}] {text}"
+            elif to.startswith("@") and self.fold(to[1:]) != self.fold(self.nick) and to[1:].find(",") < 0:
+                text = f"[{to}] {text}"  # an on-call role
+        return self._privmsgs(sender, target, text, msg_id, time)
+
+    def _privmsgs(self, sender: str, target: str, text: str, msg_id: int, time: str) -> bytes:
+        """PRIVMSG lines, as many as a long text needs (a Bleeper message may be 4 KB; an IRC line is 512 B)."""
+        source = f"{sender}!{sender}@{self.server}"
+        tags = {"time": time} if "server-time" in self.caps else {}
+        room = body_room(source, "PRIVMSG", target)
+        lines = []
+        for piece in _split(text, room):
+            lines.append(encode(IrcMessage("PRIVMSG", (target, piece), source, tags)))
+        return b"".join(lines)
+
+    # replies to a message, and registration ----------------------------------------------------------------------
+
+    def _sent(self, asked: Asked, code: int, text: str) -> bytes:
+        if code == codes.MESSAGE_ACCEPTED:
+            if "echo-message" not in self.caps:
+                return b""
+            msg_id, time = [*text.split(" ", 2), "", ""][:2]
+            target = asked.target
+            return self._privmsgs(self.nick, target, asked.text, int(msg_id) if msg_id.isdigit() else 0, time)
+        if asked.quiet:
+            return b""
+        if code == codes.NOT_FOUND:
+            if asked.target.startswith("#"):
+                return self._numeric(n.ERR_NOSUCHCHANNEL, asked.target, text)
+            return self._numeric(n.ERR_NOSUCHNICK, asked.target, text)
+        if code == codes.FORBIDDEN:
+            return self._numeric(n.ERR_CANNOTSENDTOCHAN, asked.target, text)
+        return self._server_notice(f"{code} {text}")
+
+    def _registered(self, code: int, text: str) -> bytes:
+        if code in (codes.NAME_ACCEPTED, codes.LOGGED_IN):
+            self.account = code == codes.LOGGED_IN
+            return self._welcome(text.split(" ", 1)[0])
+        wanted, self.wanted = self.wanted, ""
+        if code == codes.NAME_TAKEN:
+            return self._numeric(n.ERR_NICKNAMEINUSE, wanted, f"Nickname is already in use ({text})")
+        if code == codes.INVALID_NAME:
+            return self._numeric(n.ERR_ERRONEUSNICKNAME, wanted, f"Erroneous nickname ({text})")
+        if code == codes.LOGIN_FAILED:
+            return self._numeric(n.ERR_PASSWDMISMATCH, f"Password incorrect ({text})")
+        return self._server_notice(f"{code} {text}") + self._numeric(n.ERR_NICKNAMEINUSE, wanted, text)
+
+    # lines ------------------------------------------------------------------------------------------------------
+
+    def _line(self, command: str, *params: str) -> bytes:
+        return encode(IrcMessage(command, params, self.server))
+
+    def _numeric(self, numeric: str, *params: str) -> bytes:
+        return encode(IrcMessage(numeric, (self.nick, *params), self.server))
+
+    def _from(self, who: str, command: str, *params: str) -> bytes:
+        return encode(IrcMessage(command, params, f"{who}!{who}@{self.server}"))
+
+    def _server_notice(self, text: str) -> bytes:
+        room = body_room(self.server, "NOTICE", self.nick)
+        return b"".join(encode(IrcMessage("NOTICE", (self.nick, piece), self.server)) for piece in _split(text, room))
+
+
+def _split(text: str, room: int) -> list[str]:
+    """*text* in pieces of at most *room* bytes, at spaces where possible, never inside a character."""
+    pieces = []
+    while len(text.encode()) > room:
+        cut = room
+        while cut > 0 and len(text[:cut].encode()) > room:
+            cut -= 1
+        space = text.rfind(" ", 0, cut)
+        if space > cut // 2:
+            cut = space
+        pieces.append(text[:cut])
+        text = text[cut:].lstrip(" ")
+    pieces.append(text)
+    return pieces

@@ -1,0 +1,218 @@
+"""IRC over the same chat (protocol/irc/codec.py): IRC clients and line-protocol clients on one hub, driven
+directly as tests/test_chat_hub.py does (no sockets: the transport's part is a few lines, below). Every
+line an IRC client is sent is also read back with the strict parser."""
+
+from __future__ import annotations
+
+from bleeper.chat import Hub, HubLimits, Session
+from bleeper.chat.names import MAX_NAME, name_key
+from bleeper.protocol.irc import IrcMessage, parse
+from bleeper.protocol.irc.codec import IrcCodec
+from bleeper.protocol.irc.message import MAX_BODY
+from tests.test_chat_hub import Wire, join
+
+
+class IrcClient:
+    """An IRC connection to the hub: lines in through the codec, the hub's commands run in order."""
+
+    def __init__(self, hub: Hub, address: str = "10.0.0.9:6667") -> None:
+        self.hub = hub
+        self.wire = Wire()
+        self.codec = IrcCodec("bleeper.test", fold=name_key, nicklen=MAX_NAME)
+        session = hub.connect(self.wire, address, address.rsplit(":", 1)[0], self.codec)
+        assert session is not None
+        self.session: Session = session
+        self.greeting = self.received()
+
+    def send(self, line: str) -> list[IrcMessage]:
+        for out in self.codec.receive(line):
+            if isinstance(out, bytes):
+                self.wire.write(out)
+            else:
+                self.hub.handle_command(self.session, out)
+        return self.received()
+
+    def received(self) -> list[IrcMessage]:
+        lines = self.wire.lines()
+        for line in lines:
+            assert len(line.encode()) + 2 <= MAX_BODY or line.startswith("@"), line
+        return [parse(line, from_client=False) for line in lines]
+
+
+def register(hub: Hub, nick: str, *caps: str) -> tuple[IrcClient, list[IrcMessage]]:
+    client = IrcClient(hub)
+    client.send("CAP LS 302")
+    if caps:
+        assert client.send(f"CAP REQ :{' '.join(caps)}")[0].params[1:] == ("ACK", " ".join(caps))
+    client.send(f"NICK {nick}")
+    client.send(f"USER {nick} 0 * :{nick} the tester")
+    return client, client.send("CAP END")
+
+
+def commands(messages: list[IrcMessage]) -> list[str]:
+    return [message.command for message in messages]
+
+
+def test_registration_with_cap_negotiation_gives_the_welcome_burst() -> None:
+    hub = Hub(HubLimits())
+    bob, bob_wire = join(hub, "bob")
+    client = IrcClient(hub)
+    greeting = client.greeting
+    assert commands(greeting) == ["NOTICE"] and "Bleeper" in greeting[0].params[1]
+    ls = client.send("CAP LS 302")
+    assert ls == [IrcMessage("CAP", ("*", "LS", "echo-message server-time"), "bleeper.test")]
+    assert client.send("NICK ann") == [] and client.send("USER ann 0 * :Ann") == []  # waits for CAP END
+    assert client.send("CAP REQ :server-time")[0].params == ("*", "ACK", "server-time")
+    assert client.send("CAP REQ :sasl")[0].params == ("*", "NAK", "sasl")  # not offered: refused whole
+    burst = client.send("CAP END")
+    assert commands(burst) == ["001", "002", "003", "004", "005", "422", "JOIN"]
+    assert burst[0].params[0] == "ann" and burst[-1] == IrcMessage("JOIN", ("#everyone",), "ann!ann@bleeper.test")
+    isupport = burst[4].params
+    assert {"CASEMAPPING=rfc8265", "CHANTYPES=#", "NICKLEN=32", "NETWORK=Bleeper"} <= set(isupport)
+    assert bob_wire.lines() == ["ONLINE ann"]  # one chat: the telnet user sees the IRC user arrive
+    assert client.send("CAP LIST")[0].params == ("ann", "LIST", "server-time")
+
+
+def test_without_cap_registration_is_nick_and_user() -> None:
+    hub = Hub(HubLimits())
+    client = IrcClient(hub)
+    client.send("NICK ann")
+    assert commands(client.send("USER ann 0 * :Ann"))[:2] == ["001", "002"]
+
+
+def test_a_taken_or_bad_nick_is_refused_and_another_may_be_tried() -> None:
+    hub = Hub(HubLimits())
+    join(hub, "bob")
+    client = IrcClient(hub)
+    client.send("NICK BOB")
+    taken = client.send("USER x 0 * :x")
+    assert commands(taken) == ["433"] and taken[0].params[:2] == ("*", "BOB")
+    assert commands(client.send("NICK bad!name")) == ["432"]
+    assert commands(client.send("NICK ann"))[0] == "001"
+
+
+def test_before_registration_only_registration_is_allowed() -> None:
+    hub = Hub(HubLimits())
+    client = IrcClient(hub)
+    assert commands(client.send("PRIVMSG bob :hi")) == ["451"]
+    assert commands(client.send("JOIN #icu")) == ["451"]
+    assert commands(client.send("PING x")) == ["PONG"]
+
+
+def test_private_messages_both_ways_between_irc_and_the_line_protocol() -> None:
+    hub = Hub(HubLimits(), clock=lambda: 1_763_737_925.5)
+    bob, bob_wire = join(hub, "bob")
+    ann, _ = register(hub, "ann", "server-time")
+    bob_wire.lines()
+    assert ann.send("PRIVMSG bob :hello from irc") == []  # no echo-message: nothing back
+    assert bob_wire.lines() == ["MSG 1 1 2025-11-21T15:12:05.500Z ann @bob hello from irc"]
+    hub.handle(bob, "TELL ann hello from telnet")
+    (got,) = ann.received()
+    assert got == IrcMessage("PRIVMSG", ("ann", "hello from telnet"), "bob!bob@bleeper.test",
+                             {"time": "2025-11-21T15:12:05.500Z"})  # fmt: skip
+
+
+def test_echo_message_is_the_senders_acknowledgement() -> None:
+    hub = Hub(HubLimits())
+    join(hub, "bob")
+    ann, _ = register(hub, "ann", "echo-message")
+    (echo,) = ann.send("PRIVMSG bob :stored")
+    assert echo == IrcMessage("PRIVMSG", ("bob", "stored"), "ann!ann@bleeper.test")
+
+
+def test_errors_to_messages_are_irc_numerics_and_notices_get_none() -> None:
+    hub = Hub(HubLimits())
+    ann, _ = register(hub, "ann")
+    nobody = ann.send("PRIVMSG nobody :hi")
+    assert commands(nobody) == ["401"] and nobody[0].params[1] == "nobody"
+    assert ann.send("NOTICE nobody :hi") == []
+    assert commands(ann.send("PRIVMSG")) == ["411"]
+    assert commands(ann.send("PRIVMSG bob")) == ["412"]
+
+
+def test_channels_are_groups() -> None:
+    hub = Hub(HubLimits())
+    bob, bob_wire = join(hub, "bob")
+    hub.handle(bob, "JOIN #icu")
+    ann, _ = register(hub, "ann")
+    bob_wire.lines()
+    joined = ann.send("JOIN #ICU")
+    assert commands(joined) == ["JOIN", "353", "366"]
+    assert joined[0] == IrcMessage("JOIN", ("#icu",), "ann!ann@bleeper.test")
+    assert sorted(joined[1].params[3].split()) == ["ann", "bob"]
+    assert bob_wire.lines() == ["JOIN #icu ann"]
+    ann.send("PRIVMSG #icu :rounds at 9")
+    assert bob_wire.lines()[0].endswith("ann #icu rounds at 9")
+    hub.handle(bob, "TELL #icu ok")
+    bob_wire.lines()
+    assert ann.received() == [IrcMessage("PRIVMSG", ("#icu", "ok"), "bob!bob@bleeper.test")]
+    assert commands(ann.send("NAMES #icu")) == ["353", "366"]
+    assert ann.send("MODE #icu") == [IrcMessage("324", ("ann", "#icu", "+"), "bleeper.test")]
+    assert commands(ann.send("MODE #icu +m")) == ["472"]
+    assert commands(ann.send("MODE #icu b")) == ["368"]
+    parted = ann.send("PART #icu")
+    assert parted == [IrcMessage("PART", ("#icu",), "ann!ann@bleeper.test")]
+    assert bob_wire.lines() == ["LEAVE #icu ann"]
+    assert commands(ann.send("PART #icu")) == ["442"]
+
+
+def test_say_to_everyone_is_the_everyone_channel() -> None:
+    hub = Hub(HubLimits())
+    bob, _ = join(hub, "bob")
+    ann, _ = register(hub, "ann")
+    hub.handle(bob, "SAY shift change at 8")
+    assert ann.received() == [IrcMessage("PRIVMSG", ("#everyone", "shift change at 8"), "bob!bob@bleeper.test")]
+    assert ann.send("JOIN #everyone") == []  # in it already
+
+
+def test_an_urgent_page_reaches_irc_marked_and_is_acknowledged_with_a_raw_ack() -> None:
+    hub = Hub(HubLimits())
+    ward, ward_wire = join(hub, "ward7")
+    ann, _ = register(hub, "ann")
+    hub.handle(ward, "URGENT ann VT bay 2")
+    notice, text = ann.received()
+    assert notice.command == "NOTICE" and "URGENT message 1" in notice.params[1] and "/quote ACK 1" in notice.params[1]
+    assert text == IrcMessage("PRIVMSG", ("ann", "VT bay 2"), "ward7!ward7@bleeper.test")
+    ward_wire.lines()
+    (acked,) = ann.send("ACK 1")
+    assert acked.command == "NOTICE" and acked.params[1].startswith("206 1 acknowledged")
+    assert "ACKED 1 ann" in ward_wire.lines()
+
+
+def test_away_is_status() -> None:
+    hub = Hub(HubLimits())
+    _, bob_wire = join(hub, "bob")
+    ann, _ = register(hub, "ann")
+    bob_wire.lines()
+    assert commands(ann.send("AWAY :in theatre")) == ["306"]
+    assert bob_wire.lines() == ["PRESENCE ann away in theatre"]
+    assert commands(ann.send("AWAY")) == ["305"]
+
+
+def test_bad_lines_get_a_numeric_and_the_connection_stays() -> None:
+    hub = Hub(HubLimits())
+    ann, _ = register(hub, "ann")
+    assert commands(ann.send("PRIVMSG bob :" + "x" * 600)) == ["417"]
+    assert commands(ann.send("FROB x")) == ["421"]
+    assert commands(ann.send(":")) == ["421"]
+    assert commands(ann.send("PING still-here")) == ["PONG"]
+
+
+def test_a_long_message_reaches_irc_in_lines_that_fit() -> None:
+    hub = Hub(HubLimits())
+    bob, _ = join(hub, "bob")
+    ann, _ = register(hub, "ann")
+    text = " ".join(f"word{n}" for n in range(400))
+    hub.handle(bob, f"TELL ann {text}")
+    pieces = ann.received()
+    assert len(pieces) > 1 and " ".join(piece.params[1] for piece in pieces) == text
+
+
+def test_quit_and_a_dropped_line_user_are_quits() -> None:
+    hub = Hub(HubLimits())
+    bob, bob_wire = join(hub, "bob")
+    ann, _ = register(hub, "ann")
+    hub.disconnect(bob, "connection lost")
+    assert ann.received() == [IrcMessage("QUIT", ("connection lost",), "bob!bob@bleeper.test")]
+    (error,) = ann.send("QUIT :bye")
+    assert error.command == "ERROR"
