@@ -55,7 +55,7 @@ def commands(messages: list[IrcMessage]) -> list[str]:
 
 def test_registration_with_cap_negotiation_gives_the_welcome_burst() -> None:
     hub = Hub(HubLimits())
-    bob, bob_wire = join(hub, "bob")
+    _, bob_wire = join(hub, "bob")
     client = IrcClient(hub)
     greeting = client.greeting
     assert commands(greeting) == ["NOTICE"] and "Bleeper" in greeting[0].params[1]
@@ -210,7 +210,7 @@ def test_a_long_message_reaches_irc_in_lines_that_fit() -> None:
 
 def test_quit_and_a_dropped_line_user_are_quits() -> None:
     hub = Hub(HubLimits())
-    bob, bob_wire = join(hub, "bob")
+    bob, _ = join(hub, "bob")
     ann, _ = register(hub, "ann")
     hub.disconnect(bob, "connection lost")
     assert ann.received() == [IrcMessage("QUIT", ("connection lost",), "bob!bob@bleeper.test")]
