@@ -133,6 +133,10 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain: turns on a TLS listener on --tls-port")
     p.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert (may be the same file)")
     p.add_argument("--tls-port", type=int, metavar="PORT", help=f"TLS listener's port [default: {d.tls_port}]")
+    p.add_argument("--irc-port", type=int, metavar="PORT",
+                   help="also speak IRC on this port, for irssi, WeeChat, HexChat and bots [default: off]")  # fmt: skip
+    p.add_argument("--irc-tls-port", type=int, metavar="PORT",
+                   help="IRC over TLS on this port, with --tls-cert's certificate [default: off]")  # fmt: skip
     p.add_argument(
         "--plain-host",
         metavar="ADDRESS",

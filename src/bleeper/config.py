@@ -44,6 +44,8 @@ class ServeConfig:
     retention_days: float = 0.0  # 0 keeps message text forever
     urgent_attempts: int = 3
     tls_port: int = 8091
+    irc_port: int = 0  # the IRC listener's port; 0: no IRC listener
+    irc_tls_port: int = 0  # IRC over TLS, with the server's certificate (tls_cert); 0: none
     tls_cert: str = ""  # a PEM certificate chain: setting it turns the TLS listener on
     tls_key: str = ""  # its private key (PEM); may be the same file as the certificate
     plain_host: str = ""  # where the plain listener binds, when not --host (127.0.0.1 keeps it local)
@@ -84,6 +86,11 @@ class ServeConfig:
         for origin in self.origin_list():
             if not origin.startswith(("http://", "https://")):
                 raise ConfigError(f"http_origins: {origin!r} is not an origin: write it as https://host[:port]")
+        for name in ("irc_port", "irc_tls_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(f"{name} {getattr(self, name)} is out of range: use 1-65535 (0 turns it off)")
+        if self.irc_tls_port and not self.tls_cert:
+            raise ConfigError("irc_tls_port needs the server's certificate: give --tls-cert and --tls-key")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("TLS needs both tls_cert and tls_key (they may name the same PEM file)")
         if self.push_vapid_key:

@@ -19,6 +19,8 @@ from bleeper.framework import Connection, Server
 from bleeper.framework.http import HttpListener
 from bleeper.framework.runner import loop_name
 from bleeper.framework.websocket import WebSocketTransport
+from bleeper.irc_listener import MAX_LINE as IRC_MAX_LINE
+from bleeper.irc_listener import IrcListener
 from bleeper.protocol.framing import FramingError
 from bleeper.store import Store, open_store
 from bleeper.store.adapter import StoreBackend
@@ -70,6 +72,8 @@ class ChatServer(Server):
             server_name=config.server_name,
             **(self.cluster.hub_options() if self.cluster is not None else {}),
         )
+        self.irc = IrcListener(self.hub, config.server_name) if config.irc_port or config.irc_tls_port else None
+        self.irc_addresses: list[tuple[str, int]] = []
         self.store: Store | None = None
         self.backend: StoreBackend | None = None
         self._chores: set[asyncio.Future[None]] = set()
@@ -169,6 +173,12 @@ class ChatServer(Server):
         _raise_file_limit()
         if self.tls_context is not None:
             self.tls_addresses = await self.add_listener(self.config.host, self.config.tls_port, self.tls_context)
+        if self.config.irc_port:
+            self.irc_addresses += await self.add_listener(self.config.host, self.config.irc_port, kind="irc",
+                                                          max_line=IRC_MAX_LINE)  # fmt: skip
+        if self.config.irc_tls_port:
+            self.irc_addresses += await self.add_listener(self.config.host, self.config.irc_tls_port,
+                                                          self.tls_context, kind="irc", max_line=IRC_MAX_LINE)  # fmt: skip
         if self.config.http:
             await self._start_http()
         if self.config.ping_interval:
@@ -180,7 +190,10 @@ class ChatServer(Server):
         if self.config.retention_days > 0:
             self._chore(self._expire)
             self.every(3600.0, lambda: self._chore(self._expire))
-        where = ", ".join(f"{host}:{port}" for host, port in self.addresses if (host, port) not in self.tls_addresses)
+        others = set(self.tls_addresses) | set(self.irc_addresses)
+        where = ", ".join(f"{host}:{port}" for host, port in self.addresses if (host, port) not in others)
+        if self.irc_addresses:
+            where += ", IRC on " + ", ".join(f"{host}:{port}" for host, port in self.irc_addresses)
         if self.tls_addresses:
             where += ", TLS on " + ", ".join(f"{host}:{port}" for host, port in self.tls_addresses)
         if self.http_addresses:
@@ -308,12 +321,17 @@ class ChatServer(Server):
 
     def on_connect(self, conn: Connection) -> None:
         self.connections_total += 1
-        conn.state = self.hub.connect(conn, conn.address, conn.host)
+        if conn.kind == "irc" and self.irc is not None:
+            conn.state = self.irc.connect(conn)
+        else:
+            conn.state = self.hub.connect(conn, conn.address, conn.host)
 
     def on_message(self, conn: Connection, line: str) -> Awaitable[None] | None:
         session: Session | None = conn.state
         if session is None:
             return None
+        if conn.kind == "irc" and self.irc is not None:
+            return self.irc.line(session, line)
         pending = self.hub.handle(session, line)
         if pending is None:
             return None
@@ -330,7 +348,9 @@ class ChatServer(Server):
 
     def on_invalid(self, conn: Connection, error: FramingError) -> None:
         session: Session | None = conn.state
-        if session is not None:
+        if session is not None and conn.kind == "irc" and self.irc is not None:
+            self.irc.invalid(session, error)
+        elif session is not None:
             self.hub.framing_error(session, error)
 
     def on_disconnect(self, conn: Connection, reason: str) -> None:

@@ -82,13 +82,17 @@ class Connection(asyncio.Protocol):
         "endpoint",
         "framer",
         "host",
+        "kind",
         "state",
         "transport",
     )
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, kind: str = "line", max_line: int | None = None) -> None:
+        """*kind*: the protocol its listener speaks ("line", "irc"), for the endpoint to choose a codec by;
+        *max_line*: that protocol's longest line, if not the endpoint's."""
         self.endpoint = endpoint
-        self.framer = LineFramer(endpoint.max_line)
+        self.kind = kind
+        self.framer = LineFramer(max_line or endpoint.max_line)
         self.transport: asyncio.Transport | None = None
         self.address = "?"
         self.host = "?"

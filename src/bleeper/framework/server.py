@@ -97,11 +97,19 @@ class Server(Endpoint):
             raise
 
     async def add_listener(
-        self, host: str, port: int, ssl: ssl_module.SSLContext | None = None
+        self,
+        host: str,
+        port: int,
+        ssl: ssl_module.SSLContext | None = None,
+        *,
+        kind: str = "line",
+        max_line: int | None = None,
     ) -> list[tuple[str, int]]:
-        """Listen on another address too (a TLS port beside the plain one, for instance); returns where."""
+        """Listen on another address too (a TLS port beside the plain one, an IRC port); returns where. Its
+        connections carry *kind* (``conn.kind``) and frame lines of up to *max_line* bytes."""
         loop = self._loop or asyncio.get_running_loop()
-        server = await loop.create_server(self._protocol, host, port, ssl=ssl, backlog=self.backlog, reuse_address=True)
+        server = await loop.create_server(lambda: _ServerConnection(self, kind, max_line), host, port, ssl=ssl,
+                                          backlog=self.backlog, reuse_address=True)  # fmt: skip
         self._servers.append(server)
         return [(str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock in server.sockets]
 

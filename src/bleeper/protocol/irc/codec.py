@@ -74,6 +74,10 @@ class IrcCodec:
         self.account = False
         self.asked: deque[Asked] = deque()
         self._last_tail: tuple[int, str] = (0, "")  # (id, sender) of the message rendered last
+        # Messages sent before the welcome (an account's inbox, replayed before LOGIN's reply): held, and sent
+        # after it, since clients take nothing before 001.
+        self._held: list[bytes] | None = []
+        self._held_tail = b""
 
     # the hub's Codec protocol: what comes in ------------------------------------------------------------------
 
@@ -191,7 +195,8 @@ class IrcCodec:
         else:
             lines.append(self._numeric(n.ERR_NOMOTD, "MOTD File is missing"))
         lines.append(self._from(name, "JOIN", EVERYONE))
-        return b"".join(lines)
+        held, self._held = self._held or [], None
+        return b"".join(lines + held)
 
     # after registration ---------------------------------------------------------------------------------------
 
@@ -362,14 +367,21 @@ class IrcCodec:
         return self._server_notice(" ".join((kind, *params)))
 
     def message_head(self, seq: int) -> bytes:
+        return self._hold(b"")
+
+    def _hold(self, head: bytes) -> bytes:
+        """Before registration, a message (its head, then the tail made just before) waits for the welcome."""
+        if self._held is None:
+            return head
+        self._held += [head, self._held_tail]
         return b""
 
     def urgent_head(self, seq: int) -> bytes:
         """Before an urgent message's text: a NOTICE from its sender that marks it urgent and says how to
         acknowledge it. (The hub renders the shared part first, so the message it belongs to is known.)"""
         msg_id, sender = self._last_tail
-        return self._from(sender, "NOTICE", self.nick, f"URGENT message {msg_id} from {sender} (next line); "
-                                                         f"acknowledge it with /quote ACK {msg_id}")  # fmt: skip
+        return self._hold(self._from(sender, "NOTICE", self.nick, f"URGENT message {msg_id} from {sender} "
+                                     f"(next line); acknowledge it with /quote ACK {msg_id}"))  # fmt: skip
 
     def message_tail(self, msg_id: int, time: str, sender: str, to: str, text: str) -> bytes:
         self._last_tail = (msg_id, sender)
@@ -378,12 +390,16 @@ class IrcCodec:
         elif to.startswith("#"):
             target = to
         else:  # to people: to this connection's nick, with the others named when there were several
-            target = self.nick
+            target = self.nick if self.registered else self.wanted or self.nick
             if to.startswith("@") and "," in to:
                 text = f"[to {to[1:]}] {text}"
-            elif to.startswith("@") and self.fold(to[1:]) != self.fold(self.nick) and to[1:].find(",") < 0:
+            elif to.startswith("@") and self.fold(to[1:]) != self.fold(target):
                 text = f"[{to}] {text}"  # an on-call role
-        return self._privmsgs(sender, target, text, msg_id, time)
+        tail = self._privmsgs(sender, target, text, msg_id, time)
+        if self._held is None:
+            return tail
+        self._held_tail = tail
+        return b""
 
     def _privmsgs(self, sender: str, target: str, text: str, msg_id: int, time: str) -> bytes:
         """PRIVMSG lines, as many as a long text needs (a Bleeper message may be 4 KB; an IRC line is 512 B)."""
@@ -426,6 +442,15 @@ class IrcCodec:
         if code == codes.LOGIN_FAILED:
             return self._numeric(n.ERR_PASSWDMISMATCH, f"Password incorrect ({text})")
         return self._server_notice(f"{code} {text}") + self._numeric(n.ERR_NICKNAMEINUSE, wanted, text)
+
+    # for the transport ---------------------------------------------------------------------------------------
+
+    def too_long(self, detail: str) -> bytes:
+        """A line the framer cut short (past every limit): 417, and the connection stays."""
+        return self._numeric(n.ERR_INPUTTOOLONG, f"Input line was too long ({detail})")
+
+    def notice(self, text: str) -> bytes:
+        return self._server_notice(text)
 
     # lines ------------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,157 @@
+"""The IRC listener over real sockets (``bleeper serve --irc-port``): IRC clients and telnet-style clients in
+one chat. Every line the server sends is read with irctokens, a strict IRC tokeniser from PyPI."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import irctokens
+import pytest
+
+from bleeper.server import ChatServer
+from tests.conftest import make_config, port_of
+from tests.helpers import LineClient, create_accounts, free_port
+
+TIMEOUT = 5.0
+
+
+class IrcConnection:
+    """A bare IRC client: lines out, irctokens lines in."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.decoder = irctokens.StatefulDecoder()
+        self.lines: list[irctokens.Line] = []
+
+    @classmethod
+    async def connect(cls, port: int) -> IrcConnection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    def send(self, line: str | bytes) -> None:
+        self.writer.write(line if isinstance(line, bytes) else line.encode() + b"\r\n")
+
+    async def read(self) -> irctokens.Line:
+        while not self.lines:
+            data = await asyncio.wait_for(self.reader.read(65536), TIMEOUT)
+            assert data, "the server closed the connection"
+            lines = self.decoder.push(data)
+            assert lines is not None
+            self.lines.extend(lines)
+        return self.lines.pop(0)
+
+    async def until(self, command: str) -> list[irctokens.Line]:
+        """Lines up to and including the first *command*."""
+        seen = []
+        while True:
+            line = await self.read()
+            seen.append(line)
+            if line.command == command:
+                return seen
+
+    async def register(self, nick: str, password: str | None = None) -> list[irctokens.Line]:
+        self.send("CAP LS 302")
+        if password is not None:
+            self.send(f"PASS {password}")
+        self.send(f"NICK {nick}")
+        self.send(f"USER {nick} 0 * :{nick}")
+        self.send("CAP REQ :server-time echo-message")
+        self.send("CAP END")
+        return await self.until("JOIN")  # the welcome burst ends with the #everyone channel
+
+    async def close(self) -> None:
+        self.writer.close()
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ChatServer]:
+    db = await create_accounts(str(tmp_path / "bleeper.db"), "alice", "bob")
+    started = ChatServer(make_config(db=db, irc_port=free_port(), server_name="irc.bleeper.test"))
+    await started.start()
+    yield started
+    await started.stop(grace=0.5)
+
+
+def irc_port(server: ChatServer) -> int:
+    return server.irc_addresses[0][1]
+
+
+async def test_an_irc_client_registers_and_chats_with_a_telnet_user(server: ChatServer) -> None:
+    ben = await LineClient.connect(port_of(server))
+    assert (await ben.command("NAME ben")).code == 201
+    ann = await IrcConnection.connect(irc_port(server))
+    burst = await ann.register("ann")
+    assert [line.command for line in burst if line.command.isdigit()][:5] == ["001", "002", "003", "004", "005"]
+    welcome = next(line for line in burst if line.command == "001")
+    assert welcome.source == "irc.bleeper.test" and welcome.params[0] == "ann"
+    online = await ben.event("ONLINE")
+    assert online.args == ("ann",)
+    ann.send("PRIVMSG ben :hello from irssi")
+    echo = await ann.read()
+    assert (echo.command, echo.params, echo.hostmask.nickname) == ("PRIVMSG", ["ben", "hello from irssi"], "ann")
+    assert "time" in (echo.tags or {})
+    message = await ben.message()
+    assert (message.sender, message.text) == ("ann", "hello from irssi")
+    assert (await ben.command("TELL ann hello from telnet")).code == 250
+    got = await ann.read()
+    assert (got.command, got.params, got.hostmask.nickname) == ("PRIVMSG", ["ann", "hello from telnet"], "ben")
+    await ann.close()
+    offline = await ben.event("OFFLINE")
+    assert offline.args[0] == "ann"
+
+
+async def test_channels_are_groups_over_the_wire(server: ChatServer) -> None:
+    ben = await LineClient.connect(port_of(server))
+    await ben.command("NAME ben")
+    await ben.command("JOIN #icu")
+    ann = await IrcConnection.connect(irc_port(server))
+    await ann.register("ann")
+    ann.send("JOIN #icu")
+    joined = await ann.until("366")
+    assert [line.command for line in joined] == ["JOIN", "353", "366"]
+    assert sorted(joined[1].params[-1].split()) == ["ann", "ben"]
+    ann.send("PRIVMSG #icu :rounds at nine")
+    await ann.read()  # the echo
+    message = await ben.message()
+    assert (message.to, message.text) == ("#icu", "rounds at nine")
+
+
+async def test_an_account_signs_in_with_pass_and_gets_what_waited(server: ChatServer) -> None:
+    bob = await LineClient.connect(port_of(server))
+    assert (await bob.command("LOGIN bob bob-password")).code == 202
+    assert (await bob.command("TELL alice while you were away")).code == 250
+    alice = await IrcConnection.connect(irc_port(server))
+    await alice.register("alice", password="alice-password")
+    waited = await alice.until("PRIVMSG")
+    assert waited[-1].params == ["alice", "while you were away"]
+    wrong = await IrcConnection.connect(irc_port(server))
+    wrong.send("PASS nope")
+    wrong.send("NICK bob")
+    wrong.send("USER bob 0 * :bob")
+    refused = await wrong.until("464")
+    assert refused[-1].command == "464"
+
+
+async def test_bad_input_gets_a_numeric_and_the_connection_stays(server: ChatServer) -> None:
+    ann = await IrcConnection.connect(irc_port(server))
+    await ann.register("ann")
+    ann.send("PRIVMSG ann :" + "x" * 600)  # past 512 bytes
+    assert (await ann.until("417"))[-1].command == "417"
+    ann.send(b"PRIVMSG ann :" + b"y" * 10_000 + b"\r\n")  # past what the framer keeps
+    assert (await ann.until("417"))[-1].command == "417"
+    ann.send(b"PRIVMSG ann :\xc3\x28 not UTF-8\r\n")
+    assert "UTF-8" in (await ann.until("NOTICE"))[-1].params[-1]
+    ann.send("PING still-here")
+    pong = await ann.until("PONG")
+    assert pong[-1].params[-1] == "still-here"
+
+
+def test_serve_help_names_the_irc_options() -> None:
+    import subprocess
+    import sys
+
+    shown = subprocess.run([sys.executable, "-m", "bleeper", "serve", "--help"], capture_output=True, text=True,
+                           check=True).stdout  # fmt: skip
+    assert "--irc-port" in shown and "--irc-tls-port" in shown
