@@ -60,12 +60,12 @@ def test_registration_with_cap_negotiation_gives_the_welcome_burst() -> None:
     greeting = client.greeting
     assert commands(greeting) == ["NOTICE"] and "Bleeper" in greeting[0].params[1]
     ls = client.send("CAP LS 302")
-    assert ls == [IrcMessage("CAP", ("*", "LS", "echo-message server-time"), "bleeper.test")]
+    assert ls == [IrcMessage("CAP", ("*", "LS", "echo-message sasl=PLAIN server-time"), "bleeper.test")]
     assert client.send("NICK ann") == [] and client.send("USER ann 0 * :Ann") == []  # waits for CAP END
     assert client.send("CAP REQ :server-time")[0].params == ("*", "ACK", "server-time")
-    assert client.send("CAP REQ :sasl")[0].params == ("*", "NAK", "sasl")  # not offered: refused whole
+    assert client.send("CAP REQ :sasl draft/nope")[0].params == ("*", "NAK", "sasl draft/nope")  # refused whole
     burst = client.send("CAP END")
-    assert commands(burst) == ["001", "002", "003", "004", "005", "422", "JOIN"]
+    assert commands(burst) == ["001", "002", "003", "004", "005", "251", "255", "422", "JOIN"]
     assert burst[0].params[0] == "ann" and burst[-1] == IrcMessage("JOIN", ("#everyone",), "ann!ann@bleeper.test")
     isupport = burst[4].params
     assert {"CASEMAPPING=rfc8265", "CHANTYPES=#", "NICKLEN=32", "NETWORK=Bleeper"} <= set(isupport)
@@ -216,3 +216,27 @@ def test_quit_and_a_dropped_line_user_are_quits() -> None:
     assert ann.received() == [IrcMessage("QUIT", ("connection lost",), "bob!bob@bleeper.test")]
     (error,) = ann.send("QUIT :bye")
     assert error.command == "ERROR"
+
+
+def test_list_whois_topic_lusers_and_motd() -> None:
+    hub = Hub(HubLimits())
+    bob, _ = join(hub, "bob")
+    hub.handle(bob, "JOIN #icu")
+    hub.handle(bob, "STATUS busy in theatre")
+    ann, _ = register(hub, "ann")
+    listed = ann.send("LIST")
+    assert commands(listed) == ["321", "322", "322", "323"]
+    assert listed[1].params[1] == "#everyone" and listed[2].params[1:3] == ("#icu", "1")
+    whois = ann.send("WHOIS Bob")
+    assert commands(whois) == ["311", "319", "312", "301", "318"]
+    assert whois[1].params[2] == "#everyone #icu" and whois[3].params[2] == "busy: in theatre"
+    assert commands(ann.send("WHOIS nobody")) == ["401", "318"]
+    assert commands(ann.send("TOPIC #icu")) == ["331"]
+    assert commands(ann.send("TOPIC #icu :new topic")) == ["482"]
+    assert commands(ann.send("LUSERS")) == ["251", "255"]
+    assert commands(ann.send("MOTD")) == ["422"]
+    motd = IrcClient(hub)
+    motd.codec.motd = ["Bleeper for ward 7", "Call 2222 in an emergency"]
+    motd.send("NICK cat")
+    burst = motd.send("USER cat 0 * :cat")
+    assert [m.params[1] for m in burst if m.command == "372"] == ["- Bleeper for ward 7", "- Call 2222 in an emergency"]

@@ -155,3 +155,40 @@ def test_serve_help_names_the_irc_options() -> None:
     shown = subprocess.run([sys.executable, "-m", "bleeper", "serve", "--help"], capture_output=True, text=True,
                            check=True).stdout  # fmt: skip
     assert "--irc-port" in shown and "--irc-tls-port" in shown
+
+
+async def test_sasl_plain_signs_an_account_in_and_what_waited_follows_the_welcome(server: ChatServer) -> None:
+    import base64
+
+    bob = await LineClient.connect(port_of(server))
+    await bob.command("LOGIN bob bob-password")
+    assert (await bob.command("URGENT alice come to bay 2")).code == 250
+    alice = await IrcConnection.connect(irc_port(server))
+    alice.send("CAP LS 302")
+    ls = await alice.until("CAP")
+    assert "sasl=PLAIN" in ls[-1].params[-1].split()
+    alice.send("NICK alice")
+    alice.send("USER alice 0 * :Alice")
+    alice.send("CAP REQ :sasl")
+    await alice.until("CAP")
+    alice.send("AUTHENTICATE PLAIN")
+    assert (await alice.read()).params == ["+"]
+    alice.send("AUTHENTICATE " + base64.b64encode(b"\0alice\0wrong").decode())
+    assert (await alice.until("904"))[-1].command == "904"
+    alice.send("AUTHENTICATE PLAIN")
+    await alice.read()
+    alice.send("AUTHENTICATE " + base64.b64encode(b"alice\0alice\0alice-password").decode())
+    signed_in = await alice.until("903")
+    assert [line.command for line in signed_in] == ["900", "903"] and signed_in[0].params[2] == "alice"
+    alice.send("CAP END")
+    burst = await alice.until("JOIN")
+    assert burst[0].command == "001" and burst[0].params[0] == "alice"
+    notice = await alice.read()
+    assert notice.command == "NOTICE" and "/quote ACK" in notice.params[-1]
+    page = await alice.read()
+    assert (page.command, page.params[-1], page.hostmask.nickname) == ("PRIVMSG", "come to bay 2", "bob")
+    message_id = notice.params[-1].split()[2]
+    alice.send(f"ACK {message_id}")
+    acked = await alice.until("NOTICE")
+    assert acked[-1].params[-1].startswith(f"206 {message_id} acknowledged")
+    assert (await bob.event("ACKED")).args == (message_id, "alice")

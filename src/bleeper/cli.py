@@ -29,7 +29,10 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--config", metavar="FILE", help="TOML settings file (default: ./bleeper.toml when present)")
     p.add_argument("--host", help=f"address to listen on [default: {d.host}]")
     p.add_argument("--port", type=int, help=f"TCP port to listen on; 0 picks a free one [default: {d.port}]")
-    p.add_argument("--server-name", help=f"name shown in the greeting [default: {d.server_name}]")
+    p.add_argument(
+        "--server-name",
+        help="name the server gives itself, in the greeting and to IRC clients [default: this machine's host name]",
+    )
     p.add_argument("--max-line", type=int, metavar="BYTES", help=f"longest line accepted [default: {d.max_line}]")
     p.add_argument(
         "--send-buffer",

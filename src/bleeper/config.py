@@ -9,7 +9,7 @@ import re
 import socket
 import sys
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ class ConfigError(Exception):
 class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8090
-    server_name: str = "bleeper"
+    server_name: str = field(default_factory=socket.gethostname)  # in the greeting, and IRC's server name
     max_line: int = 4096
     send_buffer: int = 512 * 1024
     rate: float = 20.0

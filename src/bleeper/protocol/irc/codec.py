@@ -23,23 +23,27 @@ with no IRC equivalent (ACK, READ, TRACE, ONCALL, BACKUP, STATUS, HISTORY, ...) 
 
 from __future__ import annotations
 
+import base64
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bleeper.protocol import codes
-from bleeper.protocol.commands import Command, ParseError, parse_command
+from bleeper.protocol.commands import Command, Login, ParseError, parse_command
 from bleeper.protocol.irc import numerics as n
 from bleeper.protocol.irc.message import IrcMessage, IrcParseError, body_room, encode, parse
 
 EVERYONE = "#everyone"  # the channel of SAY: every IRC client is in it
-CAPABILITIES = ("echo-message", "server-time")  # only what is implemented fully (a client takes them at their word)
+# Only what is implemented fully: a client takes an advertised capability at its word.
+CAPABILITIES = ("echo-message", "sasl", "server-time")
+CAP_VALUES = {"sasl": "PLAIN"}  # shown to clients that asked with CAP LS 302
 Output = Command | bytes  # a command for the hub, or bytes to send as they are
 
 # Bleeper commands an IRC client may send as they are (/quote ACK 42): IRC has no words for them.
 RAW_COMMANDS = frozenset({"ACK", "READ", "TRACE", "ONCALL", "BACKUP", "STATUS", "HISTORY", "RECALL", "SYNC", "HELP",
                           "HEALTH", "URGENT", "KICK", "ANNOUNCE", "GROUPS", "PUSH"})  # fmt: skip
-ALLOWED_BEFORE_REGISTRATION = frozenset({"CAP", "NICK", "USER", "PASS", "PING", "PONG", "QUIT"})
+ALLOWED_BEFORE_REGISTRATION = frozenset({"CAP", "NICK", "USER", "PASS", "PING", "PONG", "QUIT", "AUTHENTICATE"})
+SASL_CHUNK = 400  # base64 bytes per AUTHENTICATE line; a full one means more follows
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,11 @@ class IrcCodec:
         self.negotiating = False  # between CAP LS/REQ and CAP END: registration waits
         self.registered = False
         self.account = False
+        self.counts: Callable[[], tuple[int, int]] = lambda: (0, 0)  # (people online, connections here)
+        self.cap_version = 0  # 302 when the client asked CAP LS 302 (it then gets capability values)
+        self.sasl: str | None = None  # the mechanism under way (AUTHENTICATE PLAIN), and what came of it
+        self.sasl_data = ""
+        self.signed_in: str | None = None  # the account SASL signed in, before registration ends
         self.asked: deque[Asked] = deque()
         self._last_tail: tuple[int, str] = (0, "")  # (id, sender) of the message rendered last
         # Messages sent before the welcome (an account's inbox, replayed before LOGIN's reply): held, and sent
@@ -120,7 +129,10 @@ class IrcCodec:
         sub = message.param(0).upper()
         if sub == "LS":
             self.negotiating = not self.registered
-            return [self._line("CAP", self.nick, "LS", " ".join(CAPABILITIES))]
+            self.cap_version = max(self.cap_version, int(message.param(1)) if message.param(1).isdigit() else 0)
+            shown = [f"{cap}={CAP_VALUES[cap]}" if self.cap_version >= 302 and cap in CAP_VALUES else cap
+                     for cap in CAPABILITIES]  # fmt: skip
+            return [self._line("CAP", self.nick, "LS", " ".join(shown))]
         if sub == "LIST":
             return [self._line("CAP", self.nick, "LIST", " ".join(sorted(self.caps)))]
         if sub == "REQ":
@@ -171,10 +183,42 @@ class IrcCodec:
         """NICK and USER are in and CAP negotiation is over: take the name (LOGIN with PASS, else NAME)."""
         if self.registered or self.negotiating or self.user is None or not self.wanted:
             return []
-        if any(asked.verb == "REGISTER" for asked in self.asked):
+        if any(asked.verb in ("REGISTER", "SASL") for asked in self.asked):
             return []
-        line = f"NAME {self.wanted}" if self.password is None else f"LOGIN {self.wanted} {self.password}"
-        return self._bleeper(Asked("REGISTER", self.wanted), line)
+        if self.signed_in is not None:  # SASL has logged the account in: its name is the nick
+            return [self._welcome(self.signed_in)]
+        if self.password is not None:
+            return self._ask(Asked("REGISTER", self.wanted), Login(self.wanted, self.password))
+        return self._bleeper(Asked("REGISTER", self.wanted), f"NAME {self.wanted}")
+
+    def _irc_authenticate(self, message: IrcMessage) -> list[Output]:
+        """SASL PLAIN (IRCv3 SASL 3.1/3.2): the account signs in before registration ends (a LOGIN)."""
+        data = message.param(0)
+        if "sasl" not in self.caps or self.registered:
+            return [self._numeric("904", "SASL authentication failed (CAP REQ :sasl first, before registering)")]
+        if self.signed_in is not None:
+            return [self._numeric("907", "You have already authenticated using SASL")]
+        if data == "*":
+            self.sasl, self.sasl_data = None, ""
+            return [self._numeric("906", "SASL authentication aborted")]
+        if self.sasl is None:
+            if data.upper() != "PLAIN":
+                return [self._numeric("908", "PLAIN", "are available SASL mechanisms"),
+                        self._numeric("904", "SASL authentication failed")]  # fmt: skip
+            self.sasl, self.sasl_data = "PLAIN", ""
+            return [encode(IrcMessage("AUTHENTICATE", ("+",)))]
+        if data != "+":
+            self.sasl_data += data
+        if len(data) == SASL_CHUNK:
+            return []  # more follows
+        raw, self.sasl, self.sasl_data = self.sasl_data, None, ""
+        try:
+            _, account, password = base64.b64decode(raw, validate=True).decode().split("\0")
+        except (ValueError, UnicodeDecodeError):
+            return [self._numeric("904", "SASL authentication failed (not base64 of authzid NUL authcid NUL password)")]
+        if not account or not password:
+            return [self._numeric("904", "SASL authentication failed (an account and a password are needed)")]
+        return self._ask(Asked("SASL", account), Login(account, password))
 
     def _welcome(self, name: str) -> bytes:
         self.registered = True
@@ -187,18 +231,49 @@ class IrcCodec:
             self._numeric(n.RPL_CREATED, "This server speaks IRC for Bleeper"),
             self._numeric(n.RPL_MYINFO, self.server, "bleeper", "o", ""),  # user mode o (OPER); no channel modes
             self._numeric(n.RPL_ISUPPORT, *isupport, "are supported by this server"),
+            self._lusers(),
+            self._motd(),
+            self._from(name, "JOIN", EVERYONE),
         ]
-        if self.motd:
-            lines.append(self._numeric(n.RPL_MOTDSTART, f"- {self.server} Message of the day -"))
-            lines.extend(self._numeric(n.RPL_MOTD, f"- {text}") for text in self.motd)
-            lines.append(self._numeric(n.RPL_ENDOFMOTD, "End of /MOTD command"))
-        else:
-            lines.append(self._numeric(n.ERR_NOMOTD, "MOTD File is missing"))
-        lines.append(self._from(name, "JOIN", EVERYONE))
         held, self._held = self._held or [], None
         return b"".join(lines + held)
 
+    def _lusers(self) -> bytes:
+        people, here = self.counts()
+        return (self._numeric(n.RPL_LUSERCLIENT, f"There are {people} users and 0 invisible on 1 servers")
+                + self._numeric(n.RPL_LUSERME, f"I have {here} clients and 0 servers"))  # fmt: skip
+
+    def _motd(self) -> bytes:
+        if not self.motd:
+            return self._numeric(n.ERR_NOMOTD, "MOTD File is missing")
+        return b"".join([self._numeric(n.RPL_MOTDSTART, f"- {self.server} Message of the day -"),
+                         *(self._numeric(n.RPL_MOTD, f"- {text}") for text in self.motd),
+                         self._numeric(n.RPL_ENDOFMOTD, "End of /MOTD command")])  # fmt: skip
+
     # after registration ---------------------------------------------------------------------------------------
+
+    def _irc_lusers(self, message: IrcMessage) -> list[Output]:
+        return [self._lusers()]
+
+    def _irc_motd(self, message: IrcMessage) -> list[Output]:
+        return [self._motd()]
+
+    def _irc_topic(self, message: IrcMessage) -> list[Output]:
+        channel = message.param(0)
+        if not channel:
+            return [self._numeric(n.ERR_NEEDMOREPARAMS, "TOPIC", "Not enough parameters")]
+        if len(message.params) > 1:
+            return [self._numeric("482", channel, "Bleeper groups have no topic to set")]
+        return [self._numeric(n.RPL_NOTOPIC, channel, "No topic is set")]
+
+    def _irc_list(self, message: IrcMessage) -> list[Output]:
+        return self._bleeper(Asked("LIST"), "GROUPS")
+
+    def _irc_whois(self, message: IrcMessage) -> list[Output]:
+        nick = message.params[-1] if message.params else ""
+        if not nick:
+            return [self._numeric(n.ERR_NONICKNAMEGIVEN, "No nickname given")]
+        return self._bleeper(Asked("WHOIS", nick), "WHO")
 
     def _irc_ping(self, message: IrcMessage) -> list[Output]:
         return self._bleeper(Asked("PING", text=message.param(0)), f"PING {message.param(0)}".rstrip())
@@ -297,6 +372,14 @@ class IrcCodec:
         verb = asked.verb
         if verb == "REGISTER":
             return self._registered(code, text)
+        if verb == "SASL":
+            if code == codes.LOGGED_IN:
+                self.signed_in = text.split(" ", 1)[0]
+                self.account = True
+                mask = f"{self.signed_in}!{self.user or self.signed_in}@{self.server}"
+                return (self._numeric("900", mask, self.signed_in, f"You are now logged in as {self.signed_in}")
+                        + self._numeric("903", "SASL authentication successful"))  # fmt: skip
+            return self._numeric("904", f"SASL authentication failed ({text})")
         if verb in ("PRIVMSG", "NOTICE"):
             return self._sent(asked, code, text)
         if verb == "JOIN":
@@ -325,7 +408,16 @@ class IrcCodec:
 
     def listing(self, code: int, items: Iterable[str], summary: str) -> bytes:
         asked = self.asked.popleft() if self.asked else None
+        items = list(items)
         names = [item.split(" ", 1)[0] for item in items]
+        if asked is not None and asked.verb == "LIST":
+            return b"".join([self._numeric("321", "Channel", "Users  Name"),
+                             self._numeric("322", EVERYONE, str(self.counts()[0]), "Everyone on Bleeper (SAY)"),
+                             *(self._numeric("322", name, item.rpartition("members=")[2] or "0", "")
+                               for name, item in zip(names, items, strict=True)),
+                             self._numeric("323", "End of /LIST")])  # fmt: skip
+        if asked is not None and asked.verb == "WHOIS":
+            return self._whois(asked.target, names, items)
         if asked is not None and asked.verb == "NAMES":
             return self._names(asked.target, names)
         if asked is not None and asked.verb == "WHO":
@@ -333,6 +425,25 @@ class IrcCodec:
                             for name in names) + self._numeric(n.RPL_ENDOFWHO, asked.target, "End of WHO list")  # fmt: skip
         lines = [self._server_notice(item) for item in items]
         lines.append(self._server_notice(f"{code} {summary}"))
+        return b"".join(lines)
+
+    def _whois(self, nick: str, names: list[str], items: list[str]) -> bytes:
+        """WHOIS from WHO's list: who they are, their groups, whether away."""
+        found = [(name, item) for name, item in zip(names, items, strict=True) if self.fold(name) == self.fold(nick)]
+        if not found:
+            return self._numeric(n.ERR_NOSUCHNICK, nick, "No such nick") + self._numeric(
+                "318", nick, "End of /WHOIS list"
+            )
+        name, item = found[0]
+        fields = dict(part.partition("=")[::2] for part in item.split(" note=")[0].split(" ")[1:])
+        note = item.partition(" note=")[2]
+        lines = [self._numeric("311", name, name, self.server, "*", name)]
+        groups = [EVERYONE, *filter(None, fields.get("groups", "").split(","))]
+        lines.append(self._numeric("319", name, " ".join(groups)))
+        lines.append(self._numeric("312", name, self.server, "Bleeper"))
+        if fields.get("status") in ("away", "busy", "dnd"):
+            lines.append(self._numeric(n.RPL_AWAY, name, f"{fields['status']}{': ' + note if note else ''}"))
+        lines.append(self._numeric("318", name, "End of /WHOIS list"))
         return b"".join(lines)
 
     def _names(self, channel: str, names: list[str]) -> bytes:
