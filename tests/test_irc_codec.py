@@ -147,6 +147,8 @@ def test_channels_are_groups() -> None:
     bob_wire.lines()
     assert ann.received() == [IrcMessage("PRIVMSG", ("#icu", "ok"), "bob!bob@bleeper.test")]
     assert commands(ann.send("NAMES #icu")) == ["353", "366"]
+    who = ann.send("WHO #icu")
+    assert commands(who) == ["352", "352", "315"] and {m.params[1] for m in who[:2]} == {"#icu"}
     assert ann.send("MODE #icu") == [IrcMessage("324", ("ann", "#icu", "+"), "bleeper.test")]
     assert commands(ann.send("MODE #icu +m")) == ["472"]
     assert commands(ann.send("MODE #icu b")) == ["368"]
@@ -170,9 +172,9 @@ def test_an_urgent_page_reaches_irc_marked_and_is_acknowledged_with_a_raw_ack() 
     ward, ward_wire = join(hub, "ward7")
     ann, _ = register(hub, "ann")
     hub.handle(ward, "URGENT ann VT bay 2")
-    notice, text = ann.received()
-    assert notice.command == "NOTICE" and "URGENT message 1" in notice.params[1] and "/quote ACK 1" in notice.params[1]
-    assert text == IrcMessage("PRIVMSG", ("ann", "VT bay 2"), "ward7!ward7@bleeper.test")
+    (page,) = ann.received()
+    assert page == IrcMessage("NOTICE", ("ann", "[URGENT 1] VT bay 2 (acknowledge: /quote ACK 1)"),
+                              "ward7!ward7@bleeper.test")  # fmt: skip
     ward_wire.lines()
     (acked,) = ann.send("ACK 1")
     assert acked.command == "NOTICE" and acked.params[1].startswith("206 1 acknowledged")

@@ -183,11 +183,10 @@ async def test_sasl_plain_signs_an_account_in_and_what_waited_follows_the_welcom
     alice.send("CAP END")
     burst = await alice.until("JOIN")
     assert burst[0].command == "001" and burst[0].params[0] == "alice"
-    notice = await alice.read()
-    assert notice.command == "NOTICE" and "/quote ACK" in notice.params[-1]
     page = await alice.read()
-    assert (page.command, page.params[-1], page.hostmask.nickname) == ("PRIVMSG", "come to bay 2", "bob")
-    message_id = notice.params[-1].split()[2]
+    assert (page.command, page.hostmask.nickname) == ("NOTICE", "bob")
+    message_id = page.params[-1].split()[1].rstrip("]")
+    assert page.params[-1] == f"[URGENT {message_id}] come to bay 2 (acknowledge: /quote ACK {message_id})"
     alice.send(f"ACK {message_id}")
     acked = await alice.until("NOTICE")
     assert acked[-1].params[-1].startswith(f"206 {message_id} acknowledged")

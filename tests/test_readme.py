@@ -11,6 +11,7 @@ SERVER_WORDS = {"MSG", "ONLINE", "OFFLINE", "CLOSING", "PING", "URGENT", "ALERT"
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 INTERVAL = re.compile(r"alerts every [\d.]+ s")
 ADDRESS = re.compile(r"\(127\.0\.0\.1:\d+\)")  # a device in TRACE: the port differs every time
+GREETING = re.compile(r"^220 \S+ ")
 
 
 def walkthrough(kind: str = "walkthrough") -> list[tuple[str, list[str]]]:
@@ -31,6 +32,7 @@ def from_server(line: str) -> bool:
 
 
 def normalise(line: str) -> str:
+    line = GREETING.sub("220 <server-name> ", line)  # the machine's host name, unless --server-name
     return ADDRESS.sub("(<address>)", INTERVAL.sub("alerts every <n> s", TIME.sub("<time>", line)))
 
 

@@ -82,11 +82,10 @@ class IrcCodec:
         self.sasl_data = ""
         self.signed_in: str | None = None  # the account SASL signed in, before registration ends
         self.asked: deque[Asked] = deque()
-        self._last_tail: tuple[int, str] = (0, "")  # (id, sender) of the message rendered last
+        self._message: tuple[int, str, str, str, str] = (0, "", "", "", "")  # the one being delivered
         # Messages sent before the welcome (an account's inbox, replayed before LOGIN's reply): held, and sent
         # after it, since clients take nothing before 001.
         self._held: list[bytes] | None = []
-        self._held_tail = b""
 
     # the hub's Codec protocol: what comes in ------------------------------------------------------------------
 
@@ -358,15 +357,15 @@ class IrcCodec:
             return [self._numeric("502", "Cannot change mode for other users")]
         if not changes:
             return [self._numeric(n.RPL_UMODEIS, "+")]
-        return [self._numeric(n.ERR_UMODEUNKNOWNFLAG, "Bleeper has no user modes")]
+        return [self._numeric(n.ERR_UMODEUNKNOWNFLAG, "Bleeper has no user modes (none is needed)")]
 
     # the hub's Codec protocol: what goes out ---------------------------------------------------------------
 
     def reply(self, code: int, text: str) -> bytes:
         asked = self.asked.popleft() if self.asked else None
         if asked is None:
-            if code == codes.GREETING:
-                return self._server_notice(f"*** {text}")
+            if code == codes.GREETING:  # (its words are for the line protocol: NAME is IRC's NICK and USER)
+                return self._server_notice(f"*** Connected to {self.server} (Bleeper); registering")
             return self._server_notice(f"{code} {text}")
         ok = 200 <= code < 300
         verb = asked.verb
@@ -421,8 +420,10 @@ class IrcCodec:
         if asked is not None and asked.verb == "NAMES":
             return self._names(asked.target, names)
         if asked is not None and asked.verb == "WHO":
-            return b"".join(self._numeric(n.RPL_WHOREPLY, "*", name, self.server, self.server, name, "H", f"0 {name}")
-                            for name in names) + self._numeric(n.RPL_ENDOFWHO, asked.target, "End of WHO list")  # fmt: skip
+            channel = asked.target if asked.target.startswith("#") else "*"
+            return b"".join(self._numeric(n.RPL_WHOREPLY, channel, name, self.server, self.server, name, "H",
+                                          f"0 {name}") for name in names) + self._numeric(
+                n.RPL_ENDOFWHO, asked.target, "End of WHO list")  # fmt: skip
         lines = [self._server_notice(item) for item in items]
         lines.append(self._server_notice(f"{code} {summary}"))
         return b"".join(lines)
@@ -477,50 +478,54 @@ class IrcCodec:
             return self._line("ERROR", f"Closing link: {self.nick} ({' '.join(params)})")
         return self._server_notice(" ".join((kind, *params)))
 
-    def message_head(self, seq: int) -> bytes:
-        return self._hold(b"")
-
-    def _hold(self, head: bytes) -> bytes:
-        """Before registration, a message (its head, then the tail made just before) waits for the welcome."""
-        if self._held is None:
-            return head
-        self._held += [head, self._held_tail]
-        return b""
-
-    def urgent_head(self, seq: int) -> bytes:
-        """Before an urgent message's text: a NOTICE from its sender that marks it urgent and says how to
-        acknowledge it. (The hub renders the shared part first, so the message it belongs to is known.)"""
-        msg_id, sender = self._last_tail
-        return self._hold(self._from(sender, "NOTICE", self.nick, f"URGENT message {msg_id} from {sender} "
-                                     f"(next line); acknowledge it with /quote ACK {msg_id}"))  # fmt: skip
+    # A delivered message is rendered whole in its head: the shared tail, made first, only notes what it is.
+    # (An IRC line names its recipient and says whether it is urgent, and each IRC connection has a codec of
+    # its own, so there is nothing to share.)
 
     def message_tail(self, msg_id: int, time: str, sender: str, to: str, text: str) -> bytes:
-        self._last_tail = (msg_id, sender)
-        if to == "*":
-            target = EVERYONE
-        elif to.startswith("#"):
-            target = to
-        else:  # to people: to this connection's nick, with the others named when there were several
-            target = self.nick if self.registered else self.wanted or self.nick
-            if to.startswith("@") and "," in to:
-                text = f"[to {to[1:]}] {text}"
-            elif to.startswith("@") and self.fold(to[1:]) != self.fold(target):
-                text = f"[{to}] {text}"  # an on-call role
-        tail = self._privmsgs(sender, target, text, msg_id, time)
-        if self._held is None:
-            return tail
-        self._held_tail = tail
+        self._message = (msg_id, time, sender, to, text)
         return b""
 
-    def _privmsgs(self, sender: str, target: str, text: str, msg_id: int, time: str) -> bytes:
-        """PRIVMSG lines, as many as a long text needs (a Bleeper message may be 4 KB; an IRC line is 512 B)."""
+    def message_head(self, seq: int) -> bytes:
+        msg_id, time, sender, to, text = self._message
+        target, text = self._target(to, text)
+        return self._hold(self._messages("PRIVMSG", sender, target, text, msg_id, time))
+
+    def urgent_head(self, seq: int) -> bytes:
+        """An urgent message is a NOTICE from its sender, marked, saying how to acknowledge it."""
+        msg_id, time, sender, to, text = self._message
+        target, text = self._target(to, text)
+        marked = f"[URGENT {msg_id}] {text} (acknowledge: /quote ACK {msg_id})"
+        return self._hold(self._messages("NOTICE", sender, target, marked, msg_id, time))
+
+    def _target(self, to: str, text: str) -> tuple[str, str]:
+        """Where a message shows on IRC: its channel, or this connection's nick with the others it was for
+        named when there were several, or the on-call role (or the person a page was escalated from)."""
+        if to == "*":
+            return EVERYONE, text
+        if to.startswith("#"):
+            return to, text
+        me = self.nick if self.registered else self.wanted or self.nick
+        if to.startswith("@") and "," in to:
+            return me, f"[to {to[1:]}] {text}"
+        if to.startswith("@") and self.fold(to[1:]) != self.fold(me):
+            return me, f"[{to}] {text}"
+        return me, text
+
+    def _hold(self, data: bytes) -> bytes:
+        """Before registration a message waits for the welcome: clients take nothing before 001."""
+        if self._held is None:
+            return data
+        self._held.append(data)
+        return b""
+
+    def _messages(self, verb: str, sender: str, target: str, text: str, msg_id: int, time: str) -> bytes:
+        """PRIVMSG (or NOTICE) lines, as many as a long text needs (a Bleeper message may be 4 KB; an IRC line
+        is 512 bytes)."""
         source = f"{sender}!{sender}@{self.server}"
-        tags = {"time": time} if "server-time" in self.caps else {}
-        room = body_room(source, "PRIVMSG", target)
-        lines = []
-        for piece in _split(text, room):
-            lines.append(encode(IrcMessage("PRIVMSG", (target, piece), source, tags)))
-        return b"".join(lines)
+        tags = {"time": time} if "server-time" in self.caps and time else {}
+        room = body_room(source, verb, target)
+        return b"".join(encode(IrcMessage(verb, (target, piece), source, tags)) for piece in _split(text, room))
 
     # replies to a message, and registration ----------------------------------------------------------------------
 
@@ -530,7 +535,9 @@ class IrcCodec:
                 return b""
             msg_id, time = [*text.split(" ", 2), "", ""][:2]
             target = asked.target
-            return self._privmsgs(self.nick, target, asked.text, int(msg_id) if msg_id.isdigit() else 0, time)
+            return self._messages(
+                "PRIVMSG", self.nick, target, asked.text, int(msg_id) if msg_id.isdigit() else 0, time
+            )
         if asked.quiet:
             return b""
         if code == codes.NOT_FOUND:
