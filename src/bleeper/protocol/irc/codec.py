@@ -85,7 +85,7 @@ class IrcCodec:
         self._message: tuple[int, str, str, str, str] = (0, "", "", "", "")  # the one being delivered
         # Messages sent before the welcome (an account's inbox, replayed before LOGIN's reply): held, and sent
         # after it, since clients take nothing before 001.
-        self._held: list[bytes] | None = []
+        self._held: list[tuple[tuple[int, str, str, str, str], bool]] | None = []
 
     # the hub's Codec protocol: what comes in ------------------------------------------------------------------
 
@@ -235,7 +235,7 @@ class IrcCodec:
             self._from(name, "JOIN", EVERYONE),
         ]
         held, self._held = self._held or [], None
-        return b"".join(lines + held)
+        return b"".join(lines + [self._render(message, urgent) for message, urgent in held])
 
     def _lusers(self) -> bytes:
         people, here = self.counts()
@@ -487,16 +487,24 @@ class IrcCodec:
         return b""
 
     def message_head(self, seq: int) -> bytes:
-        msg_id, time, sender, to, text = self._message
-        target, text = self._target(to, text)
-        return self._hold(self._messages("PRIVMSG", sender, target, text, msg_id, time))
+        return self._render(self._message, urgent=False)
 
     def urgent_head(self, seq: int) -> bytes:
-        """An urgent message is a NOTICE from its sender, marked, saying how to acknowledge it."""
-        msg_id, time, sender, to, text = self._message
+        return self._render(self._message, urgent=True)
+
+    def _render(self, message: tuple[int, str, str, str, str], urgent: bool) -> bytes:
+        """A message as IRC lines; an urgent one is a NOTICE from its sender, marked, saying how to
+        acknowledge it. Before registration it waits for the welcome (clients take nothing before 001, and
+        the nick it is addressed to is only settled then)."""
+        if self._held is not None:
+            self._held.append((message, urgent))
+            return b""
+        msg_id, time, sender, to, text = message
         target, text = self._target(to, text)
-        marked = f"[URGENT {msg_id}] {text} (acknowledge: /quote ACK {msg_id})"
-        return self._hold(self._messages("NOTICE", sender, target, marked, msg_id, time))
+        if urgent:
+            marked = f"[URGENT {msg_id}] {text} (acknowledge: /quote ACK {msg_id})"
+            return self._messages("NOTICE", sender, target, marked, msg_id, time)
+        return self._messages("PRIVMSG", sender, target, text, msg_id, time)
 
     def _target(self, to: str, text: str) -> tuple[str, str]:
         """Where a message shows on IRC: its channel, or this connection's nick with the others it was for
@@ -511,13 +519,6 @@ class IrcCodec:
         if to.startswith("@") and self.fold(to[1:]) != self.fold(me):
             return me, f"[{to}] {text}"
         return me, text
-
-    def _hold(self, data: bytes) -> bytes:
-        """Before registration a message waits for the welcome: clients take nothing before 001."""
-        if self._held is None:
-            return data
-        self._held.append(data)
-        return b""
 
     def _messages(self, verb: str, sender: str, target: str, text: str, msg_id: int, time: str) -> bytes:
         """PRIVMSG (or NOTICE) lines, as many as a long text needs (a Bleeper message may be 4 KB; an IRC line

@@ -1,7 +1,9 @@
-"""irssi, a real terminal IRC client (Debian's package), in tmux against the server: it signs in with SASL,
-joins a channel and chats there with a telnet user and a web user, and receives an urgent page and
-acknowledges it. What irssi shows on its screen is read back with ``tmux capture-pane``; what it said on the
-wire with its own raw log."""
+"""Real terminal IRC clients (Debian's packages) against the server.
+
+irssi, in tmux: it signs in with SASL, joins a channel and chats there with a telnet user and a web user, and
+receives an urgent page and acknowledges it. What irssi shows is read back with ``tmux capture-pane``; what it
+said on the wire with its own raw log. WeeChat (weechat-headless): it signs in with SASL, gets the message that
+waited, chats both ways (typing through its FIFO), as its own logs show."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import asyncio
 import shutil
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,10 +33,10 @@ settings = {{ core = {{ real_name = "Alice"; user_name = "alice"; nick = "alice"
 """
 
 
-def needed() -> None:
-    missing = [tool for tool in ("irssi", "tmux") if shutil.which(tool) is None]
+def needed(*tools: str) -> None:
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
-        message = f"needs {' and '.join(missing)} (apt-get install irssi tmux)"
+        message = f"needs {' and '.join(missing)} (apt-get install {' '.join(missing)})"
         if require_services():
             pytest.fail(message + " (BLEEPER_REQUIRE_SERVICES=1)")
         pytest.skip(message)
@@ -82,7 +84,7 @@ async def server(tmp_path: Path) -> AsyncIterator[ChatServer]:
 
 @pytest.fixture
 def irssi(tmp_path: Path, server: ChatServer) -> Iterator[Irssi]:
-    needed()
+    needed("irssi", "tmux")
     client = Irssi(tmp_path / "irssi", server.irc_addresses[0][1])
     yield client
     client.close()
@@ -132,4 +134,42 @@ async def test_irssi_signs_in_with_sasl_chats_with_telnet_and_web_and_acknowledg
     irssi.type(f"/quote ACK {page_id}")
     acked = await ward.event("ACKED")
     assert acked.args == (page_id, "alice")
-    await irssi.shows(f"206 {page_id} acknowledged")
+    screen = await irssi.shows(f"!irc.bleeper.test 206 {page_id} acknowledged; ward7 is told")
+    for shown in ("Capabilities acknowledged: sasl server-time", "SASL authentication succeeded"):  # (the README)
+        assert shown in screen
+
+
+async def test_weechat_signs_in_with_sasl_gets_what_waited_and_chats(server: ChatServer, tmp_path: Path) -> None:
+    needed("weechat-headless")
+    ward = await LineClient.connect(port_of(server))
+    assert (await ward.command("LOGIN ward7 ward7-password")).code == 202
+    assert (await ward.command("TELL alice this waited for you")).code == 250
+    home = tmp_path / "weechat"
+    commands = ("/set logger.file.flush_delay 0;"
+                f"/server add bleeper 127.0.0.1/{server.irc_addresses[0][1]} -notls;"
+                "/set irc.server.bleeper.nicks alice;/set irc.server.bleeper.sasl_username alice;"
+                "/set irc.server.bleeper.sasl_password alice-password;/connect bleeper")  # fmt: skip
+    weechat = await asyncio.create_subprocess_exec("weechat-headless", "--stdout", "--dir", str(home), "-r", commands,
+                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        assert (await ward.event("ONLINE", timeout=15)).args == ("alice",)
+        assert (await ward.command("TELL alice hello weechat")).code == 250
+        log = home / "logs" / "irc.bleeper.ward7.weechatlog"
+        await eventually(lambda: log.exists() and "hello weechat" in log.read_text())
+        lines = [line.split("\t")[1:] for line in log.read_text().splitlines()]
+        assert lines[-2:] == [["ward7", "this waited for you"], ["ward7", "hello weechat"]]
+        (fifo,) = home.glob("weechat_fifo_*")
+        with fifo.open("w") as typing:
+            typing.write("irc.bleeper.ward7 *hello from weechat\n")
+        message = await ward.message()
+        assert (message.sender, message.text) == ("alice", "hello from weechat")
+    finally:
+        weechat.terminate()
+        await asyncio.wait_for(weechat.wait(), 10)
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.2)
