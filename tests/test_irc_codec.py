@@ -60,7 +60,8 @@ def test_registration_with_cap_negotiation_gives_the_welcome_burst() -> None:
     greeting = client.greeting
     assert commands(greeting) == ["NOTICE"] and "Bleeper" in greeting[0].params[1]
     ls = client.send("CAP LS 302")
-    assert ls == [IrcMessage("CAP", ("*", "LS", "echo-message sasl=PLAIN server-time"), "bleeper.test")]
+    assert ls == [IrcMessage("CAP", ("*", "LS", "away-notify cap-notify echo-message sasl=PLAIN server-time"),
+                             "bleeper.test")]  # fmt: skip
     assert client.send("NICK ann") == [] and client.send("USER ann 0 * :Ann") == []  # waits for CAP END
     assert client.send("CAP REQ :server-time")[0].params == ("*", "ACK", "server-time")
     assert client.send("CAP REQ :sasl draft/nope")[0].params == ("*", "NAK", "sasl draft/nope")  # refused whole
@@ -242,3 +243,18 @@ def test_list_whois_topic_lusers_and_motd() -> None:
     motd.send("NICK cat")
     burst = motd.send("USER cat 0 * :cat")
     assert [m.params[1] for m in burst if m.command == "372"] == ["- Bleeper for ward 7", "- Call 2222 in an emergency"]
+
+
+def test_away_notify_shows_others_going_away_and_back() -> None:
+    hub = Hub(HubLimits())
+    bob, _ = join(hub, "bob")
+    ann, _ = register(hub, "ann", "away-notify")
+    cid, _ = register(hub, "cid")
+    assert ann.received() == [IrcMessage("JOIN", ("#everyone",), "cid!cid@bleeper.test")]  # cid came online
+    hub.handle(bob, "STATUS busy in theatre")
+    assert ann.received() == [IrcMessage("AWAY", ("busy: in theatre",), "bob!bob@bleeper.test")]
+    assert cid.received() == []  # without the capability, nothing
+    hub.handle(bob, "STATUS available")
+    assert ann.received() == [IrcMessage("AWAY", (), "bob!bob@bleeper.test")]
+    cid.send("AWAY :lunch")
+    assert ann.received() == [IrcMessage("AWAY", ("away: lunch",), "cid!cid@bleeper.test")]

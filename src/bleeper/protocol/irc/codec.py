@@ -35,7 +35,7 @@ from bleeper.protocol.irc.message import IrcMessage, IrcParseError, body_room, e
 
 EVERYONE = "#everyone"  # the channel of SAY: every IRC client is in it
 # Only what is implemented fully: a client takes an advertised capability at its word.
-CAPABILITIES = ("echo-message", "sasl", "server-time")
+CAPABILITIES = ("away-notify", "cap-notify", "echo-message", "sasl", "server-time")
 CAP_VALUES = {"sasl": "PLAIN"}  # shown to clients that asked with CAP LS 302
 Output = Command | bytes  # a command for the hub, or bytes to send as they are
 
@@ -472,6 +472,13 @@ class IrcCodec:
             return self._from(params[0], "QUIT", " ".join(params[1:]) or "offline")
         if kind == "PING":
             return self._line("PING", params[0] if params else self.server)
+        if kind == "PRESENCE" and len(params) >= 2:  # someone's STATUS (or AWAY) changed
+            if "away-notify" not in self.caps:
+                return b""
+            state, note = params[1], " ".join(params[2:])
+            if state == "available":
+                return self._from(params[0], "AWAY")
+            return self._from(params[0], "AWAY", f"{state}: {note}" if note else state)
         if kind == "DELIVERED":
             return b""  # one per private message would drown an IRC window; TRACE <id> shows them
         if kind == "CLOSING":
