@@ -215,3 +215,40 @@ def test_an_urgent_message_is_answered_in_order_even_when_keeping_its_alert_stat
     lines = ward_wire.lines()
     assert lines[0].startswith("250 1 ") and "urgent" in lines[0], lines
     assert lines[1:] == ["200 PONG x", "DELIVERED 1 doc", "221 goodbye, ward7"]  # as before the split
+
+
+def test_a_guest_may_change_name_and_everyone_hears_of_it() -> None:
+    hub, _ = make_hub()
+    alice, alice_wire = join(hub, "alice")
+    bob, bob_wire = join(hub, "bob")
+    hub.handle(alice, "JOIN #icu")
+    hub.handle(bob, "JOIN #icu")
+    hub.handle(alice, "STATUS busy")
+    alice_wire.lines()
+    bob_wire.lines()
+    hub.handle(alice, "NAME Alicia")
+    assert alice_wire.lines() == ["201 Alicia you are now Alicia (were alice)"]
+    assert bob_wire.lines() == ["RENAMED alice Alicia"]
+    assert [key for key, _ in hub.registry.people()] == ["alicia", "bob"] or sorted(
+        key for key, _ in hub.registry.people()
+    ) == ["alicia", "bob"]
+    assert "alicia" in hub.registry.member_keys("#icu") and "alice" not in hub.registry.member_keys("#icu")
+    hub.handle(bob, "TELL alicia found you")
+    assert alice_wire.lines()[0].endswith("bob @Alicia found you")
+    hub.handle(bob, "NAME alicia")  # the new name is taken, and the old one free
+    assert bob_wire.lines()[-1].startswith("409 ")
+    hub.handle(alice, "NAME ALICIA")  # the same name written differently: shown as written
+    assert alice_wire.lines() == ["201 ALICIA you are now ALICIA (were Alicia)"]
+    assert bob_wire.lines() == ["RENAMED Alicia ALICIA"]
+    carol, carol_wire = join(hub, "carol")
+    hub.handle(carol, "NAME alice")
+    assert carol_wire.lines()[0].startswith("201 alice")
+
+
+def test_an_account_keeps_its_name() -> None:
+    hub, _ = make_hub()
+    session, wire = join(hub)
+    session.name, session.key, session.account = "Dr.Smith", "dr.smith", "dr.smith"
+    hub.registry.arrive(session)
+    hub.handle(session, "NAME smithy")
+    assert wire.lines() == ["403 Dr.Smith is an account's name: an account keeps it"]

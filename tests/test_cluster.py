@@ -302,6 +302,26 @@ async def test_one_role_taken_on_every_node_at_once_is_held_by_all(trio: list[No
         await taker.command("QUIT")
 
 
+async def test_a_guest_renamed_on_one_node_is_renamed_everywhere(trio: list[Node]) -> None:
+    a, b, _ = trio
+    ivy = await a.client("ivy")
+    jon = await b.client("jon")
+    assert (await ivy.command("JOIN #renames")).code == 203
+    await settle(ivy, jon)
+    assert (await ivy.command("NAME ivana")).code == 201
+    renamed = await jon.event("RENAMED")
+    assert isinstance(renamed, Event) and renamed.args == ("ivy", "ivana")
+    await settle(ivy, jon)
+    who = (await jon.command("WHO")).items
+    assert any(item.startswith("ivana") for item in who) and not any(item.startswith("ivy ") for item in who)
+    assert (await jon.command("WHO #renames")).items == ("ivana",)
+    assert (await jon.command("NAME ivy")).code == 201  # the old name is free everywhere
+    assert (await jon.command("TELL ivana found you")).code == 250
+    assert (await ivy.message()).text == "found you"
+    for client in (ivy, jon):
+        await client.command("QUIT")
+
+
 def _texts(items: list[Event | Message]) -> list[str]:
     return [item.text for item in items if isinstance(item, Message)]
 

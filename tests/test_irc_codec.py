@@ -258,3 +258,28 @@ def test_away_notify_shows_others_going_away_and_back() -> None:
     assert ann.received() == [IrcMessage("AWAY", (), "bob!bob@bleeper.test")]
     cid.send("AWAY :lunch")
     assert ann.received() == [IrcMessage("AWAY", ("away: lunch",), "cid!cid@bleeper.test")]
+
+
+def test_a_guest_changes_nick_and_everyone_sees_it_on_every_protocol() -> None:
+    hub = Hub(HubLimits())
+    _, bob_wire = join(hub, "bob")
+    ann, _ = register(hub, "ann")
+    cid, _ = register(hub, "cid")
+    ann.received()
+    bob_wire.lines()
+    assert ann.send("NICK anna") == [IrcMessage("NICK", ("anna",), "ann!ann@bleeper.test")]
+    assert cid.received() == [IrcMessage("NICK", ("anna",), "ann!ann@bleeper.test")]
+    assert bob_wire.lines() == ["RENAMED ann anna"]
+    assert ann.codec.nick == "anna" and commands(ann.send("PRIVMSG bob :as anna")) == []
+    assert bob_wire.lines()[0].split()[4] == "anna"
+    assert commands(ann.send("NICK cid")) == ["433"]
+    assert commands(ann.send("NICK bad!nick")) == ["432"]
+    assert ann.send("NICK anna") == []
+
+
+def test_an_account_keeps_its_nick() -> None:
+    hub = Hub(HubLimits())
+    ann, _ = register(hub, "ann")
+    ann.codec.account = True  # as after SASL or PASS (tests/test_irc_listener.py signs in for real)
+    refused = ann.send("NICK other")
+    assert commands(refused) == ["447"] and "account" in refused[0].params[1]

@@ -101,10 +101,13 @@ async def test_taken_name_is_409_with_a_free_suggestion(server: ChatServer) -> N
     assert (await client.command(f"NAME {suggestion}")).code == 201
 
 
-async def test_renaming_is_refused_but_repeating_is_fine(server: ChatServer) -> None:
-    (alice,) = await people(server, "alice")
-    assert (await alice.command("NAME Alice")).code == 201
-    assert (await alice.command("NAME alicia")).code == 403
+async def test_a_guest_renames_and_the_others_hear_of_it(server: ChatServer) -> None:
+    alice, bob = await people(server, "alice", "bob")
+    assert (await alice.command("NAME alice")).text == "alice you are already alice"
+    assert (await alice.command("NAME alicia")).text == "alicia you are now alicia (were alice)"
+    renamed = await bob.event("RENAMED")
+    assert renamed.args == ("alice", "alicia")  # type: ignore[union-attr]
+    assert "alicia" in (await bob.command("WHO")).items
 
 
 @pytest.mark.parametrize("line", ["SAY hi", "TELL bob hi", "JOIN #icu", "LEAVE #icu", "WHO", "GROUPS"])

@@ -9,6 +9,7 @@ import logging
 
 from bleeper.chat.catchup import SYNC_BATCH, release_held, replay
 from bleeper.chat.core import Core, Verb, flowing, known
+from bleeper.chat.delivery import everyone
 from bleeper.chat.names import name_key, name_problem, suggest
 from bleeper.chat.records import (
     Account,
@@ -23,10 +24,7 @@ log = logging.getLogger("bleeper.events")
 async def name(hub: Core, session: Session, command: Name) -> None:
     wanted = command.name
     if session.key is not None:
-        if name_key(wanted) == session.key:
-            hub.reply(session, codes.NAME_ACCEPTED, f"{session.name} you are already {session.name}")
-        else:
-            hub.reply(session, codes.FORBIDDEN, f"you are {session.name}; to change name, QUIT and reconnect")
+        await rename(hub, session, wanted)
         return
     if hub.limits.auth == "required":
         hub.reply(session, codes.FORBIDDEN, "this server needs an account: LOGIN <name> <password>")
@@ -46,6 +44,43 @@ async def name(hub: Core, session: Session, command: Name) -> None:
     hub.register(session, wanted, key)
     others = hub.registry.count() - 1
     hub.reply(session, codes.NAME_ACCEPTED, f"{wanted} welcome, {wanted}; {others} other(s) online")
+
+
+async def rename(hub: Core, session: Session, wanted: str) -> None:
+    """A guest changes name (IRC's NICK, or NAME again): the new name is claimed as a first one would be,
+    the old one given up, and everyone hears ``RENAMED <old> <new>``. The person stays in their groups. An
+    account keeps its name: it is who they are in the audit log and in everyone's inbox."""
+    old = session.name or ""
+    if wanted == old:
+        hub.reply(session, codes.NAME_ACCEPTED, f"{old} you are already {old}")
+        return
+    if session.account is not None:
+        hub.reply(session, codes.FORBIDDEN, f"{old} is an account's name: an account keeps it")
+        return
+    problem = name_problem(wanted)
+    if problem:
+        hub.reply(session, codes.INVALID_NAME, problem)
+        return
+    key = name_key(wanted)
+    if key != session.key:
+        if hub.exists(key):
+            free = suggest(wanted, Taken(hub))
+            why = "belongs to an account (LOGIN to use it)" if key in hub.accounts else "is taken"
+            hub.reply(session, codes.NAME_TAKEN, f'{free} "{wanted}" {why}; try "{free}"')
+            return
+        if not await claimed(hub, session, key, wanted, account=False):
+            return
+        groups = sorted(session.groups or ())
+        hub.registry.depart(session)  # (its groups are entered again below, under the new name)
+        session.name, session.key = wanted, key
+        hub.registry.arrive(session)
+        for group in groups:
+            hub.registry.enter(session, group)
+    else:
+        session.name = wanted  # the same name written differently
+    hub.delivery.event(everyone(but=session), "RENAMED", old, wanted)
+    hub.audit("rename", f"guest:{wanted}", f"guest:{old}")
+    hub.reply(session, codes.NAME_ACCEPTED, f"{wanted} you are now {wanted} (were {old})")
 
 
 async def login(hub: Core, session: Session, command: Login) -> None:

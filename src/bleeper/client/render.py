@@ -76,6 +76,8 @@ def event_line(event: ClientEvent, me: str | None) -> Line | None:
         args = [clean_text(arg) for arg in event.args]
         if event.kind == "ONLINE" and args:
             return Line(now, "", None, f"{args[0]} is online", "notice")
+        if event.kind == "RENAMED" and len(args) >= 2:
+            return Line(now, "", None, f"{args[0]} is now {args[1]}", "notice")
         if event.kind == "OFFLINE" and args:
             reason = " ".join(args[1:])
             return Line(now, "", None, f"{args[0]} went offline ({reason})", "notice")

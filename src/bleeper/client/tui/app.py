@@ -337,6 +337,8 @@ class ChatApp(App[int]):
             self.people[args[0]] = ()
         elif event.kind == "OFFLINE" and args:
             self.people.pop(args[0], None)
+        elif event.kind == "RENAMED" and len(args) >= 2:
+            self.people[args[1]] = self.people.pop(args[0], ())
         elif event.kind == "JOIN" and len(args) >= 2:
             self.known_groups.add(args[0])
             self.people[args[1]] = (*self.people.get(args[1], ()), args[0])

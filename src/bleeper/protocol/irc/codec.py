@@ -163,10 +163,12 @@ class IrcCodec:
         if not wanted:
             return [self._numeric(n.ERR_NONICKNAMEGIVEN, "No nickname given")]
         if self.registered:
-            if self.fold(wanted) == self.fold(self.nick):
+            if wanted == self.nick:
                 return []
-            why = "an account's nick is its account name" if self.account else "changing names is not supported yet"
-            return [self._numeric(n.ERR_ERRONEUSNICKNAME, wanted, f"Cannot change nick: {why}")]
+            if self.account:
+                return [self._numeric("447", f"Cannot change nickname: an account's nick is its account name "
+                                             f"({self.nick})")]  # fmt: skip
+            return self._bleeper(Asked("NICK", wanted), f"NAME {wanted}")
         self.wanted = wanted
         return self._register()
 
@@ -381,6 +383,15 @@ class IrcCodec:
             return self._numeric("904", f"SASL authentication failed ({text})")
         if verb in ("PRIVMSG", "NOTICE"):
             return self._sent(asked, code, text)
+        if verb == "NICK":
+            if code == codes.NAME_ACCEPTED:
+                old, self.nick = self.nick, text.split(" ", 1)[0]
+                return self._from(old, "NICK", self.nick)
+            if code == codes.NAME_TAKEN:
+                return self._numeric(n.ERR_NICKNAMEINUSE, asked.target, f"Nickname is already in use ({text})")
+            if code == codes.INVALID_NAME:
+                return self._numeric(n.ERR_ERRONEUSNICKNAME, asked.target, f"Erroneous nickname ({text})")
+            return self._numeric("447", f"Cannot change nickname ({text})")
         if verb == "JOIN":
             if ok:
                 return self._from(self.nick, "JOIN", text.split(" ", 1)[0])
@@ -468,6 +479,8 @@ class IrcCodec:
             return self._from(params[1], "PART", params[0])
         if kind == "ONLINE" and params:
             return self._from(params[0], "JOIN", EVERYONE)
+        if kind == "RENAMED" and len(params) >= 2:
+            return self._from(params[0], "NICK", params[1])
         if kind == "OFFLINE" and params:
             return self._from(params[0], "QUIT", " ".join(params[1:]) or "offline")
         if kind == "PING":

@@ -355,6 +355,12 @@ function onEvent({ name, rest }) {
       renderMessages();
       break;
     }
+    case "RENAMED": {
+      const [from, to] = fields(rest, 1);
+      notice(`${from} is now ${to}`);
+      refreshPeople();
+      break;
+    }
     case "ONLINE":
     case "OFFLINE":
     case "PRESENCE":
