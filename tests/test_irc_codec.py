@@ -60,8 +60,8 @@ def test_registration_with_cap_negotiation_gives_the_welcome_burst() -> None:
     greeting = client.greeting
     assert commands(greeting) == ["NOTICE"] and "Bleeper" in greeting[0].params[1]
     ls = client.send("CAP LS 302")
-    assert ls == [IrcMessage("CAP", ("*", "LS", "away-notify cap-notify echo-message sasl=PLAIN server-time"),
-                             "bleeper.test")]  # fmt: skip
+    offered = "account-tag away-notify cap-notify echo-message message-tags sasl=PLAIN server-time"
+    assert ls == [IrcMessage("CAP", ("*", "LS", offered), "bleeper.test")]
     assert client.send("NICK ann") == [] and client.send("USER ann 0 * :Ann") == []  # waits for CAP END
     assert client.send("CAP REQ :server-time")[0].params == ("*", "ACK", "server-time")
     assert client.send("CAP REQ :sasl draft/nope")[0].params == ("*", "NAK", "sasl draft/nope")  # refused whole
@@ -283,3 +283,18 @@ def test_an_account_keeps_its_nick() -> None:
     ann.codec.account = True  # as after SASL or PASS (tests/test_irc_listener.py signs in for real)
     refused = ann.send("NICK other")
     assert commands(refused) == ["447"] and "account" in refused[0].params[1]
+
+
+def test_message_tags_give_bleepers_message_id_and_account_tag_names_accounts() -> None:
+    hub = Hub(HubLimits(), clock=lambda: 1_763_737_925.5)
+    bob, _ = join(hub, "bob")
+    ann, _ = register(hub, "ann", "message-tags", "account-tag", "echo-message")
+    ann.codec.is_account = lambda name: name == "bob"  # (the listener asks the hub; signed in for real there)
+    hub.handle(bob, "TELL ann hello")
+    (got,) = ann.received()
+    assert got.tags == {"msgid": "1", "account": "bob"}
+    (echo,) = ann.send("@+draft/reply=1 PRIVMSG bob :hi back")  # a client-only tag: not relayed
+    assert echo.tags == {"msgid": "2"}
+    assert ann.send("@+typing=active TAGMSG bob") == []  # dropped: nothing to relay
+    hub.handle(bob, "TELL ann " + " ".join(f"word{n}" for n in range(200)))
+    assert [piece.tags["msgid"] for piece in ann.received()][:2] == ["3", "3.2"]

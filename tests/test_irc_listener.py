@@ -191,3 +191,19 @@ async def test_sasl_plain_signs_an_account_in_and_what_waited_follows_the_welcom
     acked = await alice.until("NOTICE")
     assert acked[-1].params[-1].startswith(f"206 {message_id} acknowledged")
     assert (await bob.event("ACKED")).args == (message_id, "alice")
+
+
+async def test_message_ids_and_account_tags_over_the_wire(server: ChatServer) -> None:
+    bob = await LineClient.connect(port_of(server))
+    await bob.command("LOGIN bob bob-password")
+    ben = await LineClient.connect(port_of(server))
+    await ben.command("NAME ben")
+    ann = await IrcConnection.connect(irc_port(server))
+    ann.send("CAP REQ :message-tags account-tag")
+    await ann.register("ann")
+    sent = await bob.command("TELL ann from an account")
+    got = await ann.until("PRIVMSG")
+    assert got[-1].tags == {"msgid": sent.text.split()[0], "account": "bob", "time": got[-1].tags["time"]}
+    await ben.command("TELL ann from a guest")
+    got = await ann.until("PRIVMSG")
+    assert "account" not in got[-1].tags and "msgid" in got[-1].tags

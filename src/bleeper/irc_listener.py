@@ -32,6 +32,7 @@ class IrcListener:
     def connect(self, conn: Connection) -> Session | None:
         codec = IrcCodec(self.server_name, motd=self.motd, fold=name_key, nicklen=MAX_NAME)
         codec.counts = lambda: (self.hub.registry.count(), len(self.hub.sessions))
+        codec.is_account = lambda name: name_key(name) in self.hub.accounts  # (a guest cannot go by one)
         return self.hub.connect(conn, conn.address, conn.host, codec)
 
     def line(self, session: Session, line: str) -> Awaitable[None] | None:

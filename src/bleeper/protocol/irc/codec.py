@@ -35,7 +35,7 @@ from bleeper.protocol.irc.message import IrcMessage, IrcParseError, body_room, e
 
 EVERYONE = "#everyone"  # the channel of SAY: every IRC client is in it
 # Only what is implemented fully: a client takes an advertised capability at its word.
-CAPABILITIES = ("away-notify", "cap-notify", "echo-message", "sasl", "server-time")
+CAPABILITIES = ("account-tag", "away-notify", "cap-notify", "echo-message", "message-tags", "sasl", "server-time")
 CAP_VALUES = {"sasl": "PLAIN"}  # shown to clients that asked with CAP LS 302
 Output = Command | bytes  # a command for the hub, or bytes to send as they are
 
@@ -77,6 +77,7 @@ class IrcCodec:
         self.registered = False
         self.account = False
         self.counts: Callable[[], tuple[int, int]] = lambda: (0, 0)  # (people online, connections here)
+        self.is_account: Callable[[str], bool] = lambda name: False  # whether a name is an account's
         self.cap_version = 0  # 302 when the client asked CAP LS 302 (it then gets capability values)
         self.sasl: str | None = None  # the mechanism under way (AUTHENTICATE PLAIN), and what came of it
         self.sasl_data = ""
@@ -308,6 +309,11 @@ class IrcCodec:
 
     def _irc_notice(self, message: IrcMessage) -> list[Output]:
         return self._irc_privmsg(message, quiet=True)
+
+    def _irc_tagmsg(self, message: IrcMessage) -> list[Output]:
+        """A message of tags only (typing notifications, reactions): its tags are all client-only ones,
+        which Bleeper does not relay (message-tags lets a server drop them), so there is nothing to send."""
+        return []
 
     def _irc_join(self, message: IrcMessage) -> list[Output]:
         if not message.params:
@@ -544,9 +550,18 @@ class IrcCodec:
         """PRIVMSG (or NOTICE) lines, as many as a long text needs (a Bleeper message may be 4 KB; an IRC line
         is 512 bytes)."""
         source = f"{sender}!{sender}@{self.server}"
-        tags = {"time": time} if "server-time" in self.caps and time else {}
+        tags: dict[str, str] = {}
+        if "server-time" in self.caps and time:
+            tags["time"] = time
+        if "account-tag" in self.caps and self.is_account(sender):
+            tags["account"] = sender
         room = body_room(source, verb, target)
-        return b"".join(encode(IrcMessage(verb, (target, piece), source, tags)) for piece in _split(text, room))
+        lines = []
+        for number, piece in enumerate(_split(text, room), 1):
+            if "message-tags" in self.caps and msg_id:  # Bleeper's id; a long text's further lines: <id>.<n>
+                tags["msgid"] = str(msg_id) if number == 1 else f"{msg_id}.{number}"
+            lines.append(encode(IrcMessage(verb, (target, piece), source, dict(tags))))
+        return b"".join(lines)
 
     # replies to a message, and registration ----------------------------------------------------------------------
 
@@ -557,7 +572,7 @@ class IrcCodec:
             msg_id, time = [*text.split(" ", 2), "", ""][:2]
             target = asked.target
             return self._messages(
-                "PRIVMSG", self.nick, target, asked.text, int(msg_id) if msg_id.isdigit() else 0, time
+                asked.verb, self.nick, target, asked.text, int(msg_id) if msg_id.isdigit() else 0, time
             )
         if asked.quiet:
             return b""
