@@ -60,7 +60,9 @@ def test_registration_with_cap_negotiation_gives_the_welcome_burst() -> None:
     greeting = client.greeting
     assert commands(greeting) == ["NOTICE"] and "Bleeper" in greeting[0].params[1]
     ls = client.send("CAP LS 302")
-    offered = "account-tag away-notify cap-notify echo-message message-tags sasl=PLAIN server-time"
+    offered = (
+        "account-tag away-notify batch cap-notify echo-message labeled-response message-tags sasl=PLAIN server-time"
+    )
     assert ls == [IrcMessage("CAP", ("*", "LS", offered), "bleeper.test")]
     assert client.send("NICK ann") == [] and client.send("USER ann 0 * :Ann") == []  # waits for CAP END
     assert client.send("CAP REQ :server-time")[0].params == ("*", "ACK", "server-time")
@@ -298,3 +300,23 @@ def test_message_tags_give_bleepers_message_id_and_account_tag_names_accounts() 
     assert ann.send("@+typing=active TAGMSG bob") == []  # dropped: nothing to relay
     hub.handle(bob, "TELL ann " + " ".join(f"word{n}" for n in range(200)))
     assert [piece.tags["msgid"] for piece in ann.received()][:2] == ["3", "3.2"]
+
+
+def test_labelled_commands_get_one_labelled_response() -> None:
+    hub = Hub(HubLimits())
+    bob, _ = join(hub, "bob")
+    hub.handle(bob, "JOIN #icu")
+    ann, _ = register(hub, "ann", "labeled-response", "batch")
+    assert ann.send("@label=a PING x") == [IrcMessage("PONG", ("bleeper.test", "x"), "bleeper.test", {"label": "a"})]
+    assert ann.send("@label=b PONG x") == [IrcMessage("ACK", (), "bleeper.test", {"label": "b"})]
+    assert ann.send("@label=c MODE #icu") == [IrcMessage("324", ("ann", "#icu", "+"), "bleeper.test", {"label": "c"})]
+    assert ann.send("@label=d PRIVMSG bob :hi") == [IrcMessage("ACK", (), "bleeper.test", {"label": "d"})]
+    joined = ann.send("@label=e JOIN #icu")
+    assert commands(joined) == ["BATCH", "JOIN", "353", "366", "BATCH"]
+    start, *inside, end = joined
+    assert start.params == ("+L1", "labeled-response") and start.tags == {"label": "e"}
+    assert all(line.tags == {"batch": "L1"} for line in inside) and end.params == ("-L1",)
+    hub.handle(bob, "TELL ann not a response")  # what is not a response comes outside any batch
+    assert ann.received()[0].tags == {}
+    assert ann.send("@label=f FROB") == [IrcMessage("421", ("ann", "FROB", "Unknown command"), "bleeper.test",
+                                                     {"label": "f"})]  # fmt: skip

@@ -26,16 +26,17 @@ from __future__ import annotations
 import base64
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bleeper.protocol import codes
 from bleeper.protocol.commands import Command, Login, ParseError, parse_command
 from bleeper.protocol.irc import numerics as n
-from bleeper.protocol.irc.message import IrcMessage, IrcParseError, body_room, encode, parse
+from bleeper.protocol.irc.message import IrcMessage, IrcParseError, body_room, encode, escape_tag, parse
 
 EVERYONE = "#everyone"  # the channel of SAY: every IRC client is in it
 # Only what is implemented fully: a client takes an advertised capability at its word.
-CAPABILITIES = ("account-tag", "away-notify", "cap-notify", "echo-message", "message-tags", "sasl", "server-time")
+CAPABILITIES = ("account-tag", "away-notify", "batch", "cap-notify", "echo-message", "labeled-response",
+                "message-tags", "sasl", "server-time")  # fmt: skip
 CAP_VALUES = {"sasl": "PLAIN"}  # shown to clients that asked with CAP LS 302
 Output = Command | bytes  # a command for the hub, or bytes to send as they are
 
@@ -54,6 +55,8 @@ class Asked:
     target: str = ""
     text: str = ""
     quiet: bool = False  # a NOTICE: IRC never answers one with an error
+    label: str | None = None  # the client's label for the line this came from (labeled-response)
+    last: bool = True  # the last command of that line: its reply completes the labelled response
 
 
 class IrcCodec:
@@ -83,6 +86,8 @@ class IrcCodec:
         self.sasl_data = ""
         self.signed_in: str | None = None  # the account SASL signed in, before registration ends
         self.asked: deque[Asked] = deque()
+        self._gathered = b""  # a labelled line's response so far
+        self._batches = 0
         self._message: tuple[int, str, str, str, str] = (0, "", "", "", "")  # the one being delivered
         # Messages sent before the welcome (an account's inbox, replayed before LOGIN's reply): held, and sent
         # after it, since clients take nothing before 001.
@@ -102,6 +107,23 @@ class IrcCodec:
             if exc.reason == "malformed":
                 return [self._numeric(n.ERR_UNKNOWNCOMMAND, "*", f"Unreadable line: {exc}")]
             return [self._numeric(n.ERR_INPUTTOOLONG, f"Input line was too long ({exc})")]
+        label = message.tags.get("label") if "labeled-response" in self.caps else None
+        if not label:
+            return self._receive(message)
+        asked_before = len(self.asked)
+        outputs = self._receive(message)
+        direct = b"".join(out for out in outputs if isinstance(out, bytes))
+        commands: list[Output] = [out for out in outputs if not isinstance(out, bytes)]
+        if len(self.asked) == asked_before:  # answered here, or by nothing (PONG): labelled at once
+            return [*commands, self._labelled(label, direct)]
+        # Answered by the hub: its replies are gathered, with these lines first, and sent as one response
+        # when the last of this line's commands has its reply.
+        for index in range(asked_before, len(self.asked)):
+            self.asked[index] = replace(self.asked[index], label=label, last=index == len(self.asked) - 1)
+        self._gathered = direct
+        return commands
+
+    def _receive(self, message: IrcMessage) -> list[Output]:
         verb = message.command
         if not self.registered and verb not in ALLOWED_BEFORE_REGISTRATION:
             return [self._numeric(n.ERR_NOTREGISTERED, "You have not registered")]
@@ -110,9 +132,32 @@ class IrcCodec:
             result: list[Output] = handler(message)
             return result
         if verb in RAW_COMMANDS:
-            return self._ask(Asked("RAW", verb), parse_command(line.partition(" ")[2] if line.startswith(("@", ":"))
-                                                               else line))  # fmt: skip
+            return self._ask(Asked("RAW", verb), parse_command(" ".join((verb, *message.params))))
         return [self._numeric(n.ERR_UNKNOWNCOMMAND, verb, "Unknown command")]
+
+    def _answered(self, asked: Asked | None, data: bytes) -> bytes:
+        """The hub's reply to *asked*, rendered: sent now, or gathered into its line's labelled response."""
+        if asked is None or asked.label is None:
+            return data
+        self._gathered += data
+        if not asked.last:
+            return b""
+        gathered, self._gathered = self._gathered, b""
+        return self._labelled(asked.label, gathered)
+
+    def _labelled(self, label: str, data: bytes) -> bytes:
+        """A labelled command's response (IRCv3 labeled-response): nothing is an ACK, one line carries the
+        label, several come in a batch that carries it."""
+        lines = data.split(b"\r\n")[:-1]
+        if not lines:
+            return encode(IrcMessage("ACK", (), self.server, {"label": label}))
+        if len(lines) == 1:
+            return _tag(lines[0], "label", label) + b"\r\n"
+        self._batches += 1
+        ref = f"L{self._batches}"
+        return b"".join([encode(IrcMessage("BATCH", (f"+{ref}", "labeled-response"), self.server, {"label": label})),
+                         *(_tag(line, "batch", ref) + b"\r\n" for line in lines),
+                         encode(IrcMessage("BATCH", (f"-{ref}",), self.server))])  # fmt: skip
 
     def _ask(self, asked: Asked, command: Command | ParseError) -> list[Output]:
         if isinstance(command, ParseError):
@@ -370,6 +415,14 @@ class IrcCodec:
     # the hub's Codec protocol: what goes out ---------------------------------------------------------------
 
     def reply(self, code: int, text: str) -> bytes:
+        asked = self.asked[0] if self.asked else None
+        return self._answered(asked, self._reply(code, text))
+
+    def listing(self, code: int, items: Iterable[str], summary: str) -> bytes:
+        asked = self.asked[0] if self.asked else None
+        return self._answered(asked, self._listing(code, items, summary))
+
+    def _reply(self, code: int, text: str) -> bytes:
         asked = self.asked.popleft() if self.asked else None
         if asked is None:
             if code == codes.GREETING:  # (its words are for the line protocol: NAME is IRC's NICK and USER)
@@ -422,7 +475,7 @@ class IrcCodec:
             return self._numeric(n.ERR_NOSUCHCHANNEL, asked.target, text) + self._numeric(end, asked.target, "End")
         return self._server_notice(f"{code} {text}")
 
-    def listing(self, code: int, items: Iterable[str], summary: str) -> bytes:
+    def _listing(self, code: int, items: Iterable[str], summary: str) -> bytes:
         asked = self.asked.popleft() if self.asked else None
         items = list(items)
         names = [item.split(" ", 1)[0] for item in items]
@@ -636,3 +689,9 @@ def _split(text: str, room: int) -> list[str]:
         text = text[cut:].lstrip(" ")
     pieces.append(text)
     return pieces
+
+
+def _tag(line: bytes, key: str, value: str) -> bytes:
+    """*line* (encoded, without CRLF) with one more tag."""
+    tag = f"{key}={escape_tag(value)}".encode()
+    return b"@" + tag + b";" + line[1:] if line.startswith(b"@") else b"@" + tag + b" " + line
