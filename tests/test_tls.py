@@ -106,3 +106,21 @@ def test_serve_and_send_over_tls_from_the_command_line(pem: tuple[str, str]) -> 
     bad = subprocess.run([sys.executable, "-m", "bleeper", "serve", "--db", ":memory:", "--tls-cert", "/nope.pem",
                           "--tls-key", "/nope.pem"], capture_output=True, text=True, cwd=ROOT, timeout=30)  # fmt: skip
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+async def test_irc_over_tls_uses_the_servers_certificate(start_server: Start, pem: tuple[str, str]) -> None:
+    irc_tls = free_port()
+    server = await start_server(tls_cert=pem[0], tls_key=pem[0], tls_port=0, irc_tls_port=irc_tls)
+    assert ("127.0.0.1", irc_tls) in server.irc_addresses
+    reader, writer = await asyncio.open_connection("127.0.0.1", irc_tls, ssl=trusting(pem[1]))
+    writer.write(b"NICK tls.irc\r\nUSER t 0 * :t\r\n")
+    welcome = b""
+    while b" 001 " not in welcome:
+        welcome += await asyncio.wait_for(reader.read(4096), 5)
+    assert b":Welcome to the Bleeper network, tls.irc" in welcome
+    writer.close()
+
+
+def test_irc_over_tls_needs_the_certificate() -> None:
+    with pytest.raises(ConfigError, match="irc_tls_port needs the server's certificate"):
+        make_config(irc_tls_port=6697)
