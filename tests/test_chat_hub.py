@@ -252,3 +252,50 @@ def test_an_account_keeps_its_name() -> None:
     hub.registry.arrive(session)
     hub.handle(session, "NAME smithy")
     assert wire.lines() == ["403 Dr.Smith is an account's name: an account keeps it"]
+
+
+def test_a_guest_holding_a_role_a_page_or_a_backup_keeps_their_name() -> None:
+    """Roles, pages waiting and backups name a person by their name: a rename would leave them to whoever
+    takes the old name next (found by a review)."""
+    hub, _ = make_hub()
+    bob, bob_wire = join(hub, "bob")
+    ann, ann_wire = join(hub, "ann")
+    hub.handle(bob, "ONCALL TAKE @icu")
+    bob_wire.lines()
+    hub.handle(bob, "NAME robert")
+    refused = bob_wire.lines()
+    assert refused[0].startswith("403 ") and "@icu" in refused[0]
+    hub.handle(bob, "ONCALL LEAVE @icu")
+    bob_wire.lines()
+    hub.handle(ann, "BACKUP bob")
+    hub.handle(bob, "NAME robert")
+    refused = bob_wire.lines()
+    assert refused[0].startswith("403 ") and "backup" in refused[0]
+    hub.handle(ann, "BACKUP none")
+    hub.handle(ann, "URGENT bob come now")
+    bob_wire.lines()
+    hub.handle(bob, "NAME robert")
+    refused = bob_wire.lines()
+    assert refused[0].startswith("403 ") and "urgent" in refused[0]
+    hub.handle(bob, "ACK 1")
+    bob_wire.lines()
+    hub.handle(bob, "NAME robert")
+    assert bob_wire.lines()[0].startswith("201 robert")
+    ann_wire.lines()
+
+
+def test_a_rename_keeps_the_persons_status() -> None:
+    hub, _ = make_hub()
+    bob, _ = join(hub, "bob")
+    hub.handle(bob, "STATUS away lunch")
+    hub.handle(bob, "NAME robert")
+    status = hub.registry.status("robert")
+    assert status is not None and (status.state, status.note) == ("away", "lunch")
+
+
+def test_everyone_is_not_a_group_name() -> None:
+    """IRC's #everyone is everyone online (SAY): a group of that name would be a trap."""
+    hub, _ = make_hub()
+    bob, bob_wire = join(hub, "bob")
+    hub.handle(bob, "JOIN #Everyone")
+    assert bob_wire.lines()[0].startswith("422 ")

@@ -177,3 +177,12 @@ def test_config_errors_are_specific(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match='db_writer "fork" is unknown: use "process" or "thread"'):
         load_serve_config({}, None, environ={"BLEEPER_DB_WRITER": "fork"})
     assert load_serve_config({}, None, environ={"BLEEPER_DB_WRITER": "thread"}).db_writer == "thread"
+
+
+def test_a_server_name_irc_cannot_carry_is_refused() -> None:
+    from bleeper.config import ConfigError, ServeConfig
+
+    for bad in ("", "two words", ":colon", "a\tb"):
+        config = ServeConfig(server_name=bad)
+        with pytest.raises(ConfigError, match="server_name"):
+            config.validate()

@@ -68,8 +68,8 @@ def test_registration_with_cap_negotiation_gives_the_welcome_burst() -> None:
     assert client.send("CAP REQ :server-time")[0].params == ("*", "ACK", "server-time")
     assert client.send("CAP REQ :sasl draft/nope")[0].params == ("*", "NAK", "sasl draft/nope")  # refused whole
     burst = client.send("CAP END")
-    assert commands(burst) == ["001", "002", "003", "004", "005", "251", "255", "422", "JOIN"]
-    assert burst[0].params[0] == "ann" and burst[-1] == IrcMessage("JOIN", ("#everyone",), "ann!ann@bleeper.test")
+    assert commands(burst) == ["001", "002", "003", "004", "005", "251", "255", "422", "JOIN", "366"]
+    assert burst[0].params[0] == "ann" and burst[-2] == IrcMessage("JOIN", ("#everyone",), "ann!ann@bleeper.test")
     isupport = burst[4].params
     assert {"CASEMAPPING=rfc8265", "CHANTYPES=#", "NICKLEN=32", "NETWORK=Bleeper"} <= set(isupport)
     assert bob_wire.lines() == ["ONLINE ann"]  # one chat: the telnet user sees the IRC user arrive
@@ -320,3 +320,104 @@ def test_labelled_commands_get_one_labelled_response() -> None:
     assert ann.received()[0].tags == {}
     assert ann.send("@label=f FROB") == [IrcMessage("421", ("ann", "FROB", "Unknown command"), "bleeper.test",
                                                      {"label": "f"})]  # fmt: skip
+
+
+# found by a review: each of these failed before its fix ---------------------------------------------------------
+
+
+class Peer(Wire):
+    """A connection as the listener sees one."""
+
+    address = "10.0.0.7:6667"
+    host = "10.0.0.7"
+
+
+async def test_the_listener_holds_a_connections_next_line_while_a_reply_waits_for_storage() -> None:
+    """A message's 250 is rendered when it is stored; an answer rendered meanwhile would take its place in the
+    codec's queue (an echo sent for the wrong message, an error for the right one)."""
+    from bleeper.irc_listener import IrcListener
+    from tests.test_chat_hub import LaterBackend
+
+    backend = LaterBackend()
+    hub = Hub(HubLimits(), backend=backend)
+    join(hub, "bob")
+    listener = IrcListener(hub, "bleeper.test")
+    peer = Peer()
+    session = listener.connect(peer)  # type: ignore[arg-type]
+    assert session is not None
+    for line in ("CAP REQ :echo-message", "NICK ann", "USER ann 0 * :ann", "CAP END"):
+        assert listener.line(session, line) is None
+    peer.lines()
+    waiting = listener.line(session, "PRIVMSG bob :one")
+    assert waiting is not None, "the next line must wait for this one's reply"
+    answer, stored = backend.stores.pop()
+    answer.resolve(stored)
+    await waiting
+    assert listener.line(session, "PRIVMSG nobody :two") is None
+    lines = [parse(line, from_client=False) for line in peer.lines()]
+    assert [(m.command, m.params[:2]) for m in lines] == [("PRIVMSG", ("bob", "one")), ("401", ("ann", "nobody"))]
+
+
+def test_a_target_list_longer_than_a_line_is_answered_not_looped_over() -> None:
+    hub = Hub(HubLimits())
+    join(hub, "bob")
+    ann, _ = register(hub, "ann", "echo-message")
+    echo = ann.send("PRIVMSG " + ",".join(["bob"] * 124) + " :x")
+    assert echo and all(m.command == "PRIVMSG" for m in echo)
+
+
+def test_odd_parameters_are_answered_and_never_break_a_line() -> None:
+    hub = Hub(HubLimits())
+    ann, _ = register(hub, "ann")
+    for line in ("WHOIS :a b", "WHOIS ::x", "TOPIC :#a b", "MODE :#a b", "MODE #a ::", "CAP :a b", "NICK ::x",
+                 "CAP LS ³", "JOIN :#a b", "PART :#a b", "NAMES :#a b", "WHO :#a b"):  # fmt: skip
+        assert ann.send(line), line  # an answer, and no exception
+    fresh = IrcClient(hub)
+    assert commands(fresh.send("NICK ::x")) == []
+    assert commands(fresh.send("USER x 0 * :x")) == ["432"]
+
+
+def test_sasl_data_past_a_sensible_size_is_refused() -> None:
+    hub = Hub(HubLimits())
+    client = IrcClient(hub)
+    client.send("CAP REQ :sasl")
+    client.send("AUTHENTICATE PLAIN")
+    answers = [client.send("AUTHENTICATE " + "A" * 400) for _ in range(20)]
+    assert ["905"] in [commands(answer) for answer in answers]
+    assert len(client.codec.sasl_data) < 10_000
+
+
+def test_messages_waiting_at_sign_in_follow_the_welcome_once_each_in_order() -> None:
+    """A live message that comes while the inbox is replayed is rendered before the replay (the hub holds
+    its bytes); after the welcome each comes once, in id order."""
+    codec = IrcCodec("bleeper.test", fold=name_key)
+    codec.receive("PASS secret")
+    codec.receive("NICK ann")
+    codec.receive("USER ann 0 * :ann")
+    codec.message_tail(3, "t3", "bob", "@ann", "three")
+    codec.message_head(3)  # live, held by the hub while the inbox is replayed
+    for msg_id, text in ((1, "one"), (2, "two"), (3, "three")):
+        codec.message_tail(msg_id, f"t{msg_id}", "bob", "@ann", text)
+        codec.message_head(msg_id)
+    welcome = codec.reply(202, "ann logged in at 3; 3 waiting sent, 0 more")
+    lines = [parse(line, from_client=False) for line in welcome.decode().split("\r\n")[:-1]]
+    texts = [m.params[1] for m in lines if m.command == "PRIVMSG"]
+    assert texts == ["one", "two", "three"]
+
+
+def test_registration_refused_for_want_of_an_account_says_so() -> None:
+    hub = Hub(HubLimits(auth="required"))
+    client = IrcClient(hub)
+    client.send("NICK ann")
+    refused = client.send("USER ann 0 * :ann")
+    assert commands(refused) == ["464"] and "account" in refused[0].params[1]
+
+
+def test_who_a_nick_lists_that_person_and_away_is_gone() -> None:
+    hub = Hub(HubLimits())
+    bob, _ = join(hub, "bob")
+    join(hub, "cid")
+    hub.handle(bob, "STATUS away lunch")
+    ann, _ = register(hub, "ann")
+    who = ann.send("WHO bob")
+    assert commands(who) == ["352", "315"] and who[0].params[5] == "bob" and who[0].params[6] == "G"

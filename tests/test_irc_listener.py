@@ -59,7 +59,7 @@ class IrcConnection:
         self.send(f"USER {nick} 0 * :{nick}")
         self.send("CAP REQ :server-time echo-message")
         self.send("CAP END")
-        return await self.until("JOIN")  # the welcome burst ends with the #everyone channel
+        return await self.until("366")  # the welcome burst ends with the #everyone channel and its names
 
     async def close(self) -> None:
         self.writer.close()
@@ -181,7 +181,7 @@ async def test_sasl_plain_signs_an_account_in_and_what_waited_follows_the_welcom
     signed_in = await alice.until("903")
     assert [line.command for line in signed_in] == ["900", "903"] and signed_in[0].params[2] == "alice"
     alice.send("CAP END")
-    burst = await alice.until("JOIN")
+    burst = await alice.until("366")  # (the welcome, #everyone and its names)
     assert burst[0].command == "001" and burst[0].params[0] == "alice"
     page = await alice.read()
     assert (page.command, page.hostmask.nickname) == ("NOTICE", "bob")
@@ -207,3 +207,26 @@ async def test_message_ids_and_account_tags_over_the_wire(server: ChatServer) ->
     await ben.command("TELL ann from a guest")
     got = await ann.until("PRIVMSG")
     assert "account" not in got[-1].tags and "msgid" in got[-1].tags
+
+
+async def test_an_account_signing_in_is_shown_its_groups_and_everyone_online(server: ChatServer) -> None:
+    """An account's groups are joined at sign-in: the IRC client sees a JOIN and NAMES for each, and who is
+    in #everyone (found by a review: messages came for channels the client never saw a JOIN for)."""
+    first = await LineClient.connect(port_of(server))
+    await first.command("LOGIN alice alice-password")
+    assert (await first.command("JOIN #icu")).code == 203
+    await first.command("QUIT")
+    ben = await LineClient.connect(port_of(server))
+    await ben.command("NAME ben")
+    await ben.command("JOIN #icu")
+    alice = await IrcConnection.connect(irc_port(server))
+    alice.send("PASS alice-password")
+    alice.send("NICK alice")
+    alice.send("USER alice 0 * :Alice")
+    lines = await alice.until("001")
+    lines += await alice.until("366")  # #everyone's names
+    lines += await alice.until("366")  # #icu's
+    joins = [line.params[0] for line in lines if line.command == "JOIN"]
+    names = {line.params[2]: sorted(line.params[3].split()) for line in lines if line.command == "353"}
+    assert joins == ["#everyone", "#icu"]
+    assert names == {"#everyone": ["alice", "ben"], "#icu": ["alice", "ben"]}

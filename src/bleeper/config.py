@@ -73,6 +73,9 @@ class ServeConfig:
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is out of range: use 1-65535 (or 0 for any free port)")
+        if not re.fullmatch(r"[^\s:,!@*?]{1,255}", self.server_name):
+            raise ConfigError(f"server_name {self.server_name!r}: use 1-255 characters without spaces, ':', ',', '!', "
+                              "'@', '*' or '?' (it is the IRC server's name too), e.g. its host name")  # fmt: skip
         if self.max_line < 64:
             raise ConfigError(f"max_line {self.max_line} is too small: use at least 64 bytes")
         if self.send_buffer < self.max_line * 4:

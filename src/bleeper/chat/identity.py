@@ -62,6 +62,10 @@ async def rename(hub: Core, session: Session, wanted: str) -> None:
         hub.reply(session, codes.INVALID_NAME, problem)
         return
     key = name_key(wanted)
+    bound = _bound_to(hub, session.key or "")
+    if key != session.key and bound:
+        hub.reply(session, codes.FORBIDDEN, f"{old} {bound} under this name: the name stays until that is done")
+        return
     if key != session.key:
         if hub.exists(key):
             free = suggest(wanted, Taken(hub))
@@ -71,16 +75,34 @@ async def rename(hub: Core, session: Session, wanted: str) -> None:
         if not await claimed(hub, session, key, wanted, account=False):
             return
         groups = sorted(session.groups or ())
-        hub.registry.depart(session)  # (its groups are entered again below, under the new name)
+        status = hub.registry.status(session.key or "")
+        hub.registry.depart(session)  # (its groups and status are taken again below, under the new name)
         session.name, session.key = wanted, key
         hub.registry.arrive(session)
         for group in groups:
             hub.registry.enter(session, group)
+        if status is not None:
+            hub.registry.set_status(key, status.state, status.note)
     else:
         session.name = wanted  # the same name written differently
     hub.delivery.event(everyone(but=session), "RENAMED", old, wanted)
     hub.audit("rename", f"guest:{wanted}", f"guest:{old}")
     hub.reply(session, codes.NAME_ACCEPTED, f"{wanted} you are now {wanted} (were {old})")
+
+
+def _bound_to(hub: Core, key: str) -> str:
+    """What names this person, and would be left to whoever took the name next: an on-call role held,
+    being someone's backup, an urgent message waiting for them. Empty when nothing does."""
+    roles = [role.name for role in hub.roles.held_by(key)]
+    if roles:
+        return f"holds {', '.join(roles)}"
+    if key in hub.backups.values():
+        return "is someone's backup"
+    if hub.urgent.waiting_for(key):
+        return "has urgent messages to acknowledge"
+    if any(urgent.sender_key == key for urgent in hub.urgent.open.values()):
+        return "has sent urgent messages that still wait"
+    return ""
 
 
 async def login(hub: Core, session: Session, command: Login) -> None:

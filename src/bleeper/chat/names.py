@@ -70,6 +70,8 @@ def group_problem(group: str) -> str | None:
     """Why *group* (including its ``#``) cannot be a group name, or None when it can."""
     if not group.startswith("#") or not _well_formed(group[1:]):
         return f'invalid group name "{group[:40]}": # then {NAME_RULE}'
+    if name_key(group[1:]) == "everyone":  # IRC's name for everyone online (SAY)
+        return '"#everyone" means everyone online; choose another group name'
     return None
 
 

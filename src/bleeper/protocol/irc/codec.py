@@ -45,6 +45,7 @@ RAW_COMMANDS = frozenset({"ACK", "READ", "TRACE", "ONCALL", "BACKUP", "STATUS", 
                           "HEALTH", "URGENT", "KICK", "ANNOUNCE", "GROUPS", "PUSH"})  # fmt: skip
 ALLOWED_BEFORE_REGISTRATION = frozenset({"CAP", "NICK", "USER", "PASS", "PING", "PONG", "QUIT", "AUTHENTICATE"})
 SASL_CHUNK = 400  # base64 bytes per AUTHENTICATE line; a full one means more follows
+SASL_MAX = 2048  # base64 bytes of one PLAIN exchange at most (an account name, a password and two NULs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,8 @@ class IrcCodec:
         self.account = False
         self.counts: Callable[[], tuple[int, int]] = lambda: (0, 0)  # (people online, connections here)
         self.is_account: Callable[[str], bool] = lambda name: False  # whether a name is an account's
+        self.people: Callable[[], list[str]] = list  # who is online: #everyone's members
+        self.joined: Callable[[], list[tuple[str, list[str]]]] = list  # this connection's groups, with members
         self.cap_version = 0  # 302 when the client asked CAP LS 302 (it then gets capability values)
         self.sasl: str | None = None  # the mechanism under way (AUTHENTICATE PLAIN), and what came of it
         self.sasl_data = ""
@@ -91,7 +94,8 @@ class IrcCodec:
         self._message: tuple[int, str, str, str, str] = (0, "", "", "", "")  # the one being delivered
         # Messages sent before the welcome (an account's inbox, replayed before LOGIN's reply): held, and sent
         # after it, since clients take nothing before 001.
-        self._held: list[tuple[tuple[int, str, str, str, str], bool]] | None = []
+        # by id: a live message that came during the inbox's replay is rendered before it, and may be in it
+        self._held: dict[int, tuple[tuple[int, str, str, str, str], bool]] | None = {}
 
     # the hub's Codec protocol: what comes in ------------------------------------------------------------------
 
@@ -174,7 +178,8 @@ class IrcCodec:
         sub = message.param(0).upper()
         if sub == "LS":
             self.negotiating = not self.registered
-            self.cap_version = max(self.cap_version, int(message.param(1)) if message.param(1).isdigit() else 0)
+            version = message.param(1)
+            self.cap_version = max(self.cap_version, int(version) if version.isascii() and version.isdigit() else 0)
             shown = [f"{cap}={CAP_VALUES[cap]}" if self.cap_version >= 302 and cap in CAP_VALUES else cap
                      for cap in CAPABILITIES]  # fmt: skip
             return [self._line("CAP", self.nick, "LS", " ".join(shown))]
@@ -254,6 +259,9 @@ class IrcCodec:
                         self._numeric("904", "SASL authentication failed")]  # fmt: skip
             self.sasl, self.sasl_data = "PLAIN", ""
             return [encode(IrcMessage("AUTHENTICATE", ("+",)))]
+        if len(data) > SASL_CHUNK or len(self.sasl_data) + len(data) > SASL_MAX:
+            self.sasl, self.sasl_data = None, ""
+            return [self._numeric("905", "SASL message too long")]
         if data != "+":
             self.sasl_data += data
         if len(data) == SASL_CHUNK:
@@ -281,9 +289,12 @@ class IrcCodec:
             self._lusers(),
             self._motd(),
             self._from(name, "JOIN", EVERYONE),
+            self._names(EVERYONE, self.people()),
         ]
-        held, self._held = self._held or [], None
-        return b"".join(lines + [self._render(message, urgent) for message, urgent in held])
+        for group, members in self.joined():  # an account's groups: joined as it signed in
+            lines += [self._from(name, "JOIN", group), self._names(group, members)]
+        held, self._held = self._held or {}, None
+        return b"".join(lines + [self._render(*held[msg_id]) for msg_id in sorted(held)])
 
     def _lusers(self) -> bytes:
         people, here = self.counts()
@@ -348,6 +359,7 @@ class IrcCodec:
                 out += self._bleeper(Asked(verb, target, text, quiet), f"TELL {target} {text}")
             elif target:
                 people.append(target)
+        people = list({self.fold(person): person for person in people}.values())  # each once, as TELL does
         if people:
             out += self._bleeper(Asked(verb, ",".join(people), text, quiet), f"TELL {','.join(people)} {text}")
         return out
@@ -431,7 +443,7 @@ class IrcCodec:
         ok = 200 <= code < 300
         verb = asked.verb
         if verb == "REGISTER":
-            return self._registered(code, text)
+            return self._registered(asked.target, code, text)
         if verb == "SASL":
             if code == codes.LOGGED_IN:
                 self.signed_in = text.split(" ", 1)[0]
@@ -490,13 +502,23 @@ class IrcCodec:
         if asked is not None and asked.verb == "NAMES":
             return self._names(asked.target, names)
         if asked is not None and asked.verb == "WHO":
-            channel = asked.target if asked.target.startswith("#") else "*"
-            return b"".join(self._numeric(n.RPL_WHOREPLY, channel, name, self.server, self.server, name, "H",
-                                          f"0 {name}") for name in names) + self._numeric(
-                n.RPL_ENDOFWHO, asked.target, "End of WHO list")  # fmt: skip
+            return self._who(asked.target, names, items)
         lines = [self._server_notice(item) for item in items]
         lines.append(self._server_notice(f"{code} {summary}"))
         return b"".join(lines)
+
+    def _who(self, mask: str, names: list[str], items: list[str]) -> bytes:
+        """352 for each person of a channel, of everyone (``*``), or the one named; G when away, busy or in
+        do-not-disturb, else H."""
+        channel = mask if mask.startswith("#") else "*"
+        lines = []
+        for name, item in zip(names, items, strict=True):
+            if channel == "*" and mask != "*" and self.fold(name) != self.fold(mask):
+                continue
+            away = any(f" status={state}" in item for state in ("away", "busy", "dnd"))
+            lines.append(self._numeric(n.RPL_WHOREPLY, channel, name, self.server, self.server, name,
+                                       "G" if away else "H", f"0 {name}"))  # fmt: skip
+        return b"".join(lines) + self._numeric(n.RPL_ENDOFWHO, mask, "End of WHO list")
 
     def _whois(self, nick: str, names: list[str], items: list[str]) -> bytes:
         """WHOIS from WHO's list: who they are, their groups, whether away."""
@@ -576,7 +598,7 @@ class IrcCodec:
         acknowledge it. Before registration it waits for the welcome (clients take nothing before 001, and
         the nick it is addressed to is only settled then)."""
         if self._held is not None:
-            self._held.append((message, urgent))
+            self._held[message[0]] = (message, urgent)
             return b""
         msg_id, time, sender, to, text = message
         target, text = self._target(to, text)
@@ -637,18 +659,25 @@ class IrcCodec:
             return self._numeric(n.ERR_CANNOTSENDTOCHAN, asked.target, text)
         return self._server_notice(f"{code} {text}")
 
-    def _registered(self, code: int, text: str) -> bytes:
+    def _registered(self, wanted: str, code: int, text: str) -> bytes:
+        """The answer to the NAME or LOGIN that registration asked for *wanted*: the welcome, or why not (the
+        client may then try again: another NICK, or the same one later)."""
         if code in (codes.NAME_ACCEPTED, codes.LOGGED_IN):
             self.account = code == codes.LOGGED_IN
             return self._welcome(text.split(" ", 1)[0])
-        wanted, self.wanted = self.wanted, ""
+        if self.wanted == wanted:
+            self.wanted = ""
         if code == codes.NAME_TAKEN:
             return self._numeric(n.ERR_NICKNAMEINUSE, wanted, f"Nickname is already in use ({text})")
         if code == codes.INVALID_NAME:
             return self._numeric(n.ERR_ERRONEUSNICKNAME, wanted, f"Erroneous nickname ({text})")
         if code == codes.LOGIN_FAILED:
             return self._numeric(n.ERR_PASSWDMISMATCH, f"Password incorrect ({text})")
-        return self._server_notice(f"{code} {text}") + self._numeric(n.ERR_NICKNAMEINUSE, wanted, text)
+        if code == codes.FORBIDDEN:  # --auth required: only accounts may come in
+            return self._numeric(n.ERR_PASSWDMISMATCH, f"This server needs an account: sign in with SASL or PASS "
+                                                        f"({text})")  # fmt: skip
+        self.wanted = wanted  # (slow down, or names cannot be checked just now: the same nick again later)
+        return self._server_notice(f"Registration as {wanted} failed for now: {code} {text}; try again shortly")
 
     # for the transport ---------------------------------------------------------------------------------------
 
@@ -662,25 +691,36 @@ class IrcCodec:
     # lines ------------------------------------------------------------------------------------------------------
 
     def _line(self, command: str, *params: str) -> bytes:
-        return encode(IrcMessage(command, params, self.server))
+        return encode(IrcMessage(command, _safe(params), self.server))
 
     def _numeric(self, numeric: str, *params: str) -> bytes:
-        return encode(IrcMessage(numeric, (self.nick, *params), self.server))
+        return encode(IrcMessage(numeric, _safe((self.nick, *params)), self.server))
 
     def _from(self, who: str, command: str, *params: str) -> bytes:
-        return encode(IrcMessage(command, params, f"{who}!{who}@{self.server}"))
+        return encode(IrcMessage(command, _safe(params), f"{who}!{who}@{self.server}"))
 
     def _server_notice(self, text: str) -> bytes:
         room = body_room(self.server, "NOTICE", self.nick)
         return b"".join(encode(IrcMessage("NOTICE", (self.nick, piece), self.server)) for piece in _split(text, room))
 
 
+def _safe(params: tuple[str, ...]) -> tuple[str, ...]:
+    """Parameters as a line can carry them, whatever a client sent that is echoed in them (a nick or channel
+    given as ``:a b``): a middle one without spaces or a leading ':', never empty; no CR, LF or NUL."""
+    if not params:
+        return params
+    cleaned = [param.replace("\r", "").replace("\n", "").replace("\0", "") for param in params]
+    middle = [param.replace(" ", "_").lstrip(":") or "*" for param in cleaned[:-1]]
+    return (*middle, cleaned[-1])
+
+
 def _split(text: str, room: int) -> list[str]:
     """*text* in pieces of at most *room* bytes, at spaces where possible, never inside a character."""
     pieces = []
+    room = max(room, 64)  # a line whose prefix leaves less (a client's own long target list) runs over: rare
     while len(text.encode()) > room:
         cut = room
-        while cut > 0 and len(text[:cut].encode()) > room:
+        while cut > 1 and len(text[:cut].encode()) > room:
             cut -= 1
         space = text.rfind(" ", 0, cut)
         if space > cut // 2:
