@@ -27,25 +27,7 @@ from bleeper.cluster.node import ClusterNode
 from bleeper.cluster.registry import NameClaims
 from bleeper.store import Store, open_store
 from tests.services import postgres_database
-
-
-class Wire:
-    """A peer that records what it was sent, and why it was closed."""
-
-    def __init__(self) -> None:
-        self.data: list[bytes] = []
-        self.closed: str | None = None
-
-    def write(self, data: bytes) -> None:
-        self.data.append(data)
-
-    def close(self, reason: str) -> None:
-        self.closed = reason
-
-    def lines(self) -> list[str]:
-        out = b"".join(self.data).decode().split("\r\n")[:-1]
-        self.data.clear()
-        return out
+from tests.test_chat_hub import Wire
 
 
 def make_node(name: str = "a") -> tuple[Hub, ClusterNode]:

@@ -29,17 +29,8 @@ async def name(hub: Core, session: Session, command: Name) -> None:
     if hub.limits.auth == "required":
         hub.reply(session, codes.FORBIDDEN, "this server needs an account: LOGIN <name> <password>")
         return
-    problem = name_problem(wanted)
-    if problem:
-        hub.reply(session, codes.INVALID_NAME, problem)
-        return
     key = name_key(wanted)
-    if hub.exists(key):
-        free = suggest(wanted, Taken(hub))
-        why = "belongs to an account (LOGIN to use it)" if key in hub.accounts else "is taken"
-        hub.reply(session, codes.NAME_TAKEN, f'{free} "{wanted}" {why}; try "{free}"')
-        return
-    if not await claimed(hub, session, key, wanted, account=False):
+    if not await free_name(hub, session, wanted, key):
         return
     hub.register(session, wanted, key)
     others = hub.registry.count() - 1
@@ -57,22 +48,19 @@ async def rename(hub: Core, session: Session, wanted: str) -> None:
     if session.account is not None:
         hub.reply(session, codes.FORBIDDEN, f"{old} is an account's name: an account keeps it")
         return
-    problem = name_problem(wanted)
-    if problem:
-        hub.reply(session, codes.INVALID_NAME, problem)
-        return
     key = name_key(wanted)
-    bound = _bound_to(hub, session.key or "")
-    if key != session.key and bound:
-        hub.reply(session, codes.FORBIDDEN, f"{old} {bound} under this name: the name stays until that is done")
-        return
-    if key != session.key:
-        if hub.exists(key):
-            free = suggest(wanted, Taken(hub))
-            why = "belongs to an account (LOGIN to use it)" if key in hub.accounts else "is taken"
-            hub.reply(session, codes.NAME_TAKEN, f'{free} "{wanted}" {why}; try "{free}"')
+    if key == session.key:  # the same name written differently
+        problem = name_problem(wanted)
+        if problem:
+            hub.reply(session, codes.INVALID_NAME, problem)
             return
-        if not await claimed(hub, session, key, wanted, account=False):
+        session.name = wanted
+    else:
+        bound = _bound_to(hub, session.key or "")
+        if bound:
+            hub.reply(session, codes.FORBIDDEN, f"{old} {bound} under this name: the name stays until that is done")
+            return
+        if not await free_name(hub, session, wanted, key):
             return
         groups = sorted(session.groups or ())
         status = hub.registry.status(session.key or "")
@@ -83,11 +71,23 @@ async def rename(hub: Core, session: Session, wanted: str) -> None:
             hub.registry.enter(session, group)
         if status is not None:
             hub.registry.set_status(key, status.state, status.note)
-    else:
-        session.name = wanted  # the same name written differently
     hub.delivery.event(everyone(but=session), "RENAMED", old, wanted)
     hub.audit("rename", f"guest:{wanted}", f"guest:{old}")
     hub.reply(session, codes.NAME_ACCEPTED, f"{wanted} you are now {wanted} (were {old})")
+
+
+async def free_name(hub: Core, session: Session, wanted: str, key: str) -> bool:
+    """Whether *wanted* may be this guest's name, and claimed for it; if not, the reply says why."""
+    problem = name_problem(wanted)
+    if problem:
+        hub.reply(session, codes.INVALID_NAME, problem)
+        return False
+    if hub.exists(key):
+        free = suggest(wanted, Taken(hub))
+        why = "belongs to an account (LOGIN to use it)" if key in hub.accounts else "is taken"
+        hub.reply(session, codes.NAME_TAKEN, f'{free} "{wanted}" {why}; try "{free}"')
+        return False
+    return await claimed(hub, session, key, wanted, account=False)
 
 
 def _bound_to(hub: Core, key: str) -> str:
