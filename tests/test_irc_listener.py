@@ -230,3 +230,37 @@ async def test_an_account_signing_in_is_shown_its_groups_and_everyone_online(ser
     names = {line.params[2]: sorted(line.params[3].split()) for line in lines if line.command == "353"}
     assert joins == ["#everyone", "#icu"]
     assert names == {"#everyone": ["alice", "ben"], "#icu": ["alice", "ben"]}
+
+
+async def test_the_message_of_the_day_comes_from_a_file(tmp_path: Path) -> None:
+    motd = tmp_path / "motd.txt"
+    motd.write_text("Bleeper for ward 7\nIn an emergency call 2222\n")
+    started = ChatServer(make_config(irc_port=free_port(), irc_motd=str(motd), server_name="irc.bleeper.test"))
+    await started.start()
+    try:
+        ann = await IrcConnection.connect(irc_port(started))
+        burst = await ann.register("ann")
+        shown = [line.params[-1] for line in burst if line.command == "372"]
+        assert shown == ["- Bleeper for ward 7", "- In an emergency call 2222"]
+        assert "422" not in [line.command for line in burst]
+        ann.send("MOTD")
+        assert [line.command for line in await ann.until("376")] == ["375", "372", "372", "376"]
+    finally:
+        await started.stop(grace=0.5)
+
+
+async def test_irc_connections_are_counted_in_metrics() -> None:
+    import httpx
+
+    started = ChatServer(make_config(irc_port=free_port(), http=True, server_name="irc.bleeper.test"))
+    await started.start()
+    try:
+        ann = await IrcConnection.connect(irc_port(started))
+        await ann.register("ann")
+        host, port = started.http_addresses[0]
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(f"http://{host}:{port}/metrics")).text
+        assert 'bleeper_connections{transport="irc"} 1' in metrics
+        assert 'bleeper_connections{transport="tcp"} 0' in metrics
+    finally:
+        await started.stop(grace=0.5)

@@ -138,6 +138,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--tls-port", type=int, metavar="PORT", help=f"TLS listener's port [default: {d.tls_port}]")
     p.add_argument("--irc-port", type=int, metavar="PORT",
                    help="also speak IRC on this port, for irssi, WeeChat, HexChat and bots [default: off]")  # fmt: skip
+    p.add_argument("--irc-motd", metavar="FILE", help="a text file IRC clients are shown as the message of the day")
     p.add_argument("--irc-tls-port", type=int, metavar="PORT",
                    help="IRC over TLS on this port, with --tls-cert's certificate [default: off]")  # fmt: skip
     p.add_argument(

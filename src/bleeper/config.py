@@ -46,6 +46,7 @@ class ServeConfig:
     tls_port: int = 8091
     irc_port: int = 0  # the IRC listener's port; 0: no IRC listener
     irc_tls_port: int = 0  # IRC over TLS, with the server's certificate (tls_cert); 0: none
+    irc_motd: str = ""  # a text file whose lines IRC clients are shown as the message of the day
     tls_cert: str = ""  # a PEM certificate chain: setting it turns the TLS listener on
     tls_key: str = ""  # its private key (PEM); may be the same file as the certificate
     plain_host: str = ""  # where the plain listener binds, when not --host (127.0.0.1 keeps it local)
@@ -92,6 +93,8 @@ class ServeConfig:
         for name in ("irc_port", "irc_tls_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(f"{name} {getattr(self, name)} is out of range: use 1-65535 (0 turns it off)")
+        if self.irc_motd and not Path(self.irc_motd).is_file():
+            raise ConfigError(f"irc_motd {self.irc_motd!r} is not a file: give a text file of the message of the day")
         if self.irc_tls_port and not self.tls_cert:
             raise ConfigError("irc_tls_port needs the server's certificate: give --tls-cert and --tls-key")
         if bool(self.tls_cert) != bool(self.tls_key):

@@ -22,6 +22,7 @@ from bleeper.framework import Connection
 from bleeper.protocol.framing import FramingError, LineTooLong
 from bleeper.protocol.irc.codec import IrcCodec, Output
 from bleeper.protocol.irc.message import MAX_BODY, MAX_TAGS
+from bleeper.protocol.text import clean_text
 
 log = logging.getLogger("bleeper.irc")
 
@@ -32,7 +33,7 @@ class IrcListener:
     def __init__(self, hub: Hub, server_name: str, motd: Sequence[str] = ()) -> None:
         self.hub = hub
         self.server_name = server_name
-        self.motd = list(motd)
+        self.motd = [clean_text(line)[:400] for line in motd]  # (a line of the file per 372; kept short)
 
     def connect(self, conn: Connection) -> Session | None:
         codec = IrcCodec(self.server_name, motd=self.motd, fold=name_key, nicklen=MAX_NAME)

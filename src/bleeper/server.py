@@ -9,6 +9,7 @@ import re
 import resource
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bleeper import __version__
@@ -72,7 +73,10 @@ class ChatServer(Server):
             server_name=config.server_name,
             **(self.cluster.hub_options() if self.cluster is not None else {}),
         )
-        self.irc = IrcListener(self.hub, config.server_name) if config.irc_port or config.irc_tls_port else None
+        self.irc: IrcListener | None = None
+        if config.irc_port or config.irc_tls_port:
+            motd = Path(config.irc_motd).read_text(errors="replace").splitlines() if config.irc_motd else []
+            self.irc = IrcListener(self.hub, config.server_name, motd)
         self.irc_addresses: list[tuple[str, int]] = []
         self.store: Store | None = None
         self.backend: StoreBackend | None = None
@@ -241,9 +245,11 @@ class ChatServer(Server):
     def _metrics(self) -> str:
         hub, journal = self.hub, self.backend.journal if self.backend is not None else None
         web = sum(1 for conn in self.connections if isinstance(conn.transport, WebSocketTransport))
+        irc = sum(1 for conn in self.connections if conn.kind == "irc")
         return exposition([
-            Metric("bleeper_connections", "gauge", "Open connections").add(len(self.connections) - web, transport="tcp")
-            .add(web, transport="websocket"),
+            Metric("bleeper_connections", "gauge", "Open connections")
+            .add(len(self.connections) - web - irc, transport="tcp").add(web, transport="websocket")
+            .add(irc, transport="irc"),
             Metric("bleeper_connections_total", "counter", "Connections accepted").add(self.connections_total),
             Metric("bleeper_people", "gauge", "People online (names in use)").add(hub.registry.count()),
             Metric("bleeper_messages_total", "counter", "Messages stored (acknowledged after commit)")
