@@ -421,3 +421,20 @@ def test_who_a_nick_lists_that_person_and_away_is_gone() -> None:
     ann, _ = register(hub, "ann")
     who = ann.send("WHO bob")
     assert commands(who) == ["352", "315"] and who[0].params[5] == "bob" and who[0].params[6] == "G"
+
+
+def test_a_flood_of_lines_the_codec_answers_itself_is_cut_as_any_flood() -> None:
+    """MODE, CAP, TOPIC and the like never reach the hub's commands, yet each line counts (found by a
+    review: they went unlimited)."""
+    from bleeper.irc_listener import IrcListener
+
+    hub = Hub(HubLimits(rate=1, burst=5))
+    listener = IrcListener(hub, "bleeper.test")
+    peer = Peer()
+    session = listener.connect(peer)  # type: ignore[arg-type]
+    assert session is not None
+    for _ in range(30):
+        listener.line(session, "MODE #icu")
+        if peer.closed:
+            break
+    assert peer.closed is not None and "flood" in peer.closed

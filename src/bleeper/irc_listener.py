@@ -65,11 +65,15 @@ class IrcListener:
             log.exception("an IRC line could not be read: %r", line[:100])
             self.hub.answer(session, codec.notice("That line could not be handled (a server error, logged)"))
             return None
+        if all(isinstance(out, bytes) for out in outputs) and not self.hub.count_line(session):
+            return None  # answered by the codec alone (CAP, MODE...), and one line too many: cut as a flood
         return self._run(session, outputs, 0)
 
     def invalid(self, session: Session, error: FramingError) -> None:
         codec = session.codec
         assert isinstance(codec, IrcCodec)
+        if not self.hub.count_line(session, "flood: too many bad lines"):
+            return
         if isinstance(error, LineTooLong):
             self.hub.answer(session, codec.too_long(f"longer than {error.limit} bytes"))
         else:

@@ -149,15 +149,22 @@ class Hub(Core):
             self._log_command(session, command)
         return self._handlers[type(command)](self, session, command)
 
-    def framing_error(self, session: Session, error: FramingError) -> None:
-        """A line the framer could not deliver still gets its one reply."""
+    def count_line(self, session: Session, flood: str = "flood: too many commands") -> bool:
+        """A line answered without a command (a bad line here, or another protocol's own: IRC's CAP or MODE)
+        still counts against the session's rate: a flood of them is cut. False when the session was."""
         if session.closing:
-            return
+            return False
         now = self.monotonic()
         session.last_active = now
         session.ping_sent = None
         if session.bucket.take(now) == FLOOD:
-            self.drop(session, "flood: too many bad lines")
+            self.drop(session, f"{flood}; reconnect and slow down")
+            return False
+        return True
+
+    def framing_error(self, session: Session, error: FramingError) -> None:
+        """A line the framer could not deliver still gets its one reply."""
+        if not self.count_line(session, "flood: too many bad lines"):
             return
         if isinstance(error, LineTooLong):
             self.reply(session, codes.LINE_TOO_LONG, f"line too long (max {error.limit} bytes); it was discarded")
