@@ -346,17 +346,29 @@ class Relay:
             self.server.close()
 
 
-async def test_a_command_made_while_reconnecting_waits_for_the_login_on_the_new_connection(tmp_path: Path) -> None:
-    """A message sent while the library reconnects must not go out on the new connection ahead of LOGIN (the
-    server would refuse it, not being told who it is from): it waits, and is sent once signed in."""
+@contextlib.asynccontextmanager
+async def relayed(
+    tmp_path: Path, backoff: tuple[float, float] = (0.05, 0.2), **settings: object
+) -> AsyncIterator[tuple[ChatServer, Relay, ChatClient]]:
+    """A server with accounts alice and bob, a relay in front of it, and alice logged in through the relay."""
     db = await create_accounts(str(tmp_path / "bleeper.db"), "alice", "bob")
-    server = ChatServer(make_config(db=db))
+    server = ChatServer(make_config(db=db, **settings))
     await server.start()
     relay = Relay(port_of(server))
     try:
-        alice = ChatClient("127.0.0.1", await relay.start(), backoff=(0.05, 1.0))  # a message waits 4 s
+        alice = ChatClient("127.0.0.1", await relay.start(), backoff=backoff)
         await alice.connect()
         await alice.login("alice", "alice-password")
+        yield server, relay, alice
+    finally:
+        await relay.close()
+        await server.stop(grace=0.5)
+
+
+async def test_a_command_made_while_reconnecting_waits_for_the_login_on_the_new_connection(tmp_path: Path) -> None:
+    """A message sent while the library reconnects must not go out on the new connection ahead of LOGIN (the
+    server would refuse it, not being told who it is from): it waits, and is sent once signed in."""
+    async with relayed(tmp_path, backoff=(0.05, 1.0)) as (server, relay, alice):
         relay.holding = True
         relay.cut()  # alice's library reconnects, and its new connection's greeting is held up
         for _ in range(100):
@@ -375,31 +387,18 @@ async def test_a_command_made_while_reconnecting_waits_for_the_login_on_the_new_
         assert (await bob.command("LOGIN bob bob-password")).text.endswith("1 waiting sent, 0 more")
         assert (await bob.message()).text == "while reconnecting"
         await alice.quit()
-    finally:
-        await relay.close()
-        await server.stop(grace=0.5)
 
 
 async def test_the_reconnect_loop_carries_on_past_connections_that_close_as_it_signs_in(tmp_path: Path) -> None:
     """A node that greets and dies (a cluster node killed under a reconnecting crowd): LOGIN finds the new
     connection closed, or closing. The loop must treat that as one more failed try, not stop."""
-    db = await create_accounts(str(tmp_path / "bleeper.db"), "alice", "bob")
-    server = ChatServer(make_config(db=db))
-    await server.start()
-    relay = Relay(port_of(server))
-    try:
-        alice = ChatClient("127.0.0.1", await relay.start(), backoff=(0.05, 0.2))
-        await alice.connect()
-        await alice.login("alice", "alice-password")
+    async with relayed(tmp_path) as (_, relay, alice):
         relay.hang_up_after_greeting = 3
         relay.cut()
         back = await next_connected(alice)
         assert back.name == "alice" and relay.connections == 5 and alice.state == "connected"
         assert (await alice.tell("bob", "back")).id >= 1
         await alice.quit()
-    finally:
-        await relay.close()
-        await server.stop(grace=0.5)
 
 
 async def test_the_reconnect_loop_carries_on_when_its_connection_closes_between_two_of_its_commands(
@@ -407,14 +406,7 @@ async def test_the_reconnect_loop_carries_on_when_its_connection_closes_between_
 ) -> None:
     """Rejoining many groups, the library is told to slow down and pauses; the connection closes meanwhile, so
     its next JOIN finds no connection (NotConnected, not a closed reply): one more failed try, not the end."""
-    db = await create_accounts(str(tmp_path / "bleeper.db"), "alice", "bob")
-    server = ChatServer(make_config(db=db, rate=2.0, burst=4))
-    await server.start()
-    relay = Relay(port_of(server))
-    try:
-        alice = ChatClient("127.0.0.1", await relay.start(), backoff=(0.05, 0.2))
-        await alice.connect()
-        await alice.login("alice", "alice-password")
+    async with relayed(tmp_path, rate=2.0, burst=4) as (_, relay, alice):
         for group in ("#a", "#b", "#c", "#d"):
             await asyncio.sleep(0.6)  # within the rate
             await alice.join(group)
@@ -425,6 +417,3 @@ async def test_the_reconnect_loop_carries_on_when_its_connection_closes_between_
         assert relay.hang_up_on is None, "the connection was closed after a slow-down, as the test meant"
         assert back.name == "alice" and relay.connections >= 3 and alice.groups == {"#a", "#b", "#c", "#d"}
         await alice.quit()
-    finally:
-        await relay.close()
-        await server.stop(grace=0.5)

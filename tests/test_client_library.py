@@ -123,6 +123,19 @@ async def test_events_include_presence_and_groups(server: ChatServer) -> None:
     await alice.quit()
 
 
+async def test_a_rename_is_shown_to_the_others(server: ChatServer) -> None:
+    alice = await named(server, "alice")
+    bob = await named(server, "bob")
+    assert await next_of(alice, Event) == Event("ONLINE", ("bob",))
+    assert (await bob.command("NAME robert")).code == 201
+    renamed = await next_of(alice, Event)
+    assert renamed == Event("RENAMED", ("bob", "robert"))
+    line = event_line(renamed, "alice")
+    assert line is not None and line.text == "bob is now robert"
+    await alice.quit()
+    await bob.quit()
+
+
 async def test_concurrent_commands_get_their_own_replies(server: ChatServer) -> None:
     client = await named(server, "busy")
     replies = await asyncio.gather(*(client.ping(f"t{i}") for i in range(50)))  # within the default burst
